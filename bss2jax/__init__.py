@@ -1,0 +1,60 @@
+"""bss2jax: emulate and train spiking networks for the BrainScaleS-2 chip, in JAX."""
+
+from . import kernels as kernels
+from ._backend import (
+    AbstractBackend as AbstractBackend,
+    BackendError as BackendError,
+    Numeric as Numeric,
+)
+from ._dense import (
+    cadc_to_dense as cadc_to_dense,
+    grid_length as grid_length,
+    madc_to_dense as madc_to_dense,
+    samples_to_dense as samples_to_dense,
+    spikes_to_dense as spikes_to_dense,
+)
+from ._network import (
+    INPUT as INPUT,
+    AbstractNetwork as AbstractNetwork,
+    Network as Network,
+    NetworkError as NetworkError,
+    Projection as Projection,
+    Sequential as Sequential,
+)
+from ._neurons import LI as LI, LIF as LIF, AbstractNeuron as AbstractNeuron, AdEx as AdEx
+from ._observables import (
+    Observables as Observables,
+    PopulationRecording as PopulationRecording,
+    Recording as Recording,
+    cadc_to_model as cadc_to_model,
+    shift_time as shift_time,
+)
+from ._parameters import (
+    Frozen as Frozen,
+    Mixed as Mixed,
+    hardware_value as hardware_value,
+    model_value as model_value,
+)
+from ._run import run as run
+from ._surrogate import (
+    AbstractSurrogate as AbstractSurrogate,
+    ArcTan as ArcTan,
+    Boxcar as Boxcar,
+    Gaussian as Gaussian,
+    Sigmoid as Sigmoid,
+    SuperSpike as SuperSpike,
+    Triangle as Triangle,
+)
+from ._synapse import Synapse as Synapse
+from ._transforms import (
+    AbstractWeightTransform as AbstractWeightTransform,
+    ExponentialClamp as ExponentialClamp,
+    LinearSaturating as LinearSaturating,
+    linear_exponential_clamp as linear_exponential_clamp,
+    linear_saturating as linear_saturating,
+    round_half_away as round_half_away,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [name for name in dir() if not name.startswith("_") and name != "kernels"]

@@ -1,0 +1,444 @@
+"""Neuron populations: LIF, LI and the AdEx family, with hxtorch's parameters and defaults.
+
+A population is a pytree of its parameters. Numbers become float array leaves (trainable);
+sizes, flags and choices of method are static. Potentials default to hxtorch's chip values
+(leak 80, reset 80, threshold 125), which are the same in model and chip space; use
+`Mixed(model, hardware)` where they differ, e.g. `threshold=Mixed(1.0, 125.0)`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from ._parameters import Mixed, ParameterLike, as_parameter, model_value
+from ._surrogate import AbstractSurrogate, SuperSpike
+from .kernels.cuba import CubaFlags, CubaParams
+
+_DEFAULT_CAPACITANCE_MODEL = 10e-6  # hxtorch: model value 1e-5, chip value 63 LSB
+_DEFAULT_CAPACITANCE_HARDWARE = 63.0
+
+Interpolation = Literal["linear", "nearest"]
+Integrator = Literal["euler", "exact"]
+
+
+class AbstractNeuron(eqx.Module):
+    """A population of current-based neurons (hxtorch's `AELIF` and its reductions).
+
+    Parameters (float, per-neuron array of shape `(size,)`, `Mixed` or `Frozen`):
+    `leak`, `reset`, `threshold` (potentials); `tau_mem`, `tau_syn`, `refractory_time`,
+    `tau_adap` (seconds); `membrane_capacitance` (model value in seconds-per-conductance
+    units such that `dt / c` scales the synaptic input; chip value in LSB);
+    `exponential_slope`, `exponential_threshold`, `subthreshold_adaptation_strength` (`a`),
+    `spike_triggered_adaptation_increment` (`b`); `trace_scale`, `trace_offset` (readout
+    post-processing of measured CADC traces).
+
+    Static: `size`, the AdEx flags, `integrator` ("euler" is hxtorch's explicit Euler;
+    "exact" decays exactly over a step), `cadc_time_shift` (steps), `shift_cadc_to_first`,
+    `interpolation` ("linear" | "nearest"), the recording switches and `record_neuron_id`
+    (the neuron the MADC watches), `i_synin_gm` and `synapse_dac_bias` (chip-only
+    calibration targets).
+    """
+
+    size: int = eqx.field(static=True)
+    leak: ParameterLike
+    reset: ParameterLike
+    threshold: ParameterLike
+    tau_mem: ParameterLike
+    tau_syn: ParameterLike
+    membrane_capacitance: ParameterLike
+    refractory_time: ParameterLike
+    exponential_slope: ParameterLike
+    exponential_threshold: ParameterLike
+    subthreshold_adaptation_strength: ParameterLike
+    spike_triggered_adaptation_increment: ParameterLike
+    tau_adap: ParameterLike
+    trace_scale: ParameterLike
+    trace_offset: ParameterLike
+    surrogate: AbstractSurrogate
+    leaky: bool = eqx.field(static=True)
+    fire: bool = eqx.field(static=True)
+    exponential: bool = eqx.field(static=True)
+    subthreshold_adaptation: bool = eqx.field(static=True)
+    spike_triggered_adaptation: bool = eqx.field(static=True)
+    integrator: str = eqx.field(static=True)
+    cadc_time_shift: int = eqx.field(static=True)
+    shift_cadc_to_first: bool = eqx.field(static=True)
+    interpolation: str = eqx.field(static=True)
+    enable_spike_recording: bool = eqx.field(static=True)
+    enable_cadc_recording: bool = eqx.field(static=True)
+    enable_madc_recording: bool = eqx.field(static=True)
+    record_neuron_id: int = eqx.field(static=True)
+    i_synin_gm: float = eqx.field(static=True)
+    synapse_dac_bias: float = eqx.field(static=True)
+
+    def _setup(self, size, *, flags, surrogate, options, **parameters):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"`size` must be a positive int; got {size!r}.")
+        self.size = size
+        for name, value in parameters.items():
+            setattr(self, name, as_parameter(value, name, size))
+        for name in ("tau_mem", "tau_syn", "tau_adap", "membrane_capacitance"):
+            _check_positive(getattr(self, name), name)
+        _check_non_negative(self.refractory_time, "refractory_time")
+        if not isinstance(surrogate, AbstractSurrogate):
+            raise TypeError(
+                "`surrogate` must be a bss2jax surrogate such as `bj.SuperSpike(alpha=50.0)`; "
+                f"got {surrogate!r}."
+            )
+        self.surrogate = surrogate
+        for name, value in flags.items():
+            setattr(self, name, bool(value))
+        integrator = options.pop("integrator")
+        if integrator not in ("euler", "exact"):
+            raise ValueError(f"`integrator` must be 'euler' or 'exact'; got {integrator!r}.")
+        self.integrator = integrator
+        interpolation = options.pop("interpolation")
+        if interpolation not in ("linear", "nearest"):
+            raise ValueError(
+                f"`interpolation` must be 'linear' or 'nearest'; got {interpolation!r}."
+            )
+        self.interpolation = interpolation
+        shift = options.pop("cadc_time_shift")
+        if isinstance(shift, bool) or not isinstance(shift, int):
+            raise ValueError(f"`cadc_time_shift` must be an int (steps); got {shift!r}.")
+        self.cadc_time_shift = shift
+        record = options.pop("record_neuron_id")
+        if isinstance(record, bool) or not isinstance(record, int) or not 0 <= record < size:
+            raise ValueError(
+                f"`record_neuron_id` must be an int in [0, size) = [0, {size}); got {record!r}."
+            )
+        self.record_neuron_id = record
+        self.shift_cadc_to_first = bool(options["shift_cadc_to_first"])
+        self.enable_spike_recording = bool(options["enable_spike_recording"]) and self.fire
+        self.enable_cadc_recording = bool(options["enable_cadc_recording"])
+        self.enable_madc_recording = bool(options["enable_madc_recording"])
+        self.i_synin_gm = float(options["i_synin_gm"])
+        self.synapse_dac_bias = float(options["synapse_dac_bias"])
+
+    @property
+    def adaptation(self) -> bool:
+        """Whether the population carries an adaptation state."""
+        return self.subthreshold_adaptation or self.spike_triggered_adaptation
+
+    def cuba_flags(self) -> CubaFlags:
+        """The static flags of the integrator."""
+        return CubaFlags(
+            leaky=self.leaky,
+            fire=self.fire,
+            refractory=self.fire,
+            exponential=self.exponential,
+            subthreshold_adaptation=self.subthreshold_adaptation,
+            spike_triggered_adaptation=self.spike_triggered_adaptation,
+            exact=self.integrator == "exact",
+        )
+
+    def cuba_params(self) -> CubaParams:
+        """Model-space values of the parameters, as the integrator takes them."""
+        return CubaParams(*(model_value(getattr(self, name)) for name in CubaParams._fields))
+
+
+def _check_positive(value, name):
+    for part in _concrete_parts(value):
+        if not bool(jnp.all(part > 0)):
+            raise ValueError(f"`{name}` must be positive; got {part}.")
+
+
+def _check_non_negative(value, name):
+    for part in _concrete_parts(value):
+        if not bool(jnp.all(part >= 0)):
+            raise ValueError(f"`{name}` must be non-negative; got {part}.")
+
+
+def _concrete_parts(value):
+    from ._parameters import Frozen
+
+    if isinstance(value, Frozen):
+        return _concrete_parts(value.value)
+    if isinstance(value, Mixed):
+        return (value.model,)
+    return (value,)
+
+
+def _default_capacitance():
+    return Mixed(_DEFAULT_CAPACITANCE_MODEL, _DEFAULT_CAPACITANCE_HARDWARE)
+
+
+def _recording_options(
+    *,
+    integrator,
+    cadc_time_shift,
+    shift_cadc_to_first,
+    interpolation,
+    enable_spike_recording,
+    enable_cadc_recording,
+    enable_madc_recording,
+    record_neuron_id,
+    i_synin_gm,
+    synapse_dac_bias,
+):
+    return dict(
+        integrator=integrator,
+        cadc_time_shift=cadc_time_shift,
+        shift_cadc_to_first=shift_cadc_to_first,
+        interpolation=interpolation,
+        enable_spike_recording=enable_spike_recording,
+        enable_cadc_recording=enable_cadc_recording,
+        enable_madc_recording=enable_madc_recording,
+        record_neuron_id=record_neuron_id,
+        i_synin_gm=i_synin_gm,
+        synapse_dac_bias=synapse_dac_bias,
+    )
+
+
+class LIF(AbstractNeuron):
+    """Leaky integrate-and-fire population (hxtorch's `LIF`), current-based synapses.
+
+    **Arguments** (hxtorch's defaults): `size`; `leak=80`, `reset=80`, `threshold=125`
+    (model units; chip LSB unless `Mixed`); `tau_mem=tau_syn=10e-6` s;
+    `refractory_time=1e-6` s; `membrane_capacitance=Mixed(10e-6, 63)`;
+    `surrogate=SuperSpike(alpha=50)`; `trace_scale=1`, `trace_offset=0`, `cadc_time_shift=0`,
+    `shift_cadc_to_first=False`, `interpolation="linear"`; `integrator="euler"`; recording
+    switches (`enable_spike_recording=True`, `enable_cadc_recording=True`,
+    `enable_madc_recording=False`, `record_neuron_id=0`); `i_synin_gm=500`,
+    `synapse_dac_bias=600` (chip only).
+
+    ```python
+    lif = bj.LIF(100, leak=bj.Mixed(0.0, 80.0), reset=bj.Mixed(0.0, 80.0),
+                 threshold=bj.Mixed(1.0, 125.0), tau_mem=6e-6, tau_syn=6e-6)
+    ```
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        leak=80.0,
+        reset=80.0,
+        threshold=125.0,
+        tau_mem=10e-6,
+        tau_syn=10e-6,
+        membrane_capacitance=None,
+        refractory_time=1e-6,
+        surrogate: AbstractSurrogate = SuperSpike(),
+        trace_scale=1.0,
+        trace_offset=0.0,
+        cadc_time_shift: int = 0,
+        shift_cadc_to_first: bool = False,
+        interpolation: Interpolation = "linear",
+        integrator: Integrator = "euler",
+        enable_spike_recording: bool = True,
+        enable_cadc_recording: bool = True,
+        enable_madc_recording: bool = False,
+        record_neuron_id: int = 0,
+        i_synin_gm: float = 500.0,
+        synapse_dac_bias: float = 600.0,
+    ):
+        self._setup(
+            size,
+            flags=dict(
+                leaky=True,
+                fire=True,
+                exponential=False,
+                subthreshold_adaptation=False,
+                spike_triggered_adaptation=False,
+            ),
+            surrogate=surrogate,
+            options=_recording_options(
+                integrator=integrator,
+                cadc_time_shift=cadc_time_shift,
+                shift_cadc_to_first=shift_cadc_to_first,
+                interpolation=interpolation,
+                enable_spike_recording=enable_spike_recording,
+                enable_cadc_recording=enable_cadc_recording,
+                enable_madc_recording=enable_madc_recording,
+                record_neuron_id=record_neuron_id,
+                i_synin_gm=i_synin_gm,
+                synapse_dac_bias=synapse_dac_bias,
+            ),
+            leak=leak,
+            reset=reset,
+            threshold=threshold,
+            tau_mem=tau_mem,
+            tau_syn=tau_syn,
+            membrane_capacitance=(
+                _default_capacitance() if membrane_capacitance is None else membrane_capacitance
+            ),
+            refractory_time=refractory_time,
+            exponential_slope=50e-3,
+            exponential_threshold=110.0,
+            subthreshold_adaptation_strength=0.0,
+            spike_triggered_adaptation_increment=0.0,
+            tau_adap=100e-6,
+            trace_scale=trace_scale,
+            trace_offset=trace_offset,
+        )
+
+
+class LI(AbstractNeuron):
+    """Leaky integrator (hxtorch's `LI`, the readout): no threshold, no spikes.
+
+    It may receive several input projections (their currents add). Same defaults as `LIF`
+    for the parameters it has (`leak=80`, `tau_mem=tau_syn=10e-6` s, ...).
+
+    ```python
+    readout = bj.LI(3, leak=bj.Mixed(0.0, 80.0), tau_mem=10e-6, tau_syn=10e-6)
+    ```
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        leak=80.0,
+        tau_mem=10e-6,
+        tau_syn=10e-6,
+        membrane_capacitance=None,
+        trace_scale=1.0,
+        trace_offset=0.0,
+        cadc_time_shift: int = 0,
+        shift_cadc_to_first: bool = False,
+        interpolation: Interpolation = "linear",
+        integrator: Integrator = "euler",
+        enable_cadc_recording: bool = True,
+        enable_madc_recording: bool = False,
+        record_neuron_id: int = 0,
+        i_synin_gm: float = 500.0,
+        synapse_dac_bias: float = 600.0,
+    ):
+        self._setup(
+            size,
+            flags=dict(
+                leaky=True,
+                fire=False,
+                exponential=False,
+                subthreshold_adaptation=False,
+                spike_triggered_adaptation=False,
+            ),
+            surrogate=SuperSpike(),
+            options=_recording_options(
+                integrator=integrator,
+                cadc_time_shift=cadc_time_shift,
+                shift_cadc_to_first=shift_cadc_to_first,
+                interpolation=interpolation,
+                enable_spike_recording=False,
+                enable_cadc_recording=enable_cadc_recording,
+                enable_madc_recording=enable_madc_recording,
+                record_neuron_id=record_neuron_id,
+                i_synin_gm=i_synin_gm,
+                synapse_dac_bias=synapse_dac_bias,
+            ),
+            leak=leak,
+            reset=leak,
+            threshold=jnp.inf,
+            tau_mem=tau_mem,
+            tau_syn=tau_syn,
+            membrane_capacitance=(
+                _default_capacitance() if membrane_capacitance is None else membrane_capacitance
+            ),
+            refractory_time=0.0,
+            exponential_slope=50e-3,
+            exponential_threshold=110.0,
+            subthreshold_adaptation_strength=0.0,
+            spike_triggered_adaptation_increment=0.0,
+            tau_adap=100e-6,
+            trace_scale=trace_scale,
+            trace_offset=trace_offset,
+        )
+
+
+class AdEx(AbstractNeuron):
+    """Adaptive exponential integrate-and-fire family (hxtorch's `AELIF`).
+
+    All terms on by default, as in hxtorch; switch them with `leaky` (False gives an
+    integrate-and-fire neuron, IAF), `fire`, `exponential`, `subthreshold_adaptation`
+    (strength `subthreshold_adaptation_strength`, "a") and `spike_triggered_adaptation`
+    (increment `spike_triggered_adaptation_increment`, "b"), with `tau_adap` in seconds.
+    Defaults otherwise as `LIF`, plus `exponential_slope=50e-3`, `exponential_threshold=110`,
+    `a=b=1`, `tau_adap=100e-6`.
+
+    ```python
+    iaf = bj.AdEx(10, leaky=False, exponential=False, subthreshold_adaptation=False,
+                  spike_triggered_adaptation=False)
+    ```
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        leak=80.0,
+        reset=80.0,
+        threshold=125.0,
+        tau_mem=10e-6,
+        tau_syn=10e-6,
+        membrane_capacitance=None,
+        refractory_time=1e-6,
+        exponential_slope=50e-3,
+        exponential_threshold=110.0,
+        subthreshold_adaptation_strength=1.0,
+        spike_triggered_adaptation_increment=1.0,
+        tau_adap=100e-6,
+        leaky: bool = True,
+        fire: bool = True,
+        exponential: bool = True,
+        subthreshold_adaptation: bool = True,
+        spike_triggered_adaptation: bool = True,
+        surrogate: AbstractSurrogate = SuperSpike(),
+        trace_scale=1.0,
+        trace_offset=0.0,
+        cadc_time_shift: int = 0,
+        shift_cadc_to_first: bool = False,
+        interpolation: Interpolation = "linear",
+        integrator: Integrator = "euler",
+        enable_spike_recording: bool = True,
+        enable_cadc_recording: bool = True,
+        enable_madc_recording: bool = False,
+        record_neuron_id: int = 0,
+        i_synin_gm: float = 500.0,
+        synapse_dac_bias: float = 600.0,
+    ):
+        self._setup(
+            size,
+            flags=dict(
+                leaky=leaky,
+                fire=fire,
+                exponential=exponential,
+                subthreshold_adaptation=subthreshold_adaptation,
+                spike_triggered_adaptation=spike_triggered_adaptation,
+            ),
+            surrogate=surrogate,
+            options=_recording_options(
+                integrator=integrator,
+                cadc_time_shift=cadc_time_shift,
+                shift_cadc_to_first=shift_cadc_to_first,
+                interpolation=interpolation,
+                enable_spike_recording=enable_spike_recording,
+                enable_cadc_recording=enable_cadc_recording,
+                enable_madc_recording=enable_madc_recording,
+                record_neuron_id=record_neuron_id,
+                i_synin_gm=i_synin_gm,
+                synapse_dac_bias=synapse_dac_bias,
+            ),
+            leak=leak,
+            reset=reset,
+            threshold=threshold if fire else jnp.inf,
+            tau_mem=tau_mem,
+            tau_syn=tau_syn,
+            membrane_capacitance=(
+                _default_capacitance() if membrane_capacitance is None else membrane_capacitance
+            ),
+            refractory_time=refractory_time if fire else 0.0,
+            exponential_slope=exponential_slope,
+            exponential_threshold=exponential_threshold,
+            subthreshold_adaptation_strength=subthreshold_adaptation_strength,
+            spike_triggered_adaptation_increment=spike_triggered_adaptation_increment,
+            tau_adap=tau_adap,
+            trace_scale=trace_scale,
+            trace_offset=trace_offset,
+        )
+
+
+ALL_NEURON_TYPES = (LIF, LI, AdEx)

@@ -1,0 +1,95 @@
+"""Parameters that differ between model space and chip space, and frozen parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Mixed(eqx.Module):
+    """A parameter with one value in model space and another on the chip.
+
+    hxtorch's `MixedHXModelParameter`: the numerics (and the gradient) use `model`; a chip
+    backend configures the chip with `hardware` (CADC LSB for potentials, seconds for times).
+
+    **Arguments:**
+    - `model`: float or float array broadcastable to `(neurons,)`, model units.
+    - `hardware`: float or float array broadcastable to `(neurons,)`, chip units.
+
+    ```python
+    threshold = bj.Mixed(1.0, 125.0)   # threshold 1 in the model, 125 LSB on the chip
+    ```
+    """
+
+    model: jax.Array
+    hardware: jax.Array
+
+    def __init__(self, model, hardware):
+        self.model = jnp.asarray(model, dtype=float)
+        self.hardware = jnp.asarray(hardware, dtype=float)
+
+
+class Frozen(eqx.Module):
+    """A parameter that the gradient does not reach (its derivative is zero).
+
+    `Frozen(value)` wraps a number, an array or a `Mixed`; `jax.grad` returns zeros for it,
+    so an optimiser without weight decay leaves it unchanged.
+
+    ```python
+    lif = bj.LIF(10, tau_mem=bj.Frozen(6e-6))
+    ```
+    """
+
+    value: Any
+
+    def __init__(self, value):
+        self.value = value if isinstance(value, Mixed) else jnp.asarray(value, dtype=float)
+
+
+ParameterLike = float | jax.Array | Mixed | Frozen
+
+
+def as_parameter(value: Any, name: str, size: int) -> ParameterLike:
+    """Turn a user's value into an array leaf (or keep a `Mixed`/`Frozen`), checking shape."""
+    if isinstance(value, Frozen):
+        as_parameter(value.value, name, size)
+        return value
+    if isinstance(value, Mixed):
+        for part in (value.model, value.hardware):
+            _check_shape(part, name, size)
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be a number or a float array; got the bool {value!r}.")
+    array = jnp.asarray(value, dtype=float)
+    _check_shape(array, name, size)
+    return array
+
+
+def _check_shape(array, name: str, size: int) -> None:
+    shape = jnp.shape(array)
+    if shape not in ((), (size,)):
+        raise ValueError(
+            f"`{name}` must be a scalar or have shape (size,) = ({size},); got shape {shape}."
+        )
+
+
+def model_value(value: ParameterLike) -> jax.Array:
+    """The value the numerics use: `Mixed.model`, stop-gradient for `Frozen`, else itself."""
+    if isinstance(value, Frozen):
+        return jax.lax.stop_gradient(model_value(value.value))
+    if isinstance(value, Mixed):
+        return value.model
+    return value
+
+
+def hardware_value(value: ParameterLike) -> jax.Array:
+    """The value a chip is configured with: `Mixed.hardware`, else the plain value."""
+    if isinstance(value, Frozen):
+        return jax.lax.stop_gradient(hardware_value(value.value))
+    if isinstance(value, Mixed):
+        return value.hardware
+    return value

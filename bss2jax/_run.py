@@ -1,0 +1,220 @@
+"""`run`: a network on spike inputs, with a backend's observations injected."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._backend import AbstractBackend, Numeric
+from ._network import INPUT, AbstractNetwork, Stage
+from ._observables import Observables, PopulationRecording, Recording, cadc_to_model
+from .kernels import cuba
+
+
+def run(
+    network: AbstractNetwork,
+    inputs: jax.Array,
+    *,
+    backend: AbstractBackend = Numeric(),
+    dt: float = 1e-6,
+    key: jax.Array | None = None,
+):
+    """Run `network` on `inputs` and return the observables of every population.
+
+    **Arguments:**
+    - `network`: a `Sequential` or a `Network`.
+    - `inputs`: float array `(time, batch, in_features)`, input spikes as 0/1.
+    - `backend`: what produces the observations (`Numeric()`, a chip model, hardware).
+    - `dt`: the grid step in seconds of hardware time (Python float; default 1 µs).
+    - `key`: PRNG key for backends that draw noise.
+
+    **Returns:** a tuple of `Observables` (one per population of a `Sequential`) or a dict
+    (population name → `Observables`) for a `Network`; arrays are `(time, batch, neurons)`.
+
+    Whatever the backend observed (spikes, CADC membrane) is post-processed (time shift,
+    offset, scale) and becomes the forward value bit for bit, while the gradient flows
+    through the numerics linearised around the observed trajectory (hxtorch's
+    `Unterjubel`). With `Numeric()` the numerics are the result.
+    """
+    if not isinstance(network, AbstractNetwork):
+        raise TypeError(
+            f"`network` must be a bj.Sequential or bj.Network; got {type(network).__name__}."
+        )
+    if not isinstance(backend, AbstractBackend):
+        raise TypeError(
+            f"`backend` must be a bss2jax backend such as bj.Numeric(); got {backend!r}."
+        )
+    dt = _check_dt(dt)
+    inputs = jnp.asarray(inputs)
+    if inputs.ndim != 3 or inputs.shape[-1] != network.input_size:
+        raise ValueError(
+            "`inputs` must have shape (time, batch, in_features) with in_features = "
+            f"{network.input_size}; got {inputs.shape}."
+        )
+    if not jnp.issubdtype(inputs.dtype, jnp.floating):
+        inputs = inputs.astype(float)
+    recording = backend.observe(network, inputs, dt=dt, key=key)
+    observed = _check_recording(network, recording, inputs.shape[:2])
+
+    spikes = {INPUT: inputs}
+    results = {}
+    for stage in network.plan():
+        results.update(_run_stage(network, stage, spikes, observed, inputs, dt))
+    return network.pack(results)
+
+
+def _check_dt(dt) -> float:
+    if isinstance(dt, jax.core.Tracer):
+        raise TypeError("`dt` must be a Python float (static), not a traced value.")
+    try:
+        dt = float(dt)
+    except TypeError:
+        raise TypeError(f"`dt` must be a positive float in seconds; got {dt!r}.") from None
+    if not dt > 0:
+        raise ValueError(f"`dt` must be a positive float in seconds; got {dt!r}.")
+    return dt
+
+
+def _check_recording(network, recording, time_batch) -> dict:
+    if recording is None:
+        return {}
+    if not isinstance(recording, Recording):
+        raise TypeError(f"a backend must return a bj.Recording or None; got {recording!r}.")
+    time, batch = time_batch
+    keys = network.population_keys()
+    for key, entry in recording.populations.items():
+        if key not in keys:
+            raise ValueError(f"the recording names population {key!r}; the network has {keys}.")
+        if entry is None:
+            continue
+        if not isinstance(entry, PopulationRecording):
+            raise TypeError(f"`populations[{key!r}]` must be a bj.PopulationRecording.")
+        size = network.population(key).size
+        for name in ("spikes", "membrane_cadc"):
+            trace = getattr(entry, name)
+            if trace is None:
+                continue
+            shape = jnp.shape(trace)
+            if len(shape) != 3 or shape[0] < time or shape[1:] != (batch, size):
+                raise ValueError(
+                    f"recording of population {key!r}: `{name}` must have shape "
+                    f"(time >= {time}, {batch}, {size}); got {shape}."
+                )
+        if entry.spikes is not None and not network.population(key).fire:
+            raise ValueError(f"recording of population {key!r}: it does not fire, got spikes.")
+        if entry.membrane_madc is not None:
+            shape = jnp.shape(entry.membrane_madc)
+            if len(shape) != 2 or shape[0] < time or shape[1] != batch:
+                raise ValueError(
+                    f"recording of population {key!r}: `membrane_madc` must have shape "
+                    f"(time >= {time}, {batch}); got {shape}."
+                )
+    return {k: v for k, v in recording.populations.items() if v is not None}
+
+
+def _hardware(neuron, entry, time, dtype) -> cuba.HardwareStep:
+    if entry is None:
+        return cuba.HardwareStep()
+    membrane = spikes = None
+    if entry.membrane_cadc is not None:
+        membrane = cadc_to_model(jnp.asarray(entry.membrane_cadc, dtype), neuron)[:time]
+    if entry.spikes is not None:
+        spikes = jnp.asarray(entry.spikes, dtype)[:time]
+    return cuba.HardwareStep(membrane=membrane, spikes=spikes)
+
+
+def _run_stage(network, stage: Stage, spikes: dict, observed: dict, inputs, dt) -> dict:
+    time, batch = inputs.shape[:2]
+    dtype = inputs.dtype
+    neurons = {k: network.population(k) for k in stage.populations}
+    external = {k: None for k in stage.populations}
+    for edge in stage.hoisted:
+        source = spikes[edge.source]
+        if edge.delayed:
+            source = jnp.concatenate([jnp.zeros_like(source[:1]), source[:-1]])
+        current = source @ network.synapse(edge.index).model_weight().astype(dtype).T
+        target = edge.target
+        external[target] = current if external[target] is None else external[target] + current
+    for k, current in external.items():
+        if current is None:
+            external[k] = jnp.zeros((time, batch, neurons[k].size), dtype)
+    hardware = {k: _hardware(neurons[k], observed.get(k), time, dtype) for k in neurons}
+
+    if not stage.internal and len(stage.populations) == 1:
+        (k,) = stage.populations
+        neuron = neurons[k]
+        outputs = {
+            k: cuba.integrate(
+                neuron.cuba_params(),
+                neuron.cuba_flags(),
+                external[k],
+                hardware[k],
+                dt=dt,
+                spike_fn=neuron.surrogate,
+            )
+        }
+    else:
+        outputs = _scan_jointly(network, stage, neurons, external, hardware, batch, dtype, dt)
+
+    results = {}
+    for k, out in outputs.items():
+        neuron = neurons[k]
+        if out.spikes is not None:
+            spikes[k] = out.spikes
+        madc = None
+        if neuron.enable_madc_recording:
+            entry = observed.get(k)
+            if entry is not None and entry.membrane_madc is not None:
+                madc = lax.stop_gradient(jnp.asarray(entry.membrane_madc, dtype)[:time])
+            else:
+                madc = out.membrane[:, :, neuron.record_neuron_id]
+        results[k] = Observables(
+            membrane_cadc=out.membrane,
+            current=out.current,
+            spikes=out.spikes,
+            membrane_madc=madc,
+            adaptation=out.adaptation,
+        )
+    return results
+
+
+def _scan_jointly(network, stage, neurons, external, hardware, batch, dtype, dt):
+    """One scan over time for populations joined by projections inside the stage."""
+    params = {k: n.cuba_params() for k, n in neurons.items()}
+    flags = {k: n.cuba_flags() for k, n in neurons.items()}
+    weights = {
+        e.index: network.synapse(e.index).model_weight().astype(dtype) for e in stage.internal
+    }
+    delayed_sources = sorted(
+        {e.source for e in stage.internal if e.delayed}, key=stage.populations.index
+    )
+    states = {
+        k: cuba.init_state(params[k], flags[k], (batch, neurons[k].size), dtype) for k in neurons
+    }
+    previous = {k: jnp.zeros((batch, neurons[k].size), dtype) for k in delayed_sources}
+
+    def body(carry, xs):
+        states, previous = carry
+        currents, observed = xs
+        emitted, new_states, outs = {}, {}, {}
+        for k in stage.populations:
+            x = currents[k]
+            for e in stage.internal:
+                if e.target == k:
+                    z = previous[e.source] if e.delayed else emitted[e.source]
+                    x = x + z @ weights[e.index].T
+            new_states[k], outs[k] = cuba.step(
+                params[k],
+                flags[k],
+                states[k],
+                x,
+                observed[k],
+                dt=dt,
+                spike_fn=neurons[k].surrogate,
+            )
+            emitted[k] = outs[k].spikes
+        return (new_states, {k: emitted[k] for k in delayed_sources}), outs
+
+    _, outputs = lax.scan(body, (states, previous), (external, hardware))
+    return outputs

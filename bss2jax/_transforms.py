@@ -1,0 +1,129 @@
+"""Weight transforms: model-space weights to 6-bit signed chip weights.
+
+A transform has two views of one float weight matrix: `model(w)`, what the numerics use, and
+`hardware(w)`, integers in [-63, 63] for the chip (the sign selects an excitatory or an
+inhibitory synapse row). Rounding is straight-through: forward rounded, gradient identity.
+"""
+
+from __future__ import annotations
+
+import abc
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+WEIGHT_MAX = 63
+
+
+def round_half_away(x: jax.Array) -> jax.Array:
+    """Round half away from zero, as hxtorch's `±0.5` shift and truncation does."""
+    return jnp.sign(x) * jnp.floor(jnp.abs(x) + 0.5)
+
+
+def round_straight_through(x: jax.Array) -> jax.Array:
+    """`round_half_away(x)` forward, identity backward."""
+    return x + jax.lax.stop_gradient(round_half_away(x) - x)
+
+
+class AbstractWeightTransform(eqx.Module):
+    """Maps a synapse's float weights `(out, in)` to the model's and to the chip's weights."""
+
+    @abc.abstractmethod
+    def model(self, weight: jax.Array) -> jax.Array:
+        """Effective weights of the numerics, model units, same shape."""
+
+    @abc.abstractmethod
+    def hardware(self, weight: jax.Array) -> jax.Array:
+        """Chip weights: float array of integers in [-63, 63], same shape."""
+
+
+class LinearSaturating(AbstractWeightTransform):
+    """hxtorch's `linear_saturating`: chip weight `round(clip(scale * w, -63, 63))`.
+
+    The numerics use the unquantised float weights, as hxtorch's do. Weights that the clip
+    would change trigger a warning when checked with `check_range` (never silently).
+    """
+
+    scale: float = 1.0
+
+    def model(self, weight):
+        return weight
+
+    def hardware(self, weight):
+        scaled = jnp.clip(self.scale * weight, -WEIGHT_MAX, WEIGHT_MAX)
+        return round_straight_through(scaled)
+
+
+def linear_saturating(scale: float = 1.0) -> LinearSaturating:
+    """The default weight transform: scale, clip to ±63, round half away from zero.
+
+    **Arguments:**
+    - `scale`: chip weight units per model weight unit (hxtorch users report 55-70).
+
+    ```python
+    syn = bj.Synapse(128, 3, key=key, transform=bj.linear_saturating(55.0))
+    ```
+    """
+    if not scale > 0:
+        raise ValueError(f"`scale` must be positive; got {scale!r}.")
+    return LinearSaturating(float(scale))
+
+
+class ExponentialClamp(AbstractWeightTransform):
+    """hxtorch's `linear_exponential_clamp`: a soft saturation at `±cap`, optionally 6-bit.
+
+    With `s = 1 / (1 - start_weight / 63)`, weights with `|w| > start_weight / 63 * cap`
+    become `sign(w) * cap * (1 - exp(-s (|w| / cap - (1 - 1/s))) / s)`, which approaches
+    `cap` smoothly. With `quantize`, the numerics see multiples of `cap / 63`
+    (straight-through). On the chip `cap` maps to 63.
+    """
+
+    cap: float = 1.5
+    start_weight: float = 61.0
+    quantize: bool = eqx.field(static=True, default=False)
+
+    def model(self, weight):
+        s = 1.0 / (1.0 - self.start_weight / WEIGHT_MAX)
+        magnitude = jnp.abs(weight)
+        start = self.start_weight / WEIGHT_MAX * self.cap
+        soft = self.cap * (1.0 - jnp.exp(-s * (magnitude / self.cap - (1.0 - 1.0 / s))) / s)
+        clamped = jnp.where(magnitude > start, jnp.sign(weight) * soft, weight)
+        if self.quantize:
+            step = self.cap / WEIGHT_MAX
+            clamped = round_straight_through(clamped / step) * step
+        return clamped
+
+    def hardware(self, weight):
+        return round_straight_through(self.model(weight) * (WEIGHT_MAX / self.cap))
+
+
+def linear_exponential_clamp(
+    cap: float = 1.5, start_weight: float = 61.0, quantize: bool = False
+) -> ExponentialClamp:
+    """Soft clamp of the weights at `±cap`, with optional straight-through 6-bit rounding.
+
+    ```python
+    syn = bj.Synapse(784, 64, key=key, transform=bj.linear_exponential_clamp(quantize=True))
+    ```
+    """
+    if not cap > 0:
+        raise ValueError(f"`cap` must be positive; got {cap!r}.")
+    if not 0 < start_weight < WEIGHT_MAX:
+        raise ValueError(f"`start_weight` must lie in (0, 63); got {start_weight!r}.")
+    return ExponentialClamp(float(cap), float(start_weight), bool(quantize))
+
+
+def check_range(transform: LinearSaturating, weight, *, name: str = "weight") -> None:
+    """Warn (never clip silently) when `scale * weight` leaves [-63, 63] on the chip."""
+    scaled = jnp.abs(transform.scale * jnp.asarray(weight))
+    if isinstance(scaled, jax.core.Tracer):
+        return
+    count = int(jnp.sum(scaled > WEIGHT_MAX + 0.5))
+    if count:
+        warnings.warn(
+            f"{count} entries of `{name}` exceed ±63 after scaling by {transform.scale} and "
+            "will be clipped on the chip.",
+            stacklevel=2,
+        )

@@ -1,0 +1,13 @@
+"""Current-based (CUBA) AdEx / LIF / LI integration on a fixed time grid."""
+
+from .reference import (
+    CubaFlags as CubaFlags,
+    CubaParams as CubaParams,
+    CubaState as CubaState,
+    HardwareStep as HardwareStep,
+    StepOutput as StepOutput,
+    init_state as init_state,
+    inject as inject,
+    integrate as integrate,
+    step as step,
+)
