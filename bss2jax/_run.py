@@ -183,6 +183,7 @@ def _scan_jointly(network, stage, neurons, external, hardware, batch, dtype, dt)
     """One scan over time for populations joined by projections inside the stage."""
     params = {k: n.cuba_params() for k, n in neurons.items()}
     flags = {k: n.cuba_flags() for k, n in neurons.items()}
+    values = {k: cuba.coefficients(params[k], flags[k], dt, dtype) for k in neurons}
     weights = {
         e.index: network.synapse(e.index).model_weight().astype(dtype) for e in stage.internal
     }
@@ -204,14 +205,8 @@ def _scan_jointly(network, stage, neurons, external, hardware, batch, dtype, dt)
                 if e.target == k:
                     z = previous[e.source] if e.delayed else emitted[e.source]
                     x = x + z @ weights[e.index].T
-            new_states[k], outs[k] = cuba.step(
-                params[k],
-                flags[k],
-                states[k],
-                x,
-                observed[k],
-                dt=dt,
-                spike_fn=neurons[k].surrogate,
+            new_states[k], outs[k] = cuba.step_with(
+                values[k], flags[k], states[k], x, observed[k], spike_fn=neurons[k].surrogate
             )
             emitted[k] = outs[k].spikes
         return (new_states, {k: emitted[k] for k in delayed_sources}), outs

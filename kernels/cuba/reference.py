@@ -57,12 +57,15 @@ class CubaFlags(NamedTuple):
 
 
 class CubaState(NamedTuple):
-    """Carry of the scan, each `(batch, neurons)`; `refractory` counts steps left."""
+    """Carry of the scan, each `(batch, neurons)`; `refractory` counts steps left.
+
+    `adaptation` is None without adaptation, `refractory` None for neurons that don't fire.
+    """
 
     membrane: jax.Array
     current: jax.Array
-    adaptation: jax.Array
-    refractory: jax.Array
+    adaptation: jax.Array | None
+    refractory: jax.Array | None
 
 
 class HardwareStep(NamedTuple):
@@ -100,17 +103,71 @@ def _inject_jvp(primals, tangents):
     return observed, jnp.broadcast_to(value_dot, observed.shape).astype(observed.dtype)
 
 
+class CubaCoefficients(NamedTuple):
+    """Per-step constants derived once from `CubaParams`, `dt` and the flags."""
+
+    leak: jax.Array
+    reset: jax.Array
+    threshold: jax.Array
+    input_gain: jax.Array  # dt / c
+    leak_rate: jax.Array  # dt / tau_mem (Euler) or exp(-dt / tau_mem) (exact)
+    conductance: jax.Array  # g_l = c / tau_mem
+    current_keep: jax.Array  # 1 - dt / tau_syn, or exp(-dt / tau_syn)
+    exponential_slope: jax.Array
+    exponential_threshold: jax.Array
+    adaptation_keep: jax.Array  # 1 - dt / tau_adap, or exp(-dt / tau_adap)
+    adaptation_gain: jax.Array  # a * dt / tau_adap, or a * (1 - exp(-dt / tau_adap))
+    adaptation_increment: jax.Array  # b
+    refractory_steps: jax.Array  # refractory_time / dt (not rounded, as in hxtorch)
+
+
+def coefficients(params: CubaParams, flags: CubaFlags, dt: float, dtype=None) -> CubaCoefficients:
+    """Constants of the step, computed outside the time loop."""
+    p = params
+    if flags.exact:
+        leak_rate = jnp.exp(-dt / p.tau_mem)
+        current_keep = jnp.exp(-dt / p.tau_syn)
+        adaptation_keep = jnp.exp(-dt / p.tau_adap)
+        adaptation_gain = p.subthreshold_adaptation_strength * (1 - adaptation_keep)
+    else:
+        leak_rate = dt / p.tau_mem
+        current_keep = 1 - dt / p.tau_syn
+        adaptation_keep = 1 - dt / p.tau_adap
+        adaptation_gain = p.subthreshold_adaptation_strength * (dt / p.tau_adap)
+    values = CubaCoefficients(
+        leak=p.leak,
+        reset=p.reset,
+        threshold=p.threshold,
+        input_gain=dt / p.membrane_capacitance,
+        leak_rate=leak_rate,
+        conductance=p.membrane_capacitance / p.tau_mem,
+        current_keep=current_keep,
+        exponential_slope=p.exponential_slope,
+        exponential_threshold=p.exponential_threshold,
+        adaptation_keep=adaptation_keep,
+        adaptation_gain=adaptation_gain,
+        adaptation_increment=p.spike_triggered_adaptation_increment,
+        refractory_steps=p.refractory_time / dt,
+    )
+    if dtype is not None:
+        values = CubaCoefficients(*(jnp.asarray(v, dtype) for v in values))
+    return values
+
+
 def init_state(params: CubaParams, flags: CubaFlags, shape: tuple[int, int], dtype) -> CubaState:
     """hxtorch's initial state, each `shape = (batch, neurons)`.
 
     `i = w = r = 0`; `v = leak` if the neuron is leaky or adapts below threshold, else 0.
+    The adaptation and the refractory counter are None where the flags leave them out.
     """
     zeros = jnp.zeros(shape, dtype)
     if flags.leaky or flags.subthreshold_adaptation:
-        membrane = zeros + params.leak
+        membrane = zeros + jnp.asarray(params.leak, dtype)
     else:
         membrane = zeros
-    return CubaState(membrane, zeros, zeros, zeros)
+    adaptation = zeros if flags.adaptation else None
+    refractory = zeros if flags.fire and flags.refractory else None
+    return CubaState(membrane, zeros, adaptation, refractory)
 
 
 def step(
@@ -138,68 +195,72 @@ def step(
     ```
     Terms are present as `flags` say. With `flags.exact` the leak, the synaptic current and
     the adaptation decay exactly over the step (`exp(-dt / tau)`) for the input held fixed.
+    The Euler update is evaluated as `v + dt/c * (i + ...) + dt/tau_mem * (leak - v)`, equal
+    to hxtorch's expression up to floating-point rounding.
     """
-    p = params
+    values = coefficients(params, flags, dt, state.membrane.dtype)
+    return step_with(values, flags, state, synaptic_input, hardware, spike_fn=spike_fn)
+
+
+def step_with(
+    k: CubaCoefficients,
+    flags: CubaFlags,
+    state: CubaState,
+    synaptic_input: jax.Array,
+    hardware: HardwareStep = HardwareStep(),
+    *,
+    spike_fn: SpikeFunction,
+) -> tuple[CubaState, StepOutput]:
+    """`step` with its constants precomputed by `coefficients` (the scan body)."""
     v, i, w, r = state
     dtype = v.dtype
-    g_l = p.membrane_capacitance / p.tau_mem
 
     drive = i
     if flags.exponential:
-        drive = drive + g_l * p.exponential_slope * jnp.exp(
-            (v - p.exponential_threshold) / p.exponential_slope
+        drive = drive + k.conductance * k.exponential_slope * jnp.exp(
+            (v - k.exponential_threshold) / k.exponential_slope
         )
     if flags.adaptation:
         drive = drive - w
     if flags.exact and flags.leaky:
-        decay = jnp.exp(-dt / p.tau_mem)
-        v_inf = p.leak + drive / g_l
-        v_new = v_inf + (v - v_inf) * decay
+        v_inf = k.leak + drive / k.conductance
+        v_new = v_inf + (v - v_inf) * k.leak_rate
+    elif flags.leaky:
+        v_new = v + k.input_gain * drive + k.leak_rate * (k.leak - v)
     else:
-        if flags.leaky:
-            drive = drive + g_l * (p.leak - v)
-        v_new = v + dt / p.membrane_capacitance * drive
+        v_new = v + k.input_gain * drive
 
-    if flags.exact:
-        i = i * jnp.exp(-dt / p.tau_syn) + synaptic_input
-    else:
-        i = i * (1 - dt / p.tau_syn) + synaptic_input
-
+    i = i * k.current_keep + synaptic_input
     v = v_new if hardware.membrane is None else inject(v_new, hardware.membrane)
 
     z = None
     if flags.fire:
-        z = spike_fn(v - p.threshold).astype(dtype)
+        z = spike_fn(v - k.threshold).astype(dtype)
         if hardware.spikes is not None:
             z = inject(z, hardware.spikes)
 
     if flags.adaptation:
-        if flags.exact:
-            keep = jnp.exp(-dt / p.tau_adap)
-        else:
-            keep = 1 - dt / p.tau_adap
-        w = w * keep
+        w = w * k.adaptation_keep
         if flags.subthreshold_adaptation:
-            gain = (1 - keep) if flags.exact else dt / p.tau_adap
-            w = w + gain * p.subthreshold_adaptation_strength * (v - p.leak)
+            w = w + k.adaptation_gain * (v - k.leak)
         if flags.spike_triggered_adaptation:
-            w = w + p.spike_triggered_adaptation_increment * z
+            w = w + k.adaptation_increment * z
         if hardware.adaptation is not None:
             w = inject(w, hardware.adaptation)
 
     if flags.fire and hardware.membrane is None:
         z_stop = lax.stop_gradient(z)
-        v = (1 - z_stop) * v + z_stop * p.reset
+        v = (1 - z_stop) * v + z_stop * k.reset
 
     if flags.fire and flags.refractory:
         in_refractory = (r > 0).astype(dtype)
-        v = (1 - in_refractory) * v + in_refractory * p.reset
+        v = (1 - in_refractory) * v + in_refractory * k.reset
         if hardware.membrane is not None:
             v = inject(v, hardware.membrane)
         z = (1 - in_refractory) * z
         if hardware.spikes is not None:
             z = inject(z, hardware.spikes)
-        r = (1 - z) * jax.nn.relu(r - in_refractory) + z * (p.refractory_time / dt)
+        r = (1 - z) * jax.nn.relu(r - in_refractory) + z * k.refractory_steps
 
     output = StepOutput(z, v, i, w if flags.adaptation else None)
     return CubaState(v, i, w, r), output
@@ -231,9 +292,11 @@ def integrate(
     if state is None:
         state = init_state(params, flags, synaptic_input.shape[1:], synaptic_input.dtype)
 
+    values = coefficients(params, flags, dt, synaptic_input.dtype)
+
     def body(carry, xs):
         x, hw = xs
-        return step(params, flags, carry, x, hw, dt=dt, spike_fn=spike_fn)
+        return step_with(values, flags, carry, x, hw, spike_fn=spike_fn)
 
     _, outputs = lax.scan(body, state, (synaptic_input, hardware))
     return outputs
