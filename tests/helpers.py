@@ -1,0 +1,93 @@
+"""Shared test helpers: tolerance-aware tree comparison, the tables of neuron types,
+surrogates and backends, and a test backend that replays a synthetic recording."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import bss2jax as bj
+
+
+def _default_tols(dtype):
+    if dtype == jnp.float64:
+        return 1e-10, 1e-12
+    return 1e-5, 1e-6
+
+
+def tree_allclose(x, y, *, rtol=None, atol=None) -> bool:
+    """True if `x` and `y` have the same structure, shapes and dtypes, and close values.
+
+    Tolerances default by dtype: `(rtol, atol) = (1e-5, 1e-6)` for float32 and
+    `(1e-10, 1e-12)` for float64. Non-array leaves must be equal.
+    """
+    x_leaves, x_tree = jax.tree_util.tree_flatten(x)
+    y_leaves, y_tree = jax.tree_util.tree_flatten(y)
+    if x_tree != y_tree:
+        return False
+    for a, b in zip(x_leaves, y_leaves, strict=True):
+        if eqx.is_array_like(a) and eqx.is_array_like(b):
+            a, b = np.asarray(a), np.asarray(b)
+            if a.shape != b.shape or a.dtype != b.dtype:
+                return False
+            default_rtol, default_atol = _default_tols(a.dtype)
+            if not np.allclose(
+                a,
+                b,
+                rtol=default_rtol if rtol is None else rtol,
+                atol=default_atol if atol is None else atol,
+                equal_nan=True,
+            ):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def tree_equal(x, y) -> bool:
+    """Bit-for-bit equality of two pytrees (structure, shapes, dtypes, values)."""
+    return bool(eqx.tree_equal(x, y, typematch=True))
+
+
+ALL_NEURON_TYPES = (bj.LIF, bj.LI, bj.AdEx)
+ALL_SURROGATES = (
+    bj.SuperSpike,
+    bj.Sigmoid,
+    bj.ArcTan,
+    bj.Triangle,
+    bj.Gaussian,
+    bj.Boxcar,
+)
+ALL_BACKENDS = (bj.Numeric(),)
+
+
+def model_space_neuron(cls, size, **kwargs):
+    """A neuron of type `cls` in a convenient model space: leak 0, reset 0, threshold 1.
+
+    For AdEx the exponential threshold is put at 1 (slope 0.1) so that the exponential
+    term stays small below threshold.
+    """
+    options = dict(leak=0.0)
+    if cls is not bj.LI:
+        options.update(reset=0.0, threshold=1.0)
+    if cls is bj.AdEx:
+        options.update(exponential_threshold=1.0, exponential_slope=0.1)
+    options.update(kwargs)
+    return cls(size, **options)
+
+
+class ReplayBackend(bj.AbstractBackend):
+    """A test backend that 'observes' a fixed synthetic `Recording`."""
+
+    recording: bj.Recording
+
+    def observe(self, network, inputs, *, dt, key):
+        del network, inputs, dt, key
+        return self.recording
+
+
+def bernoulli_spikes(key, shape, p, dtype=jnp.float32):
+    """0/1 spikes of the given `(time, batch, in)` shape with probability `p`."""
+    return (jax.random.uniform(key, shape) < p).astype(dtype)
