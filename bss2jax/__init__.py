@@ -20,6 +20,7 @@ from ._network import (
     NetworkError as NetworkError,
     Projection as Projection,
     Sequential as Sequential,
+    trainable_filter as trainable_filter,
 )
 from ._neurons import LI as LI, LIF as LIF, AbstractNeuron as AbstractNeuron, AdEx as AdEx
 from ._observables import (

@@ -13,6 +13,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import equinox as eqx
+import jax
 
 from ._neurons import AbstractNeuron
 from ._synapse import Synapse
@@ -334,3 +335,54 @@ def _strongly_connected(keys, successors) -> dict:
         if key not in index:
             visit(key)
     return result
+
+
+def trainable_filter(network: AbstractNetwork, *, neuron_parameters: bool = False):
+    """A filter spec (pytree of bools shaped like `network`) of what training updates.
+
+    True for every synapse's `weight`; with `neuron_parameters`, also for the float
+    parameters of the neurons (model values of `Mixed`; never `Frozen` ones, surrogate
+    sharpness or trace post-processing). Use it with `eqx.partition`:
+
+    ```python
+    params, static = eqx.partition(net, bj.trainable_filter(net))
+    grads = jax.grad(lambda p: loss(eqx.combine(p, static)))(params)
+    ```
+    """
+    from ._neurons import AbstractNeuron
+    from ._parameters import Frozen, Mixed
+
+    def is_node(x):
+        return isinstance(x, Synapse | AbstractNeuron)
+
+    def mark(node):
+        if isinstance(node, Synapse):
+            return eqx.tree_at(lambda s: s.weight, jax.tree.map(lambda _: False, node), True)
+        marked = jax.tree.map(lambda _: False, node)
+        if not neuron_parameters:
+            return marked
+        for name in (
+            "leak",
+            "reset",
+            "threshold",
+            "tau_mem",
+            "tau_syn",
+            "membrane_capacitance",
+            "refractory_time",
+            "exponential_slope",
+            "exponential_threshold",
+            "subthreshold_adaptation_strength",
+            "spike_triggered_adaptation_increment",
+            "tau_adap",
+        ):
+            value = getattr(node, name)
+            if isinstance(value, Frozen):
+                continue
+            if isinstance(value, Mixed):
+                where = lambda n, name=name: getattr(n, name).model  # noqa: E731
+            else:
+                where = lambda n, name=name: getattr(n, name)  # noqa: E731
+            marked = eqx.tree_at(where, marked, True)
+        return marked
+
+    return jax.tree.map(lambda x: mark(x) if is_node(x) else False, network, is_leaf=is_node)

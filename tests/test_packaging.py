@@ -47,12 +47,12 @@ def test_wheel_imports_and_runs(wheel, tmp_path):
     # source tree, and check every module came from it.
     code = (
         "import jax, jax.numpy as jnp, bss2jax as bj, bss2jax.kernels.cuba as c\n"
-        "assert bj.__file__.startswith(%r), bj.__file__\n"
-        "assert c.__file__.startswith(%r), c.__file__\n"
+        f"assert bj.__file__.startswith({str(wheel)!r}), bj.__file__\n"
+        f"assert c.__file__.startswith({str(wheel)!r}), c.__file__\n"
         "net = bj.Sequential([bj.Synapse(2, 1, key=jax.random.PRNGKey(0)), bj.LI(1)])\n"
         "out = bj.run(net, jnp.ones((5, 1, 2)))\n"
         "print(out[0].membrane_cadc.shape)\n"
-    ) % (str(wheel), str(wheel))
+    )
     env = dict(os.environ, PYTHONPATH=str(wheel))
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
