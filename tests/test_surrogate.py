@@ -6,10 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import ALL_SURROGATES
 
 import bss2jax as bj
-
-from helpers import ALL_SURROGATES
 
 # Points away from 0 (the step) and from the kinks of Triangle/Boxcar at |alpha x| = 1;
 # with alpha = 4 the kinks lie at +-0.25.
