@@ -46,6 +46,7 @@ from ._surrogate import (
     SuperSpike as SuperSpike,
     Triangle as Triangle,
 )
+from ._sweep import SweepResult as SweepResult, sweep as sweep
 from ._synapse import Synapse as Synapse
 from ._transforms import (
     AbstractWeightTransform as AbstractWeightTransform,

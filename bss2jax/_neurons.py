@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 
 from ._parameters import Mixed, ParameterLike, as_parameter, model_value
@@ -158,8 +159,10 @@ def _concrete_parts(value):
     if isinstance(value, Frozen):
         return _concrete_parts(value.value)
     if isinstance(value, Mixed):
-        return (value.model,)
-    return (value,)
+        value = value.model
+    # A value traced under jit/vmap (a network built inside a sweep) is checked by no one
+    # here; its concrete origin was.
+    return () if isinstance(value, jax.core.Tracer) else (value,)
 
 
 def _default_capacitance():
