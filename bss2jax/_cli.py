@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import _yinyang
+
 
 def _demo(args: argparse.Namespace) -> int:
     """The intro tutorial's first network: one Synapse onto one LIF, four input spikes."""
@@ -39,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="emulate the intro tutorial's first network")
     demo.add_argument("--dt", type=float, default=1e-6, help="grid step in seconds")
     demo.set_defaults(func=_demo)
+    train = commands.add_parser(
+        "train", help="train hxtorch's Yin-Yang network (the main job); resumable"
+    )
+    _yinyang.add_train_arguments(train)
+    train.set_defaults(func=_yinyang.train_command)
     args = parser.parse_args(argv)
     return args.func(args)
 

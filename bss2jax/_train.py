@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from ._backend import AbstractBackend, Numeric
-from ._network import AbstractNetwork
+from ._network import AbstractNetwork, trainable_filter
 
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAME = "metrics.json"
@@ -43,31 +43,11 @@ _METADATA_KEY = "__metadata__"
 # --------------------------------------------------------------------------------------------
 
 
-def weights_only(network: Any) -> Any:
-    """The default filter of what trains: the `weight` of every synapse, nothing else.
-
-    hxtorch trains the weights only; neuron parameters (thresholds, time constants) stay
-    what the chip is calibrated to. Returns a pytree of bools shaped like `network`.
-    For a pytree that is not a bss2jax network, every inexact array trains.
-
-    ```python
-    step = bj.make_train_step(loss, optax.adam(1e-3), trainable=bj.weights_only)
-    ```
-    """
-    spec = jax.tree_util.tree_map(lambda _: False, network)
-    if not isinstance(network, AbstractNetwork):
-        return jax.tree_util.tree_map(eqx.is_inexact_array, network)
-    count = len(network.edges())
-    if count == 0:
-        return spec
-    return eqx.tree_at(
-        lambda n: [n.synapse(i).weight for i in range(count)], spec, replace=[True] * count
-    )
-
-
 def _spec(network, trainable):
     if trainable is None:
-        return weights_only(network)
+        if isinstance(network, AbstractNetwork):
+            return trainable_filter(network)
+        return jax.tree_util.tree_map(eqx.is_inexact_array, network)
     if callable(trainable):
         return trainable(network)
     return trainable
@@ -169,8 +149,9 @@ def make_train_step(
     - `loss`: `loss(network, batch, *, key, backend) -> scalar | (scalar, dict)`; `batch`
       is any pytree of arrays, `key` a PRNG key, `backend` a bss2jax backend.
     - `optimiser`: an `optax.GradientTransformation` (e.g. `optax.adam(1e-3)`).
-    - `trainable`: which leaves train: None (the synapse weights, `weights_only`), a
-      function `network -> bool pytree`, or a bool pytree shaped like the network.
+    - `trainable`: which leaves train: None (the synapse weights, `bj.trainable_filter`;
+      every inexact array for a pytree that is not a network), a function
+      `network -> bool pytree`, or a bool pytree shaped like the network.
     - `constrain`: optional `network -> network` applied after each update (e.g. clip the
       weights into the chip's range, as hxtorch's Yin-Yang example does).
 
@@ -513,6 +494,11 @@ def fit(
         start_epoch, start_batch = meta["epoch"], meta["batch"]
         sums, history = meta["sums"], meta["history"]
         resumed = start_epoch * batches + start_batch
+        if progress:
+            tqdm.write(
+                f"resuming from {checkpoint}: epoch {start_epoch + 1}, batch {start_batch} "
+                f"(step {resumed})"
+            )
 
     def save(epoch, batch):
         if checkpoint is None:

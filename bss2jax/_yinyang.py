@@ -10,11 +10,14 @@ grid of `dt` (2 / 26 / bias 2 us, 38 steps of 1 us: hxtorch's defaults).
 from __future__ import annotations
 
 import dataclasses
+import time
+from pathlib import Path
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from . import data as bd
@@ -183,3 +186,297 @@ def optimiser(config: YinYangConfig, batches_per_epoch: int) -> optax.GradientTr
         config.lr, transition_steps=batches_per_epoch, decay_rate=config.lr_decay
     )
     return optax.adam(schedule)
+
+
+# --------------------------------------------------------------------------------------------
+# The `bss2jax train` command
+# --------------------------------------------------------------------------------------------
+
+BACKENDS = ("numeric", "chip")
+GRADIENTS = ("inject", "through")
+
+
+def add_train_arguments(parser) -> None:
+    """The options of `bss2jax train` (defaults: the main job)."""
+    default = YinYangConfig()
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=DEFAULT_BACKEND,
+        help=f"what runs the network in training (default {DEFAULT_BACKEND})",
+    )
+    parser.add_argument(
+        "--gradient",
+        choices=GRADIENTS,
+        default="inject",
+        help="chip model gradient: inject (chip forward, numerics backward) or through",
+    )
+    parser.add_argument("--epochs", type=int, default=default.epochs)
+    parser.add_argument("--batch-size", type=int, default=default.batch_size)
+    parser.add_argument("--lr", type=float, default=default.lr, help="Adam's learning rate")
+    parser.add_argument(
+        "--lr-decay", type=float, default=default.lr_decay, help="learning-rate factor per epoch"
+    )
+    parser.add_argument("--train-size", type=int, default=default.train_size)
+    parser.add_argument("--test-size", type=int, default=default.test_size)
+    parser.add_argument("--hidden", type=int, default=default.hidden, help="hidden LIF neurons")
+    parser.add_argument("--seed", type=int, default=0, help="weights, shuffling and noise")
+    parser.add_argument("--chip-seed", type=int, default=0, help="the chip instance trained on")
+    parser.add_argument(
+        "--transfer",
+        type=int,
+        default=5,
+        help="evaluate the trained network on this many other chip instances (chip backend)",
+    )
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="folder for metrics.json, checkpoint.npz and plots; rerunning with the same "
+        "folder resumes (default runs/yinyang-<backend>[-<gradient>]-seed<seed>)",
+    )
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=None, help="steps between checkpoints (1 epoch)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-plots", action="store_true", help="skip the plots")
+
+
+DEFAULT_BACKEND = "numeric"
+
+
+def make_backend(name: str, *, gradient: str = "inject", chip_seed: int = 0):
+    """The backend called `name` ("numeric" or "chip": a seeded chip instance)."""
+    from ._backend import Numeric
+
+    if name == "numeric":
+        return Numeric()
+    if name == "chip":
+        try:
+            from ._backend import ChipInstance, ChipModel  # type: ignore[attr-defined]
+        except ImportError:
+            raise ValueError(
+                "`--backend chip` needs the chip model (bj.ChipModel), which this installation "
+                "lacks; use `--backend numeric`."
+            ) from None
+        chip = ChipInstance.from_key(jax.random.key(chip_seed))
+        return ChipModel(chip, gradient=gradient)
+    raise ValueError(f"`backend` must be one of {BACKENDS}; got {name!r}.")
+
+
+def _default_output(args) -> str:
+    name = f"yinyang-{args.backend}"
+    if args.backend == "chip":
+        name += f"-{args.gradient}-chip{args.chip_seed}"
+    return str(Path("runs") / f"{name}-seed{args.seed}")
+
+
+def train_command(args) -> int:
+    """`bss2jax train`: train the Yin-Yang network; print, save metrics, checkpoint, plots."""
+    from tqdm.auto import tqdm
+
+    from ._train import evaluate_backends, fit, write_json
+
+    config = dataclasses.replace(
+        YinYangConfig(),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_decay=args.lr_decay,
+        train_size=args.train_size,
+        test_size=args.test_size,
+        hidden=args.hidden,
+    )
+    for name in ("epochs", "batch_size", "train_size", "test_size", "hidden"):
+        value = getattr(config, name)
+        if value < 1:
+            raise ValueError(f"`--{name.replace('_', '-')}` must be a positive int; got {value}.")
+    if config.batch_size > config.train_size:
+        raise ValueError(
+            f"`--batch-size` must not exceed `--train-size` ({config.train_size}); got "
+            f"{config.batch_size}."
+        )
+    if args.transfer < 0:
+        raise ValueError(f"`--transfer` must be a non-negative int; got {args.transfer}.")
+    backend = make_backend(args.backend, gradient=args.gradient, chip_seed=args.chip_seed)
+    output = Path(args.output or _default_output(args))
+    run_config = {k: v for k, v in config.to_dict().items() if k != "epochs"} | {
+        "backend": args.backend,
+        "seed": args.seed,
+    }
+    if args.backend == "chip":
+        run_config |= {"gradient": args.gradient, "chip_seed": args.chip_seed}
+
+    train, test = bd.yin_yang_splits(config.train_size, config.test_size)
+    key = jax.random.key(args.seed)
+    network = yin_yang_network(config, key=jax.random.fold_in(key, 0))
+    loss = YinYangLoss.from_config(config)
+    batches = config.train_size // config.batch_size
+    where = args.backend + (
+        f" ({args.gradient} mode, chip {args.chip_seed})" if args.backend == "chip" else ""
+    )
+    print(
+        f"bss2jax train: Yin-Yang {config.train_size} train / {config.test_size} test, "
+        f"{5 * config.repetitions} inputs -> {config.hidden} LIF -> 3 LI, on {where}; "
+        f"{config.epochs} epochs of {batches} batches of {config.batch_size}; output {output}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    result = fit(
+        network,
+        loss,
+        optimiser(config, batches),
+        train,
+        test=test,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        key=jax.random.fold_in(key, 1),
+        backend=backend,
+        constrain=clip_weights,
+        output=output,
+        checkpoint_every=args.checkpoint_every,
+        config=run_config,
+        progress=not args.no_progress,
+    )
+    seconds = time.perf_counter() - started
+    final = result.history[-1]
+    summary: dict[str, Any] = {
+        "test_accuracy": final["test_accuracy"],
+        "test_loss": final["test_loss"],
+        "train_accuracy": final["train_accuracy"],
+        "seconds": seconds,
+        "resumed_step": result.resumed_step,
+    }
+    if args.backend == "chip" and args.transfer:
+        others = [
+            make_backend("chip", gradient=args.gradient, chip_seed=args.chip_seed + 1 + i)
+            for i in range(args.transfer)
+        ]
+        transfer = evaluate_backends(
+            result.network, loss, test, others, key=jax.random.fold_in(key, 2)
+        )
+        accuracies = [r["accuracy"] for r in transfer]
+        summary["transfer_chip_seeds"] = [args.chip_seed + 1 + i for i in range(args.transfer)]
+        summary["transfer_accuracy"] = accuracies
+        summary["transfer_mean_drop"] = final["test_accuracy"] - float(np.mean(accuracies))
+    write_json(
+        output / "metrics.json",
+        {
+            "config": run_config | {"epochs": config.epochs},
+            "history": result.history,
+            "final": summary,
+        },
+    )
+    if not args.no_plots:
+        plot_curves(result.history, output / "curves.png")
+        plot_decision_map(
+            result.network,
+            loss,
+            test,
+            output / "decision_map.png",
+            backend=backend,
+            key=jax.random.fold_in(key, 3),
+        )
+    if result.resumed_step is not None:
+        tqdm.write(f"(resumed from the checkpoint at step {result.resumed_step})")
+    print(f"final test accuracy: {100 * final['test_accuracy']:.2f} % ({seconds:.1f} s)")
+    if "transfer_accuracy" in summary:
+        listed = ", ".join(f"{100 * a:.2f}" for a in summary["transfer_accuracy"])
+        print(
+            f"on {args.transfer} other chip instances: {listed} % "
+            f"(mean drop {100 * summary['transfer_mean_drop']:.2f} points)"
+        )
+    print(
+        f"wrote {output / 'metrics.json'}, {output / 'checkpoint.npz'}"
+        + ("" if args.no_plots else ", curves.png, decision_map.png")
+    )
+    return 0
+
+
+def plot_curves(history: list, path) -> None:
+    """Loss and accuracy per epoch, train and test, into a PNG at `path`."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [h["epoch"] for h in history]
+    figure = Figure(figsize=(9, 3.5), layout="constrained")
+    for axis, metric in zip(figure.subplots(1, 2), ("loss", "accuracy"), strict=True):
+        for split in ("train", "test"):
+            name = f"{split}_{metric}"
+            if all(name in h for h in history):
+                axis.plot(epochs, [h[name] for h in history], marker="o", label=split)
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle("Yin-Yang training")
+    figure.savefig(path, dpi=120)
+
+
+def plot_decision_map(network, loss, test, path, *, backend, key, resolution: int = 100) -> None:
+    """The predicted class over the Yin-Yang plane, with the test samples, into a PNG."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+
+    axis_values = (np.arange(resolution) + 0.5) / resolution
+    x, y = np.meshgrid(axis_values, axis_values)
+    x, y = x.ravel(), y.ravel()
+    coordinates = jnp.asarray(np.stack([x, y, 1 - x, 1 - y], axis=1))
+    predict = eqx.filter_jit(
+        lambda n, c, k, b: jnp.argmax(loss.scores(n, c, key=k, backend=b)[0], axis=-1)
+    )
+    labels = np.concatenate(
+        [
+            np.asarray(
+                predict(network, coordinates[i : i + 1200], jax.random.fold_in(key, i), backend)
+            )
+            for i in range(0, len(coordinates), 1200)
+        ]
+    ).astype(float)
+    labels[(x - 0.5) ** 2 + (y - 0.5) ** 2 > 0.25] = np.nan
+    colours = ListedColormap(["#2b6cb0", "#dd6b20", "#38a169"])
+    figure = Figure(figsize=(5, 5), layout="constrained")
+    axis = figure.subplots()
+    axis.imshow(
+        labels.reshape(resolution, resolution),
+        origin="lower",
+        extent=(0, 1, 0, 1),
+        cmap=colours,
+        vmin=0,
+        vmax=2,
+        alpha=0.35,
+        interpolation="nearest",
+    )
+    test_labels = np.asarray(test.labels)
+    points = np.asarray(test.coordinates)
+    predicted = np.concatenate(
+        [
+            np.asarray(
+                predict(
+                    network,
+                    jnp.asarray(points[i : i + 1200]),
+                    jax.random.fold_in(key, 1_000_000 + i),
+                    backend,
+                )
+            )
+            for i in range(0, len(points), 1200)
+        ]
+    )
+    right = predicted == test_labels
+    axis.scatter(
+        points[right, 0], points[right, 1], c=test_labels[right], cmap=colours, vmin=0, vmax=2, s=8
+    )
+    axis.scatter(
+        points[~right, 0],
+        points[~right, 1],
+        c="k",
+        marker="x",
+        s=20,
+        label=f"misclassified ({int((~right).sum())})",
+    )
+    axis.set_xlabel("x")
+    axis.set_ylabel("y")
+    axis.set_aspect("equal")
+    axis.legend(loc="upper right", fontsize=8)
+    axis.set_title(f"decision map, test accuracy {100 * right.mean():.1f} %")
+    figure.savefig(path, dpi=120)
