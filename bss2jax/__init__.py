@@ -57,6 +57,25 @@ from ._transforms import (
     round_half_away as round_half_away,
 )
 
+from . import data as data
+from ._losses import (
+    accuracy as accuracy,
+    cross_entropy as cross_entropy,
+    firing_regulariser as firing_regulariser,
+    mse as mse,
+    weight_regulariser as weight_regulariser,
+)
+from ._train import (
+    FitResult as FitResult,
+    TrainStep as TrainStep,
+    evaluate as evaluate,
+    evaluate_backends as evaluate_backends,
+    fit as fit,
+    load_checkpoint as load_checkpoint,
+    make_train_step as make_train_step,
+    save_checkpoint as save_checkpoint,
+)
+
 __version__ = "0.1.0"
 
 __all__ = [name for name in dir() if not name.startswith("_") and name != "kernels"]
