@@ -1,10 +1,23 @@
 """bss2jax: emulate and train spiking networks for the BrainScaleS-2 chip, in JAX."""
 
 from . import kernels as kernels
+from ._align import Alignment as Alignment, align as align
 from ._backend import (
     AbstractBackend as AbstractBackend,
     BackendError as BackendError,
+    ChipConfig as ChipConfig,
+    ChipInstance as ChipInstance,
+    ChipInstanceError as ChipInstanceError,
+    ChipModel as ChipModel,
+    MismatchProfile as MismatchProfile,
     Numeric as Numeric,
+    Placement as Placement,
+    PlacementError as PlacementError,
+    PopulationPlacement as PopulationPlacement,
+    RawPopulationRecording as RawPopulationRecording,
+    circuits_per_neuron as circuits_per_neuron,
+    neurons_per_run as neurons_per_run,
+    place as place,
 )
 from ._dense import (
     cadc_to_dense as cadc_to_dense,

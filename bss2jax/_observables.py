@@ -40,6 +40,10 @@ class PopulationRecording(eqx.Module):
       (time shift, offset, scale are applied by `run`), or None.
     - `membrane_madc`: float `(time, batch)`, MADC LSB of the watched neuron on the grid.
     - `madc_time`, `madc_value`: raw MADC samples `(batch, samples)`: seconds and LSB.
+    - `differentiable` (static, default False): the values carry the backend's own
+      gradient (a chip model differentiated "through"); `run` then returns the
+      post-processed `membrane_cadc` and `spikes` as they are, gradient included, instead
+      of injecting them with the numerics' gradient.
     """
 
     spikes: jax.Array | None = None
@@ -47,6 +51,7 @@ class PopulationRecording(eqx.Module):
     membrane_madc: jax.Array | None = None
     madc_time: jax.Array | None = None
     madc_value: jax.Array | None = None
+    differentiable: bool = eqx.field(default=False, static=True)
 
 
 class Recording(eqx.Module):

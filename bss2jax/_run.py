@@ -160,6 +160,9 @@ def _run_stage(network, stage: Stage, spikes: dict, observed: dict, inputs, dt) 
     results = {}
     for k, out in outputs.items():
         neuron = neurons[k]
+        entry = observed.get(k)
+        if entry is not None and entry.differentiable:
+            out = _differentiable_observation(out, entry, neuron, time, dtype)
         if out.spikes is not None:
             spikes[k] = out.spikes
         madc = None
@@ -177,6 +180,16 @@ def _run_stage(network, stage: Stage, spikes: dict, observed: dict, inputs, dt) 
             adaptation=out.adaptation,
         )
     return results
+
+
+def _differentiable_observation(out, entry, neuron, time, dtype):
+    """A backend's own differentiable values replace the numerics' (no injection)."""
+    membrane, spikes = out.membrane, out.spikes
+    if entry.membrane_cadc is not None:
+        membrane = cadc_to_model(jnp.asarray(entry.membrane_cadc, dtype), neuron)[:time]
+    if entry.spikes is not None:
+        spikes = jnp.asarray(entry.spikes, dtype)[:time]
+    return out._replace(membrane=membrane, spikes=spikes)
 
 
 def _scan_jointly(network, stage, neurons, external, hardware, batch, dtype, dt):

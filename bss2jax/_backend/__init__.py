@@ -2,3 +2,21 @@
 
 from ._base import AbstractBackend as AbstractBackend, BackendError as BackendError
 from ._numeric import Numeric as Numeric
+from ._chip import (
+    ChipConfig as ChipConfig,
+    ChipModel as ChipModel,
+    RawPopulationRecording as RawPopulationRecording,
+)
+from ._chip_instance import (
+    ChipInstance as ChipInstance,
+    ChipInstanceError as ChipInstanceError,
+    MismatchProfile as MismatchProfile,
+)
+from ._placement import (
+    Placement as Placement,
+    PlacementError as PlacementError,
+    PopulationPlacement as PopulationPlacement,
+    circuits_per_neuron as circuits_per_neuron,
+    neurons_per_run as neurons_per_run,
+    place as place,
+)

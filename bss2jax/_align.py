@@ -1,0 +1,241 @@
+"""`align`: the intro tutorial's manual alignment of numerics and chip, as one call.
+
+hxtorch users measure three numbers by hand before training on the chip (the intro
+tutorial, and `hxtorch.spiking.utils.dynamic_range`):
+
+1. the CADC baseline with no input (→ `trace_offset`);
+2. the threshold under saturating input, relative to the baseline (→ `trace_scale =
+   (model threshold - model leak) / measured span`);
+3. the weight scale: single-input PSPs swept over weights on the backend and in the
+   numerics, each fitted linearly (least squares through the origin) → `weight_scale =
+   numerics slope / (backend slope * trace_scale)`, the `linear_saturating` scale.
+
+`align` does the three on any backend (a chip model, hardware; for `Numeric()`, which
+observes nothing, it returns the identity: offset 0, scales 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._backend import AbstractBackend, Numeric
+from ._network import Sequential
+from ._neurons import AbstractNeuron
+from ._parameters import model_value
+from ._run import run
+from ._synapse import Synapse
+from ._transforms import LinearSaturating
+
+DEFAULT_HARDWARE_WEIGHTS = (-63.0, -42.0, -21.0, 21.0, 42.0, 63.0)
+DEFAULT_MODEL_WEIGHTS = (-1.0, -2.0 / 3.0, -1.0 / 3.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
+
+
+class Alignment(eqx.Module):
+    """What `align` measured; scalars, or `(neurons,)` arrays with `per_neuron=True`.
+
+    - `trace_offset`: CADC LSB subtracted from measured traces (the neuron's
+      `trace_offset`): the baseline minus the model leak over `trace_scale`.
+    - `trace_scale`: model units per CADC LSB (the neuron's `trace_scale`).
+    - `weight_scale`: chip weight units per model weight unit (the `linear_saturating`
+      scale).
+    - `baseline` (LSB), `threshold_span` (LSB above the baseline), `backend_slope` (LSB of
+      PSP per chip weight unit) and `model_slope` (model units of PSP per model weight):
+      the raw measurements, for reports.
+
+    Plug it into a network with `neuron(...)` and `transform()`:
+
+    ```python
+    a = bj.align(bj.ChipModel(chip), lif, key=key)
+    lif = a.neuron(lif)
+    syn = bj.Synapse(1, 1, key=key, transform=a.transform())
+    ```
+    """
+
+    trace_offset: jax.Array
+    trace_scale: jax.Array
+    weight_scale: jax.Array
+    baseline: jax.Array
+    threshold_span: jax.Array
+    backend_slope: jax.Array
+    model_slope: jax.Array
+
+    def neuron(self, neuron: AbstractNeuron) -> AbstractNeuron:
+        """`neuron` with this `trace_offset` and `trace_scale`."""
+        return eqx.tree_at(
+            lambda n: (n.trace_offset, n.trace_scale),
+            neuron,
+            (jnp.asarray(self.trace_offset, float), jnp.asarray(self.trace_scale, float)),
+        )
+
+    def transform(self) -> LinearSaturating:
+        """`linear_saturating(weight_scale)`; per-neuron scales act on the weight rows."""
+        scale = jnp.asarray(self.weight_scale, float)
+        return LinearSaturating(scale[:, None] if scale.ndim else scale)
+
+
+def align(
+    backend: AbstractBackend,
+    neuron: AbstractNeuron,
+    *,
+    key: jax.Array | None = None,
+    dt: float = 1e-6,
+    time: int = 50,
+    repetitions: int = 10,
+    input_step: int = 10,
+    saturating_weight: float = 63.0,
+    hardware_weights: Sequence[float] = DEFAULT_HARDWARE_WEIGHTS,
+    model_weights: Sequence[float] = DEFAULT_MODEL_WEIGHTS,
+    trace_scale: float | None = None,
+    per_neuron: bool = False,
+) -> Alignment:
+    """Measure `trace_offset`, `trace_scale` and `weight_scale` for `neuron` on `backend`.
+
+    **Arguments:**
+    - `backend`: any backend (`ChipModel`, hardware, `Numeric`).
+    - `neuron`: the population to align, with its model and chip parameters (e.g. leak
+      `Mixed(0, 80)`, threshold `Mixed(1, 125)`); each neuron gets one input channel.
+      Its `trace_offset`/`trace_scale` are ignored (set to 0 and 1 while measuring); its
+      `cadc_time_shift` and `shift_cadc_to_first` apply as they will in use.
+    - `key`: PRNG key for noisy backends. `dt`: grid step (s). `time`: steps per run.
+    - `repetitions`: runs averaged per measurement (the batch axis).
+    - `input_step`: the step of the single input spike for the PSPs.
+    - `saturating_weight`: chip weight of the input that fires every step (threshold).
+    - `hardware_weights`: chip weights of the backend's PSP sweep (non-zero, |w| <= 63).
+    - `model_weights`: model weights of the numerics' PSP sweep (non-zero).
+    - `trace_scale`: skip step 2 and use this (needed for a neuron that does not fire).
+    - `per_neuron`: return one value per neuron instead of the mean over neurons.
+
+    **Returns:** an `Alignment`.
+
+    Semantics (per neuron; "trace" is the CADC trace as `run` returns it with offset 0
+    and scale 1, averaged over `repetitions`):
+    ```python
+    baseline = mean(trace(no input))
+    span     = max(trace(saturating input)) - baseline
+    scale    = (model threshold - model leak) / span
+    offset   = baseline - model leak / scale
+    psp(w)   = signed extreme of trace(one spike of weight w) - baseline
+    weight_scale = lstsq(model_weights, psp_numerics) / (lstsq(hw_weights, psp_backend) * scale)
+    ```
+
+    ```python
+    lif = bj.LIF(1, leak=bj.Mixed(0.0, 80.0), reset=bj.Mixed(0.0, 80.0),
+                 threshold=bj.Mixed(1.0, 125.0))
+    alignment = bj.align(bj.ChipModel(bj.ChipInstance.random(key)), lif, key=key)
+    ```
+    """
+    if not isinstance(backend, AbstractBackend):
+        raise TypeError(f"`backend` must be a bss2jax backend; got {backend!r}.")
+    if not isinstance(neuron, AbstractNeuron):
+        raise TypeError(f"`neuron` must be a neuron population (LIF, LI, AdEx); got {neuron!r}.")
+    for name, value in (("time", time), ("repetitions", repetitions)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
+    if isinstance(input_step, bool) or not isinstance(input_step, int):
+        raise ValueError(f"`input_step` must be an int; got {input_step!r}.")
+    if not 0 <= input_step < time - 1:
+        raise ValueError(
+            f"`input_step` must lie in [0, time - 1) = [0, {time - 1}); got {input_step}."
+        )
+    hardware_weights = _weights(hardware_weights, "hardware_weights", 63.0)
+    model_weights = _weights(model_weights, "model_weights", None)
+    if not 0 < saturating_weight <= 63:
+        raise ValueError(f"`saturating_weight` must lie in (0, 63]; got {saturating_weight!r}.")
+    if trace_scale is None and not neuron.fire:
+        raise ValueError(
+            f"`neuron` ({type(neuron).__name__}) does not fire, so its threshold cannot be "
+            "measured; pass `trace_scale` (e.g. from aligning a LIF with the same settings)."
+        )
+    size = neuron.size
+    if isinstance(backend, Numeric):
+        # Nothing is observed: the numerics' traces are already in model units.
+        zero, one = jnp.zeros(()), jnp.ones(())
+        nan = jnp.full((), jnp.nan)
+        values = (zero, one, one, zero, nan, nan, nan)
+        if per_neuron:
+            values = tuple(jnp.broadcast_to(v, (size,)) for v in values)
+        return Alignment(*values)
+    if key is None:
+        key = jax.random.PRNGKey(0)
+    probe = eqx.tree_at(
+        lambda n: (n.trace_offset, n.trace_scale), neuron, (jnp.zeros(()), jnp.ones(()))
+    )
+    keys = iter(jax.random.split(key, 2 + len(hardware_weights)))
+
+    def measure(population, weight, inputs, backend, key):
+        synapse = Synapse(1, size, weight=jnp.full((size, 1), weight))
+        network = Sequential([synapse, population])
+        return _mean_trace(backend, network, inputs, key, dt)
+
+    silence = jnp.zeros((time, repetitions, 1))
+    baseline = measure(probe, 0.0, silence, backend, next(keys)).mean(0)
+    leak_model = jnp.broadcast_to(model_value(neuron.leak), (size,))
+
+    if trace_scale is None:
+        drive = jnp.ones((time, repetitions, 1))
+        saturated = measure(probe, saturating_weight, drive, backend, next(keys))
+        span = (saturated - baseline).max(0)
+        model_span = jnp.broadcast_to(model_value(neuron.threshold), (size,)) - leak_model
+        scale = model_span / span
+    else:
+        next(keys)
+        span = jnp.full((size,), jnp.nan)
+        scale = jnp.broadcast_to(jnp.asarray(trace_scale, float), (size,))
+
+    single = jnp.zeros((time, repetitions, 1)).at[input_step].set(1.0)
+    psp_backend = jnp.stack(
+        [
+            _extreme(measure(probe, w, single, backend, next(keys)) - baseline, input_step)
+            for w in hardware_weights
+        ]
+    )
+    numeric = Numeric()
+    one = single[:, :1]
+    psp_model = jnp.stack(
+        [
+            _extreme(measure(neuron, w, one, numeric, None) - leak_model, input_step)
+            for w in model_weights
+        ]
+    )
+    backend_slope = _slope(jnp.asarray(hardware_weights), psp_backend)
+    model_slope = _slope(jnp.asarray(model_weights), psp_model)
+    weight_scale = model_slope / (backend_slope * scale)
+    offset = baseline - leak_model / scale
+
+    values = (offset, scale, weight_scale, baseline, span, backend_slope, model_slope)
+    if not per_neuron:
+        values = tuple(v.mean() for v in values)
+    return Alignment(*values)
+
+
+def _weights(values, name, limit):
+    values = tuple(float(v) for v in values)
+    if not values or any(v == 0 for v in values):
+        raise ValueError(
+            f"`{name}` must be a non-empty sequence of non-zero weights; got {values}."
+        )
+    if limit is not None and any(abs(v) > limit for v in values):
+        raise ValueError(f"`{name}` must lie within ±{limit:g} (chip weights); got {values}.")
+    return values
+
+
+@eqx.filter_jit
+def _mean_trace(backend, network, inputs, key, dt):
+    (out,) = run(network, inputs, backend=backend, dt=dt, key=key)
+    return out.membrane_cadc.mean(1)  # (time, neurons), averaged over repetitions
+
+
+def _extreme(trace, start):
+    """The signed value of largest magnitude after `start`, per neuron: `(neurons,)`."""
+    window = trace[start:]
+    index = jnp.argmax(jnp.abs(window), axis=0)
+    return jnp.take_along_axis(window, index[None], axis=0)[0]
+
+
+def _slope(weights, amplitudes):
+    """Least-squares slope through the origin of `amplitudes (k, n)` over `weights (k,)`."""
+    return (weights[:, None] * amplitudes).sum(0) / (weights**2).sum()

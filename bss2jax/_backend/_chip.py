@@ -1,0 +1,825 @@
+"""`ChipModel`: a JIT-compiled model of the BrainScaleS-2 chip as a backend.
+
+The dynamics run in chip units (CADC LSB) on an internal sub-step `h = dt / substeps`
+(reference/bss2-chip.md §7). Per sub-step, for every logical neuron (a group of `c`
+neuron circuits) and every circuit:
+
+```python
+I_e += arriving excitatory events (|w_hw| * kappa * g_syn_e[circuit] * g_dac[circuit, row])
+I_i += arriving inhibitory events (the sign of w_hw picks the row type)
+J    = sum over the neuron's circuits of  I_sat * tanh((I_e a_e - I_i a_i) / I_sat)
+v_inf = leak + tau_mem / C * (J + AdEx terms)                  # C = 10 us * capacitance / 63
+v    = v_inf + (v - v_inf) * exp(-h / tau_mem) + sigma * sqrt(1 - exp(-2 h / tau_mem)) * xi
+I_e *= exp(-h / tau_syn_e);  I_i *= exp(-h / tau_syn_i)
+if refractory: v = reset;  elif v > threshold: spike at the crossing, v = reset
+v    = clip(v, 0, 255)
+```
+
+`a_e, a_i = tau_syn / h * (1 - exp(-h / tau_syn))` average the decaying current over the
+sub-step. Input events of grid step `k` arrive at `k * dt + synaptic_delay`; on-chip spikes
+arrive one sub-step after they are emitted. Spike times are the interpolated crossing,
+rounded up to the 8 ns FPGA clock, plus the output latency (80 ns). The CADC samples every
+neuron at jittered times (~1.7 us) with per-channel offset and gain, read noise, rounding
+and the 8-bit range; the MADC samples one neuron every ~34 ns at 10 bits. Both go onto the
+grid through `cadc_to_dense` / `madc_to_dense`, the code that converts real recordings;
+spikes through `spikes_to_dense` (`round(t / dt)`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .._dense import cadc_to_dense, madc_to_dense, spikes_to_dense
+from .._network import INPUT, AbstractNetwork
+from .._observables import PopulationRecording, Recording
+from .._parameters import hardware_value, model_value
+from .._transforms import round_straight_through
+from ._base import AbstractBackend, BackendError
+from ._chip_instance import ChipInstance
+from ._placement import INPUTS_PER_CIRCUIT, Placement, place
+
+REFERENCE_CAPACITANCE = 63.0
+"""Membrane capacitance setting (LSB) at which `C = 10 us` (hxtorch's convention)."""
+REFERENCE_CAPACITANCE_TIME = 10e-6
+REFERENCE_SYNAPSE_DAC_BIAS = 600.0
+REFERENCE_I_SYNIN_GM = 500.0
+MAX_RUNTIME = 2**32 / 125e6
+"""Longest run in seconds: the 32-bit FPGA timer at 125 MHz."""
+CADC_RELIABLE = (30.0, 210.0)
+SRAM_CADC_SAMPLES = 100
+"""CADC samples per neuron that hxtorch's SRAM placement holds (grenade buffer size)."""
+
+# calix `check_target` ranges for the hardware values (bss2-chip.md §2)
+_TARGET_RANGES = {
+    "leak": (50.0, 160.0, "CADC LSB"),
+    "reset": (50.0, 160.0, "CADC LSB"),
+    "threshold": (50.0, 220.0, "CADC LSB"),
+    "tau_mem": (0.5e-6, 60e-6, "s"),
+    "tau_syn": (0.3e-6, 30e-6, "s"),
+}
+
+WEIGHT_EFFICACY = 0.67
+"""Default `kappa`: synaptic current (LSB) per hardware weight unit, calibrated so that the
+intro tutorial's settings (leak 80, threshold 125, tau 10 us) give weight_scale 55-70."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChipConfig:
+    """Settings of the chip model that are not per-chip mismatch (static, hashable).
+
+    Potentials and currents are in CADC LSB, times in seconds of hardware time.
+
+    - `substeps`: internal sub-steps per grid step `dt` (`h = dt / substeps`; default 10).
+    - `weight_efficacy`: `kappa`, LSB of synaptic current per hardware weight unit at
+      `synapse_dac_bias = 600`, `i_synin_gm = 500` (it scales linearly with both).
+    - `saturation`: synaptic-input OTA saturation `I_sat` (LSB; None turns it off).
+    - `membrane_noise`: stationary std of the OU membrane noise (LSB).
+    - `synaptic_delay`: extra delay of input events after `k * dt` (s). With 0, the membrane
+      first responds at step `k + 1`: hxtorch's one-`dt` synaptic delay.
+    - `spike_latency` (s) added to every spike time; `clock_period`: the FPGA clock the
+      spike times are rounded up to (8 ns).
+    - `potential_range`: the membrane is clipped to this range (LSB).
+    - `cadc_memory`: "sram" (period 1.7 us) or "dram" (6 us); `cadc_period` overrides it.
+      `cadc_jitter`: uniform jitter of each sample time (± s). `cadc_noise`: read noise
+      std (LSB).
+    - `madc_clock` (Hz) and `madc_sample_duration_adjust`: the MADC samples every
+      `(12 + adjust) / clock` (34 ns). `madc_noise` (MADC LSB), `madc_gain` (MADC LSB per
+      CADC LSB: 4.5 mV / 1.2 mV), `madc_offset` (MADC LSB at 0 CADC LSB).
+
+    Defaults are the estimates of bss2-chip.md §7 (keep them config, fit them to data).
+
+    ```python
+    config = bj.ChipConfig(membrane_noise=1.0, cadc_memory="dram")
+    quiet = bj.ChipConfig.noiseless()
+    ```
+    """
+
+    substeps: int = 10
+    weight_efficacy: float = WEIGHT_EFFICACY
+    saturation: float | None = 150.0
+    membrane_noise: float = 0.5
+    synaptic_delay: float = 0.0
+    spike_latency: float = 80e-9
+    clock_period: float = 8e-9
+    potential_range: tuple[float, float] = (0.0, 255.0)
+    cadc_memory: Literal["sram", "dram"] = "sram"
+    cadc_period: float | None = None
+    cadc_jitter: float = 0.1e-6
+    cadc_noise: float = 1.0
+    madc_clock: float = 500e6
+    madc_sample_duration_adjust: int = 5
+    madc_noise: float = 1.5
+    madc_gain: float = 4.5 / 1.2
+    madc_offset: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.substeps, bool) or not isinstance(self.substeps, int):
+            raise ValueError(f"`substeps` must be a positive int; got {self.substeps!r}.")
+        if self.substeps < 1:
+            raise ValueError(f"`substeps` must be a positive int; got {self.substeps!r}.")
+        positive = ("weight_efficacy", "clock_period", "madc_clock", "madc_gain")
+        for name in positive:
+            if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
+                raise ValueError(f"`{name}` must be a positive float; got {getattr(self, name)!r}.")
+        for name in (
+            "membrane_noise",
+            "synaptic_delay",
+            "spike_latency",
+            "cadc_jitter",
+            "cadc_noise",
+            "madc_noise",
+        ):
+            if not _is_number(getattr(self, name)) or not getattr(self, name) >= 0:
+                raise ValueError(
+                    f"`{name}` must be a non-negative float; got {getattr(self, name)!r}."
+                )
+        if self.saturation is not None and not (
+            _is_number(self.saturation) and self.saturation > 0
+        ):
+            raise ValueError(f"`saturation` must be positive or None; got {self.saturation!r}.")
+        if self.cadc_memory not in ("sram", "dram"):
+            raise ValueError(f"`cadc_memory` must be 'sram' or 'dram'; got {self.cadc_memory!r}.")
+        if self.cadc_period is not None and not (
+            _is_number(self.cadc_period) and self.cadc_period > 0
+        ):
+            raise ValueError(f"`cadc_period` must be positive or None; got {self.cadc_period!r}.")
+        low, high = self.potential_range
+        if not low < high:
+            raise ValueError(
+                "`potential_range` must be (low, high) with low < high; got "
+                f"{self.potential_range}."
+            )
+        if self.cadc_jitter * 2 >= self.cadc_sample_period:
+            raise ValueError(
+                f"`cadc_jitter` must be below half the CADC period ({self.cadc_sample_period}); "
+                f"got {self.cadc_jitter}."
+            )
+        adjust = self.madc_sample_duration_adjust
+        if isinstance(adjust, bool) or not isinstance(adjust, int) or adjust < 0:
+            raise ValueError(f"`madc_sample_duration_adjust` must be an int >= 0; got {adjust!r}.")
+
+    @classmethod
+    def noiseless(cls, **changes) -> ChipConfig:
+        """No membrane noise, CADC/MADC read noise or CADC jitter (other settings kept).
+
+        ```python
+        backend = bj.ChipModel(bj.ChipInstance.nominal(), bj.ChipConfig.noiseless())
+        ```
+        """
+        options = dict(membrane_noise=0.0, cadc_jitter=0.0, cadc_noise=0.0, madc_noise=0.0)
+        options.update(changes)
+        return cls(**options)
+
+    def replace(self, **changes) -> ChipConfig:
+        """A copy with some settings changed: `config.replace(substeps=20)`."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def cadc_sample_period(self) -> float:
+        """Seconds between CADC samples."""
+        if self.cadc_period is not None:
+            return float(self.cadc_period)
+        return 1.7e-6 if self.cadc_memory == "sram" else 6e-6
+
+    @property
+    def madc_sample_period(self) -> float:
+        """Seconds between MADC samples: `(12 + adjust) / madc_clock`."""
+        return (12 + self.madc_sample_duration_adjust) / self.madc_clock
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the model draws any noise (and so needs a key)."""
+        return bool(self.membrane_noise or self.cadc_jitter or self.cadc_noise or self.madc_noise)
+
+
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+class RawPopulationRecording(eqx.Module):
+    """The chip model's raw readout of one population, before it is put on the grid.
+
+    - `spike_times`: float `(substeps_total, batch, neurons)`, the FPGA time stamp (s) of
+      the spike emitted in each internal sub-step, `inf` where none.
+    - `cadc_time`: float `(batch, samples)` seconds; `cadc_value`: float `(batch, neurons,
+      samples)`, integers in [0, 255] (CADC LSB). None without CADC recording.
+    - `madc_time`, `madc_value`: float `(batch, samples)`: seconds and integers in
+      [0, 1023]; None without MADC recording.
+    - `membrane`: float `(substeps_total + 1, batch, neurons)`, the model's true membrane
+      (LSB) at `s * h` (not observable on a chip; for tests and plots).
+    """
+
+    spike_times: jax.Array | None
+    cadc_time: jax.Array | None
+    cadc_value: jax.Array | None
+    madc_time: jax.Array | None
+    madc_value: jax.Array | None
+    membrane: jax.Array
+
+
+class ChipModel(AbstractBackend):
+    """The BrainScaleS-2 chip model (reference/bss2-chip.md §7) as a backend.
+
+    **Arguments:**
+    - `chip`: a `ChipInstance` (the chip's mismatch; `ChipInstance.nominal()` for none).
+    - `config`: a `ChipConfig` (default settings when None).
+    - `gradient`: "inject" (default, as on hardware: the chip model's observations are the
+      forward values, the gradient is the numerics') or "through" (differentiate the chip
+      model itself: straight-through rounding of weights and ADC values, the neuron's
+      surrogate on `trace_scale * (v - threshold)` for its spikes).
+    - `partition`: split a network that needs more than 512 neuron circuits into
+      sequential runs (see `place`) instead of raising `PlacementError`.
+
+    `run` calls `observe`, which needs a `key` when the config draws noise. The model is
+    pure and jit-able; `jax.vmap` over keys or over stacked `ChipInstance`s works.
+
+    ```python
+    chip = bj.ChipInstance.random(jax.random.PRNGKey(0))
+    out = bj.run(net, x, backend=bj.ChipModel(chip), key=jax.random.PRNGKey(1))
+    ```
+    """
+
+    chip: ChipInstance
+    config: ChipConfig = eqx.field(static=True)
+    gradient: str = eqx.field(static=True)
+    partition: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        chip: ChipInstance,
+        config: ChipConfig | None = None,
+        *,
+        gradient: Literal["inject", "through"] = "inject",
+        partition: bool = False,
+    ):
+        if not isinstance(chip, ChipInstance):
+            raise TypeError(
+                "`chip` must be a bj.ChipInstance (e.g. bj.ChipInstance.random(key)); "
+                f"got {type(chip).__name__}."
+            )
+        config = ChipConfig() if config is None else config
+        if not isinstance(config, ChipConfig):
+            raise TypeError(f"`config` must be a bj.ChipConfig; got {config!r}.")
+        if gradient not in ("inject", "through"):
+            raise ValueError(f"`gradient` must be 'inject' or 'through'; got {gradient!r}.")
+        self.chip = chip
+        self.config = config
+        self.gradient = gradient
+        self.partition = bool(partition)
+
+    def observe(self, network, inputs, *, dt, key):
+        """Emulate `network` on `inputs` and return the `Recording` on the grid `dt`.
+
+        **Arguments:** `network`; `inputs` float `(time, batch, in)` spikes 0/1; `dt` grid
+        step (s, Python float); `key` PRNG key (required when the config is noisy).
+
+        **Returns:** a `Recording`: per population spikes `(time, batch, neurons)`, CADC
+        membrane `(time, batch, neurons)` in CADC LSB before post-processing, and for the
+        MADC-recorded population `membrane_madc` `(time, batch)` and the raw MADC samples.
+        With `gradient="through"` the entries are marked `differentiable`.
+        """
+        raw, windows = self._emulate(network, inputs, dt=dt, key=key)
+        time = jnp.shape(inputs)[0]
+        return _densify(network, raw, windows, time, dt, through=self.gradient == "through")
+
+    def record(
+        self, network: AbstractNetwork, inputs: jax.Array, *, dt: float, key: jax.Array | None
+    ) -> dict:
+        """The raw readout: population key → `RawPopulationRecording` (chip units).
+
+        This is what a hardware client returns before bss2jax puts it on the grid.
+
+        ```python
+        raw = backend.record(net, x, dt=1e-6, key=key)
+        raw[0].cadc_value   # (batch, neurons, samples), integers in [0, 255]
+        ```
+        """
+        return self._emulate(network, inputs, dt=dt, key=key)[0]
+
+    def _emulate(self, network, inputs, *, dt, key):
+        if not isinstance(network, AbstractNetwork):
+            raise TypeError(f"`network` must be a bj.Sequential or bj.Network; got {network!r}.")
+        dt = float(dt)
+        if not dt > 0:
+            raise ValueError(f"`dt` must be a positive float in seconds; got {dt!r}.")
+        inputs = jnp.asarray(inputs)
+        if inputs.ndim != 3 or inputs.shape[-1] != network.input_size:
+            raise ValueError(
+                "`inputs` must have shape (time, batch, in_features) with in_features = "
+                f"{network.input_size}; got {inputs.shape}."
+            )
+        if not jnp.issubdtype(inputs.dtype, jnp.floating):
+            inputs = inputs.astype(jnp.float32)
+        if key is None:
+            if self.config.noisy:
+                raise ValueError(
+                    "`key` is required: the chip model draws membrane noise, CADC jitter and "
+                    "read noise (pass key=jax.random.PRNGKey(...), or use "
+                    "ChipConfig.noiseless())."
+                )
+            key = jax.random.PRNGKey(0)
+        time = inputs.shape[0]
+        if time * dt > MAX_RUNTIME:
+            raise ValueError(
+                f"the run lasts {time} steps x {dt} s = {time * dt} s, longer than the chip's "
+                f"timer allows ({MAX_RUNTIME:.3f} s: 2^32 cycles at 125 MHz)."
+            )
+        placement = place(network, partition=self.partition)
+        _check_network(network, placement, self.config, time, dt)
+        model = self
+        if self.gradient == "inject":
+            model, network, inputs = _stop_gradient((self, network, inputs))
+        raw, windows = _record_jit(model, network, inputs, key, dt)
+        _warn_cadc_range(raw)
+        return raw, windows
+
+
+def _stop_gradient(tree):
+    return jax.tree.map(lambda x: lax.stop_gradient(x) if eqx.is_array(x) else x, tree)
+
+
+def _check_network(network, placement: Placement, config: ChipConfig, time, dt) -> None:
+    """Trace-time checks: targets in calix ranges (warn), MADC one per run, CADC buffer."""
+    madc_runs = {}
+    for key in network.population_keys():
+        neuron = network.population(key)
+        for name, (low, high, unit) in _TARGET_RANGES.items():
+            if name == "threshold" and not neuron.fire:
+                continue
+            if name == "reset" and not neuron.fire:
+                continue
+            value = hardware_value(getattr(neuron, name))
+            if isinstance(value, jax.core.Tracer):
+                continue
+            value = np.asarray(value)
+            if np.any((value < low) | (value > high)):
+                warnings.warn(
+                    f"population {key!r}: `{name}` on the chip is {value} {unit}, outside "
+                    f"calix's calibration range [{low}, {high}]; the chip could not be "
+                    "calibrated to it (the model uses it unchanged).",
+                    stacklevel=4,
+                )
+        capacitance = hardware_value(neuron.membrane_capacitance)
+        if not isinstance(capacitance, jax.core.Tracer):
+            capacitance = np.asarray(capacitance)
+            if np.any((capacitance < 1) | (capacitance > 63)):
+                raise BackendError(
+                    f"population {key!r}: `membrane_capacitance` on the chip must lie in "
+                    f"[1, 63] LSB; got {capacitance}. Use bj.Mixed(model_seconds, lsb)."
+                )
+        if neuron.enable_madc_recording:
+            run = int(placement.populations[key].runs[neuron.record_neuron_id])
+            if run in madc_runs:
+                raise BackendError(
+                    f"populations {madc_runs[run]!r} and {key!r} both enable MADC recording in "
+                    f"run {run}; the chip's MADC records one neuron per run."
+                )
+            madc_runs[run] = key
+    samples = _cadc_count(time, dt, config)
+    if config.cadc_memory == "sram" and samples > SRAM_CADC_SAMPLES:
+        warnings.warn(
+            f"{samples} CADC samples per neuron exceed the {SRAM_CADC_SAMPLES} that SRAM "
+            "placement holds on the chip; use ChipConfig(cadc_memory='dram').",
+            stacklevel=4,
+        )
+
+
+def _warn_cadc_range(raw: dict) -> None:
+    low, high = CADC_RELIABLE
+    for key, entry in raw.items():
+        value = entry.cadc_value
+        if value is None or isinstance(value, jax.core.Tracer):
+            continue
+        value = np.asarray(value)
+        if value.size and (value.min() < low or value.max() > high):
+            warnings.warn(
+                f"population {key!r}: CADC reads span [{value.min():.0f}, {value.max():.0f}] "
+                f"LSB, beyond the reliable range [{low:.0f}, {high:.0f}] (calix); readings "
+                "there are non-linear on a chip.",
+                stacklevel=4,
+            )
+
+
+def _cadc_count(time: int, dt: float, config: ChipConfig) -> int:
+    return int(math.ceil((time - 1) * dt / config.cadc_sample_period - 1e-9)) + 1
+
+
+def _madc_count(time: int, dt: float, config: ChipConfig) -> int:
+    return int(math.floor((time - 1) * dt / config.madc_sample_period + 1e-9)) + 1
+
+
+# --------------------------------------------------------------------------------------
+# Building the emulated network: per-neuron and per-circuit arrays, weights on circuits.
+
+
+def _efficacy_scale(neuron, config: ChipConfig) -> float:
+    return (
+        config.weight_efficacy
+        * neuron.synapse_dac_bias
+        / REFERENCE_SYNAPSE_DAC_BIAS
+        * neuron.i_synin_gm
+        / REFERENCE_I_SYNIN_GM
+    )
+
+
+def _circuit_weights(network, key, pp, chip: ChipInstance, config: ChipConfig):
+    """Efficacies of every incoming projection onto the circuits of population `key`.
+
+    **Returns:** dict projection index → `(exc, inh)`, each float `(in_features, n * c)`:
+    the current (LSB) that one event of each source adds to each circuit.
+    """
+    neuron = network.population(key)
+    n, c = pp.size, pp.circuits_per_neuron
+    width = c * INPUTS_PER_CIRCUIT
+    weight = jnp.zeros((n, width), jnp.float32)
+    spans = {}
+    for index, offset in pp.inputs:
+        hw = network.synapse(index).hardware_weight().astype(jnp.float32)
+        weight = weight.at[:, offset : offset + hw.shape[1]].set(hw)
+        spans[index] = (offset, hw.shape[1])
+    weight = weight.reshape(n, c, INPUTS_PER_CIRCUIT)
+    circuits = jnp.asarray(pp.circuits)
+    rows = chip.synapse_gain[circuits]  # (n, c, 256)
+    scale = _efficacy_scale(neuron, config)
+    exc = jax.nn.relu(weight) * rows[..., 0::2] * chip.synaptic_gain_exc[circuits][..., None]
+    inh = jax.nn.relu(-weight) * rows[..., 1::2] * chip.synaptic_gain_inh[circuits][..., None]
+    eye = jnp.eye(c, dtype=jnp.float32)
+
+    def to_circuits(w):  # (n, c, 128) -> (c * 128, n * c), block-diagonal in the circuit
+        return (scale * jnp.einsum("njr,jk->jrnk", w, eye)).reshape(width, n * c)
+
+    exc, inh = to_circuits(exc), to_circuits(inh)
+    return {
+        index: (exc[offset : offset + size], inh[offset : offset + size])
+        for index, (offset, size) in spans.items()
+    }
+
+
+def _neuron_arrays(network, placement: Placement, chip: ChipInstance, config, h):
+    """Per-neuron and per-circuit parameters, concatenated over populations."""
+    per_neuron = {
+        name: []
+        for name in (
+            "leak",
+            "reset",
+            "threshold",
+            "tau_mem",
+            "gain",
+            "refractory",
+            "slope",
+            "exp_threshold",
+            "adapt_a",
+            "adapt_b",
+            "tau_adap",
+            "trace_scale",
+            "cadc_offset",
+            "cadc_gain",
+        )
+    }
+    per_circuit = {"tau_exc": [], "tau_inh": []}
+    for key in network.population_keys():
+        neuron = network.population(key)
+        pp = placement.populations[key]
+        first = jnp.asarray(pp.circuits[:, 0])
+        circuits = jnp.asarray(pp.circuits)
+        n = pp.size
+
+        def full(value, n=n):
+            return jnp.broadcast_to(jnp.asarray(value, jnp.float32), (n,))
+
+        hw = {name: full(hardware_value(getattr(neuron, name))) for name in _HW_NAMES}
+        per_neuron["leak"].append(hw["leak"] + chip.leak[first])
+        per_neuron["reset"].append(hw["reset"] + chip.reset[first])
+        per_neuron["threshold"].append(hw["threshold"] + chip.threshold[first])
+        tau_mem = hw["tau_mem"] * chip.tau_mem[first]
+        capacitance = (
+            REFERENCE_CAPACITANCE_TIME * hw["membrane_capacitance"] / REFERENCE_CAPACITANCE
+        )
+        per_neuron["tau_mem"].append(tau_mem)
+        per_neuron["gain"].append(tau_mem / capacitance)
+        per_neuron["refractory"].append(jnp.round(hw["refractory_time"] / h))
+        per_neuron["slope"].append(hw["exponential_slope"])
+        per_neuron["exp_threshold"].append(hw["exponential_threshold"])
+        per_neuron["adapt_a"].append(hw["subthreshold_adaptation_strength"])
+        per_neuron["adapt_b"].append(hw["spike_triggered_adaptation_increment"])
+        per_neuron["tau_adap"].append(hw["tau_adap"])
+        per_neuron["trace_scale"].append(full(model_value(neuron.trace_scale)))
+        per_neuron["cadc_offset"].append(chip.cadc_offset[first])
+        per_neuron["cadc_gain"].append(chip.cadc_gain[first])
+        tau_syn = hw["tau_syn"][:, None]
+        per_circuit["tau_exc"].append((tau_syn * chip.tau_syn_exc[circuits]).reshape(-1))
+        per_circuit["tau_inh"].append((tau_syn * chip.tau_syn_inh[circuits]).reshape(-1))
+    neuron_values = {k: jnp.concatenate(v) for k, v in per_neuron.items()}
+    circuit_values = {k: jnp.concatenate(v) for k, v in per_circuit.items()}
+    return neuron_values, circuit_values
+
+
+_HW_NAMES = (
+    "leak",
+    "reset",
+    "threshold",
+    "tau_mem",
+    "tau_syn",
+    "membrane_capacitance",
+    "refractory_time",
+    "exponential_slope",
+    "exponential_threshold",
+    "subthreshold_adaptation_strength",
+    "spike_triggered_adaptation_increment",
+    "tau_adap",
+)
+
+
+def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
+    config, chip = model.config, model.chip
+    through = model.gradient == "through"
+    placement = place(network, partition=model.partition)
+    keys = network.population_keys()
+    time, batch, _ = inputs.shape
+    m = config.substeps
+    h = dt / m
+    dtype = jnp.float32
+    inputs = inputs.astype(dtype)
+
+    # Layout of the concatenated neuron and circuit vectors.
+    neuron_slices, circuit_slices, widths = {}, {}, {}
+    n0 = c0 = 0
+    for k in keys:
+        pp = placement.populations[k]
+        neuron_slices[k] = slice(n0, n0 + pp.size)
+        circuit_slices[k] = slice(c0, c0 + pp.size * pp.circuits_per_neuron)
+        widths[k] = pp.circuits_per_neuron
+        n0 += pp.size
+        c0 += pp.size * pp.circuits_per_neuron
+    n_neurons, n_circuits = n0, c0
+
+    def flag(fn):
+        return np.concatenate(
+            [np.full(network.population(k).size, bool(fn(network.population(k)))) for k in keys]
+        )
+
+    fire = flag(lambda p: p.fire)
+    leaky = flag(lambda p: p.leaky)
+    exponential = flag(lambda p: p.exponential)
+    sub_adapt = flag(lambda p: p.subthreshold_adaptation)
+    spike_adapt = flag(lambda p: p.spike_triggered_adaptation)
+    any_adapt = bool(np.any(sub_adapt | spike_adapt))
+
+    nv, cv = _neuron_arrays(network, placement, chip, config, h)
+    decay_mem = jnp.exp(-h / nv["tau_mem"])
+    decay_exc = jnp.exp(-h / cv["tau_exc"])
+    decay_inh = jnp.exp(-h / cv["tau_inh"])
+    average_exc = cv["tau_exc"] / h * (1 - decay_exc)
+    average_inh = cv["tau_inh"] / h * (1 - decay_inh)
+    decay_adapt = jnp.exp(-h / nv["tau_adap"])
+    noise_scale = config.membrane_noise * jnp.sqrt(1 - decay_mem**2)
+    refractory_steps = nv["refractory"].astype(jnp.int32)
+    threshold = jnp.where(fire, nv["threshold"], jnp.inf)
+    finite_threshold = lax.stop_gradient(jnp.where(fire, nv["threshold"], 0.0))
+    low, high = config.potential_range
+
+    # Weights onto circuits: external inputs (hoisted) and on-chip projections.
+    ext_exc = jnp.zeros((network.input_size, n_circuits), dtype)
+    ext_inh = jnp.zeros((network.input_size, n_circuits), dtype)
+    internal = []
+    for k in keys:
+        weights = _circuit_weights(network, k, placement.populations[k], chip, config)
+        cs = circuit_slices[k]
+        for index, (exc, inh) in weights.items():
+            source = network.edges()[index][0]
+            if source == INPUT:
+                ext_exc = ext_exc.at[:, cs].add(exc)
+                ext_inh = ext_inh.at[:, cs].add(inh)
+            else:
+                internal.append((neuron_slices[source], cs, exc, inh))
+    ext = jnp.concatenate([ext_exc, ext_inh], axis=1)
+    drive_ext = (inputs.reshape(time * batch, -1) @ ext).reshape(time, batch, 2 * n_circuits)
+    delay_steps = int(round(config.synaptic_delay / h))
+    shift, offset = divmod(delay_steps, m)
+    if shift:
+        drive_ext = jnp.concatenate(
+            [jnp.zeros((shift, batch, 2 * n_circuits), dtype), drive_ext[:-shift]]
+        )[:time]
+
+    def sum_circuits(current):  # (batch, circuits) -> (batch, neurons)
+        if all(w == 1 for w in widths.values()):
+            return current
+        parts = []
+        for k in keys:
+            part = current[:, circuit_slices[k]]
+            parts.append(part.reshape(batch, -1, widths[k]).sum(-1))
+        return jnp.concatenate(parts, axis=1)
+
+    surrogates = [network.population(k).surrogate for k in keys]
+
+    def spike_function(x):
+        if not through:
+            return (x > 0).astype(dtype)
+        parts = [surrogates[i](x[:, neuron_slices[k]]).astype(dtype) for i, k in enumerate(keys)]
+        return jnp.concatenate(parts, axis=1)
+
+    key_init, key_noise, key_cadc, key_madc = jax.random.split(key, 4)
+    v0 = jnp.where(leaky, nv["leak"], nv["reset"])
+    v0 = jnp.broadcast_to(v0, (batch, n_neurons)).astype(dtype)
+    if config.membrane_noise:
+        v0 = v0 + config.membrane_noise * jax.random.normal(key_init, v0.shape, dtype)
+    v0 = jnp.clip(v0, low, high)
+    zeros_c = jnp.zeros((batch, n_circuits), dtype)
+    zeros_n = jnp.zeros((batch, n_neurons), dtype)
+    state0 = (v0, zeros_c, zeros_c, jnp.zeros((batch, n_neurons), jnp.int32), zeros_n, zeros_n)
+
+    def substep(state, xs):
+        v, i_exc, i_inh, refractory, z_prev, adapt = state
+        arriving, xi, t_start = xs
+        i_exc = i_exc + arriving[:, :n_circuits]
+        i_inh = i_inh + arriving[:, n_circuits:]
+        for source, target, w_exc, w_inh in internal:
+            z = z_prev[:, source]
+            i_exc = i_exc.at[:, target].add(z @ w_exc)
+            i_inh = i_inh.at[:, target].add(z @ w_inh)
+        net = i_exc * average_exc - i_inh * average_inh
+        if config.saturation is not None:
+            net = config.saturation * jnp.tanh(net / config.saturation)
+        drive = sum_circuits(net)
+        if any_adapt:
+            drive = drive - adapt
+        push = nv["gain"] * drive  # LSB: where the input alone would hold the membrane
+        if np.any(exponential):
+            exponent = jnp.minimum((v - nv["exp_threshold"]) / nv["slope"], 20.0)
+            push = push + jnp.where(exponential, nv["slope"] * jnp.exp(exponent), 0.0)
+        v_inf = nv["leak"] + push
+        v_leaky = v_inf + (v - v_inf) * decay_mem
+        if np.all(leaky):
+            v_new = v_leaky
+        else:
+            v_new = jnp.where(leaky, v_leaky, v + h / nv["tau_mem"] * push)
+        if config.membrane_noise:
+            v_new = v_new + noise_scale * xi
+        i_exc = i_exc * decay_exc
+        i_inh = i_inh * decay_inh
+        resting = refractory > 0
+        v_new = jnp.where(resting, nv["reset"], v_new)
+        x = jnp.where(resting | ~fire, -jnp.inf, v_new - threshold)
+        z = spike_function(nv["trace_scale"] * jnp.where(jnp.isinf(x), -1e3, x))
+        crossed = x > 0
+        before, after = lax.stop_gradient(v), lax.stop_gradient(v_new)
+        rise = jnp.where(after > before, after - before, 1.0)
+        fraction = jnp.clip((finite_threshold - before) / rise, 0.0, 1.0)
+        stamp = jnp.ceil((t_start + fraction * h) / config.clock_period - 1e-6)
+        stamp = stamp * config.clock_period + config.spike_latency
+        spike_time = jnp.where(crossed, stamp, jnp.inf)
+        z_stop = lax.stop_gradient(z)
+        v_new = (1 - z_stop) * v_new + z_stop * nv["reset"]
+        refractory = jnp.where(crossed, refractory_steps, jnp.maximum(refractory - 1, 0))
+        if any_adapt:
+            adapt = adapt * decay_adapt
+            adapt = adapt + jnp.where(
+                sub_adapt, (1 - decay_adapt) * nv["adapt_a"] * (v_new - nv["leak"]), 0.0
+            )
+            adapt = adapt + jnp.where(spike_adapt, nv["adapt_b"] * z, 0.0)
+        v_new = jnp.clip(v_new, low, high)
+        new_state = (v_new, i_exc, i_inh, refractory, z, adapt)
+        return new_state, (v_new, z, spike_time)
+
+    noise_keys = jax.random.split(key_noise, time)
+
+    def grid_step(state, xs):
+        drive_k, noise_key, k = xs
+        arriving = jnp.zeros((m, batch, 2 * n_circuits), dtype).at[offset].set(drive_k)
+        if config.membrane_noise:
+            xi = jax.random.normal(noise_key, (m, batch, n_neurons), dtype)
+        else:
+            xi = jnp.zeros((m, 1, 1), dtype)
+        t_start = k * dt + jnp.arange(m, dtype=dtype) * h
+        return lax.scan(substep, state, (arriving, xi, t_start))
+
+    steps = jnp.arange(time, dtype=dtype)
+    _, (trajectory, flags, times) = lax.scan(grid_step, state0, (drive_ext, noise_keys, steps))
+    total = time * m
+    trajectory = trajectory.reshape(total, batch, n_neurons)
+    flags = flags.reshape(time, m, batch, n_neurons)
+    times = times.reshape(total, batch, n_neurons)
+    membrane = jnp.concatenate([v0[None], trajectory])  # (total + 1, batch, neurons)
+
+    # CADC: all neurons at jittered, shared sample times.
+    count = _cadc_count(time, dt, config)
+    period = config.cadc_sample_period
+    key_jitter, key_read = jax.random.split(key_cadc)
+    cadc_time = jnp.arange(count, dtype=dtype) * period
+    cadc_time = jnp.broadcast_to(cadc_time, (batch, count))
+    if config.cadc_jitter:
+        cadc_time = cadc_time + config.cadc_jitter * jax.random.uniform(
+            key_jitter, (batch, count), dtype, -1.0, 1.0
+        )
+    cadc_time = jnp.clip(cadc_time, 0.0, total * h)
+    sampled = _sample(membrane, cadc_time, h)  # (batch, count, neurons)
+    reading = nv["cadc_gain"] * sampled + nv["cadc_offset"]
+    if config.cadc_noise:
+        reading = reading + config.cadc_noise * jax.random.normal(key_read, reading.shape, dtype)
+    reading = jnp.clip(round_straight_through(reading), 0.0, 255.0)
+    cadc_value = jnp.moveaxis(reading, 1, 2)  # (batch, neurons, count)
+
+    raw = {}
+    for k in keys:
+        neuron = network.population(k)
+        ns = neuron_slices[k]
+        madc_time = madc_value = None
+        if neuron.enable_madc_recording:
+            samples = _madc_count(time, dt, config)
+            madc_time = jnp.broadcast_to(
+                jnp.arange(samples, dtype=dtype) * config.madc_sample_period, (batch, samples)
+            )
+            index = ns.start + neuron.record_neuron_id
+            trace = _sample(membrane[:, :, index : index + 1], madc_time, h)[..., 0]
+            madc_value = config.madc_offset + config.madc_gain * trace
+            if config.madc_noise:
+                madc_value = madc_value + config.madc_noise * jax.random.normal(
+                    jax.random.fold_in(key_madc, index), madc_value.shape, dtype
+                )
+            madc_value = jnp.clip(round_straight_through(madc_value), 0.0, 1023.0)
+        raw[k] = RawPopulationRecording(
+            spike_times=times[:, :, ns] if neuron.fire else None,
+            cadc_time=cadc_time if neuron.enable_cadc_recording else None,
+            cadc_value=cadc_value[:, ns] if neuron.enable_cadc_recording else None,
+            madc_time=madc_time,
+            madc_value=madc_value,
+            membrane=membrane[:, :, ns],
+        )
+    windows = {k: None for k in keys}
+    if through:
+        # The spikes' gradient path: the surrogate spikes of the sub-steps of each window.
+        window = flags.sum(1)
+        windows = {k: window[:, :, neuron_slices[k]] for k in keys}
+    return raw, windows
+
+
+_record_jit = eqx.filter_jit(_record)
+
+
+def _sample(membrane, sample_time, h):
+    """Linear interpolation of the sub-step trajectory `(steps + 1, batch, n)` at
+    `sample_time` `(batch, samples)`; returns `(batch, samples, n)`."""
+    steps = membrane.shape[0] - 1
+    position = sample_time / h
+    lower = jnp.clip(jnp.floor(position), 0, max(steps - 1, 0)).astype(jnp.int32)
+    fraction = (position - lower)[..., None]
+    batch = jnp.arange(membrane.shape[1])[:, None]
+    upper = jnp.minimum(lower + 1, steps)
+    return membrane[lower, batch] * (1 - fraction) + membrane[upper, batch] * fraction
+
+
+def _densify(network, raw: dict, windows: dict, time: int, dt: float, *, through) -> Recording:
+    """Raw readout → `Recording` on the grid, with bss2jax's `_dense` conversions."""
+    populations = {}
+    for key in network.population_keys():
+        neuron = network.population(key)
+        entry, window = raw[key], windows[key]
+        spikes = membrane = madc = None
+        if neuron.fire and neuron.enable_spike_recording:
+            times = entry.spike_times
+            steps, b, n = times.shape
+            valid = jnp.isfinite(times) & (jnp.round(times / dt) < time)
+            neuron_index = jnp.broadcast_to(jnp.arange(n), times.shape)
+            batch_index = jnp.broadcast_to(jnp.arange(b)[:, None], times.shape)
+            spikes = spikes_to_dense(
+                jnp.where(valid, times, 0.0).reshape(-1),
+                neuron_index.reshape(-1),
+                batch_index.reshape(-1),
+                dt=dt,
+                shape=(time, b, n),
+                valid=valid.reshape(-1),
+            )
+            if through and window is not None:
+                spikes = spikes + (window - lax.stop_gradient(window))
+        if neuron.enable_cadc_recording:
+            value = entry.cadc_value
+            sample_time = jnp.broadcast_to(entry.cadc_time[:, None, :], value.shape)
+            membrane = cadc_to_dense(
+                sample_time, value, dt=dt, length=time, interpolation=neuron.interpolation
+            )
+        if neuron.enable_madc_recording:
+            madc = madc_to_dense(
+                entry.madc_time,
+                entry.madc_value,
+                dt=dt,
+                length=time,
+                interpolation=neuron.interpolation,
+            )
+        populations[key] = PopulationRecording(
+            spikes=spikes,
+            membrane_cadc=membrane,
+            membrane_madc=madc,
+            madc_time=entry.madc_time,
+            madc_value=entry.madc_value,
+            differentiable=through,
+        )
+    return Recording(populations)
