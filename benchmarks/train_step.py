@@ -61,13 +61,15 @@ def _loss_from_readout(readout, labels):
 # --- bss2jax -------------------------------------------------------------------------------
 
 
-def make_bss2jax(key, n_in, n_hidden, n_out):
+def make_bss2jax(key, n_in, n_hidden, n_out, weight_gain=1.0):
     k1, k2 = jax.random.split(key)
     lif = bj.LIF(n_hidden, leak=0.0, reset=0.0, threshold=1.0, tau_mem=TAU, tau_syn=TAU)
     li = bj.LI(n_out, leak=0.0, tau_mem=TAU, tau_syn=TAU)
-    return bj.Sequential(
+    net = bj.Sequential(
         [bj.Synapse(n_in, n_hidden, key=k1), lif, bj.Synapse(n_hidden, n_out, key=k2), li]
     )
+    first = lambda n: n.layers[0].weight  # noqa: E731
+    return eqx.tree_at(first, net, weight_gain * first(net))
 
 
 def bss2jax_loss(params, inputs, labels, *, static):
@@ -296,6 +298,12 @@ def main(argv=None):
     parser.add_argument("--time", type=int, default=100)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument(
+        "--weight-gain",
+        type=float,
+        default=4.0,
+        help="multiplies the torch-like initial input weights so that hidden neurons spike",
+    )
     parser.add_argument("--output", help="also write the JSON to this file")
     args = parser.parse_args(argv)
 
@@ -305,14 +313,10 @@ def main(argv=None):
         jnp.float32
     )
     labels = jax.random.randint(k_lab, (args.batch,), 0, args.outputs)
-    net = make_bss2jax(k_net, args.inputs, args.hidden, args.outputs)
+    net = make_bss2jax(k_net, args.inputs, args.hidden, args.outputs, args.weight_gain)
     # Train the weights, as the hand-written scan does; a second entry trains every float
     # leaf (neuron parameters too), which adds one reduction per parameter to the backward.
-    only_weights = jax.tree.map(lambda _: False, net)
-    only_weights = eqx.tree_at(
-        lambda n: (n.layers[0].weight, n.layers[2].weight), only_weights, replace=(True, True)
-    )
-    params, static = eqx.partition(net, only_weights)
+    params, static = eqx.partition(net, bj.trainable_filter(net))
     all_params, all_static = eqx.partition(net, eqx.is_inexact_array)
     weights = (net.layers[0].weight, net.layers[2].weight)
 
@@ -353,6 +357,9 @@ def main(argv=None):
             raise RuntimeError(f"{name}: non-finite initial loss {result['initial_loss']}")
         results.append(result)
     report = {
+        "hidden_spikes_per_neuron_and_sample": float(
+            bj.run(net, inputs, dt=DT)[0].spikes.sum(0).mean()
+        ),
         "workload": vars(args) | {"loss": "cross-entropy of max-over-time LI readout, Adam"},
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
