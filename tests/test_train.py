@@ -1,0 +1,229 @@
+"""The jitted train step, fit (checkpoints, resume), evaluation on other backends."""
+
+from __future__ import annotations
+
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from helpers import tree_allclose
+
+import bss2jax as bj
+import bss2jax.data as bd
+from bss2jax import _yinyang
+
+ADAM = optax.adam(5e-3)  # one object: the compiled step is cached per optimiser
+
+
+def small_job(hidden: int = 16):
+    config = _yinyang.YinYangConfig(train_size=120, test_size=60, hidden=hidden, batch_size=20)
+    train, test = bd.yin_yang_splits(config.train_size, config.test_size)
+    network = _yinyang.yin_yang_network(config, key=jax.random.key(0))
+    return network, _yinyang.YinYangLoss.from_config(config), train, test
+
+
+def test_train_step_lowers_the_loss():
+    network, loss, train, _ = small_job()
+    step = bj.make_train_step(loss, optax.adam(1e-2))
+    opt_state = step.init(network)
+    batch = jax.tree.map(jnp.asarray, train)
+    key = jax.random.key(0)
+    first = None
+    for _ in range(15):
+        network, opt_state, metrics = step(network, opt_state, batch, key=key)
+        first = float(metrics["loss"]) if first is None else first
+    assert set(metrics) == {"loss", "accuracy"}
+    assert float(metrics["loss"]) < 0.8 * first
+
+
+def test_train_step_trains_weights_only_and_keeps_masks():
+    key = jax.random.key(1)
+    mask = jax.random.bernoulli(key, 0.5, (8, 4))
+    network = bj.Sequential(
+        [
+            bj.Synapse(4, 8, weight=jnp.full((8, 4), 2.0), mask=mask),
+            bj.LIF(8, leak=0.0, reset=0.0, threshold=1.0),
+            bj.Synapse(8, 2, key=jax.random.key(2)),
+            bj.LI(2, leak=0.0),
+        ]
+    )
+    inputs = (jax.random.uniform(key, (20, 3, 4)) < 0.3).astype(jnp.float32)
+    labels = jnp.array([0, 1, 0])
+
+    def loss(net, batch, *, key, backend):
+        x, y = batch
+        _, readout = bj.run(net, x, backend=backend, key=key)
+        return bj.cross_entropy(bd.max_over_time(readout.membrane_cadc) * 10, y)
+
+    step = bj.make_train_step(loss, optax.sgd(1.0))
+    new, _, metrics = step(network, step.init(network), (inputs, labels), key=key)
+    assert set(metrics) == {"loss"}
+    assert new.layers[0].mask.dtype == jnp.bool_
+    np.testing.assert_array_equal(new.layers[0].mask, mask)
+    assert not np.allclose(new.layers[2].weight, network.layers[2].weight)
+    assert not np.allclose(new.layers[0].weight, network.layers[0].weight)
+    # neuron parameters and the transform do not train by default
+    assert tree_allclose(new.layers[1], network.layers[1])
+    assert tree_allclose(new.layers[0].transform, network.layers[0].transform)
+
+
+def test_train_step_constrain_and_errors():
+    network, loss, train, _ = small_job()
+    clip = _yinyang.clip_weights
+    step = bj.make_train_step(loss, optax.sgd(1e3), constrain=clip)
+    batch = jax.tree.map(jnp.asarray, train)
+    new, _, _ = step(network, step.init(network), batch, key=jax.random.key(0))
+    assert float(jnp.max(jnp.abs(new.layers[0].weight))) <= 63 / 64 + 1e-6
+    with pytest.raises(TypeError, match="optax.GradientTransformation"):
+        bj.make_train_step(loss, "adam")
+    with pytest.raises(TypeError, match="`backend` must be a bss2jax backend"):
+        step(network, step.init(network), batch, key=jax.random.key(0), backend="chip")
+
+
+def test_loss_must_return_a_scalar():
+    network, _, train, _ = small_job()
+    step = bj.make_train_step(lambda n, b, *, key, backend: jnp.ones(3), optax.sgd(0.1))
+    with pytest.raises(ValueError, match="a loss must return a scalar"):
+        step(network, step.init(network), jax.tree.map(jnp.asarray, train), key=jax.random.key(0))
+
+
+def test_checkpoint_round_trip_without_pickle(tmp_path):
+    network, _, _, _ = small_job()
+    optimiser = optax.adam(1e-3)
+    opt_state = optimiser.init(eqx.filter(network, eqx.is_inexact_array))
+    path = tmp_path / "ck.npz"
+    bj.save_checkpoint(path, (network, opt_state), {"epoch": 3})
+    fresh = small_job()[0]
+    fresh = eqx.tree_at(lambda n: n.layers[0].weight, fresh, fresh.layers[0].weight * 0)
+    (loaded, state), meta = bj.load_checkpoint(path, (fresh, opt_state))
+    assert meta == {"epoch": 3}
+    assert tree_allclose(loaded, network, rtol=0, atol=0)
+    assert tree_allclose(state, opt_state, rtol=0, atol=0)
+    with np.load(path, allow_pickle=False) as file:  # nothing needs unpickling
+        assert all(file[name].dtype != object for name in file.files)
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]  # no temporary files left
+    with pytest.raises(ValueError, match="does not fit the given structure"):
+        bj.load_checkpoint(path, (small_job(hidden=17)[0], opt_state))
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    network, _, _, _ = small_job()
+    path = tmp_path / "ck.npz"
+    bj.save_checkpoint(path, network, {"n": 1})
+    before = path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken)
+    with pytest.raises(OSError, match="disk full"):
+        bj.save_checkpoint(path, network, {"n": 2})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _fit(network, loss, train, test, **kwargs):
+    return bj.fit(
+        network,
+        loss,
+        ADAM,
+        train,
+        test=test,
+        epochs=2,
+        batch_size=20,
+        key=jax.random.key(7),
+        progress=False,
+        **kwargs,
+    )
+
+
+def test_fit_resumes_after_an_interruption(tmp_path):
+    network, loss, train, test = small_job()
+    reference = _fit(network, loss, train, test)
+    assert [h["epoch"] for h in reference.history] == [1, 2]
+    assert {"train_loss", "train_accuracy", "test_loss", "test_accuracy"} <= set(
+        reference.history[0]
+    )
+    assert reference.resumed_step is None
+
+    def crash(info):
+        if info["step"] == 8:  # 6 batches per epoch, checkpoints every 4 steps
+            raise Interrupt
+
+    output = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        _fit(network, loss, train, test, output=output, checkpoint_every=4, callback=crash)
+    meta = json.loads(json.loads(json.dumps(_read_metadata(output / "checkpoint.npz"))))
+    assert meta["metadata"]["step"] == 8  # the checkpoint after step index 7
+    resumed = _fit(network, loss, train, test, output=output, checkpoint_every=4)
+    assert resumed.resumed_step == 8
+    assert tree_allclose(resumed.network, reference.network, rtol=0, atol=0)
+    for got, want in zip(resumed.history, reference.history, strict=True):
+        for name in ("train_loss", "test_loss", "test_accuracy"):
+            assert got[name] == pytest.approx(want[name], rel=1e-6)
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2
+
+
+def _read_metadata(path):
+    with np.load(path, allow_pickle=False) as file:
+        return str(file["__metadata__"])
+
+
+def test_fit_refuses_a_checkpoint_of_another_configuration(tmp_path):
+    network, loss, train, test = small_job()
+    _fit(network, loss, train, None, output=tmp_path, config={"lr": 1})
+    with pytest.raises(ValueError, match="different configuration \\(differs in \\['lr'\\]\\)"):
+        _fit(network, loss, train, None, output=tmp_path, config={"lr": 2})
+
+
+def test_fit_argument_errors():
+    network, loss, train, _ = small_job()
+    with pytest.raises(ValueError, match="`batch_size` must not exceed"):
+        bj.fit(network, loss, optax.sgd(0.1), train, epochs=1, batch_size=1000, key=None)
+    with pytest.raises(ValueError, match="`epochs` must be a positive int"):
+        bj.fit(network, loss, optax.sgd(0.1), train, epochs=0, batch_size=10, key=None)
+    with pytest.raises(ValueError, match="same leading"):
+        bj.fit(
+            network,
+            loss,
+            optax.sgd(0.1),
+            (np.zeros((5, 4)), np.zeros(4)),
+            epochs=1,
+            batch_size=2,
+            key=None,
+        )
+
+
+def test_evaluate_on_several_backends():
+    network, loss, _, test = small_job()
+    key = jax.random.key(3)
+    one = bj.evaluate(network, loss, test, key=key)
+    chunked = bj.evaluate(network, loss, test, key=key, batch_size=25)
+    assert one["accuracy"] == pytest.approx(chunked["accuracy"])
+    assert one["loss"] == pytest.approx(chunked["loss"], rel=1e-5)
+    both = bj.evaluate_backends(network, loss, test, [bj.Numeric(), bj.Numeric()], key=key)
+    assert both == [one, one]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["numeric", "chip"])
+def test_yin_yang_accuracy_gate(tmp_path, backend, capsys):
+    """The main job with its defaults: >= 96 % on numerics, >= 95 % on the chip model."""
+    from bss2jax._cli import main
+
+    if backend == "chip" and not hasattr(bj, "ChipModel"):
+        pytest.skip("the chip model is not part of this installation")
+    assert main(["train", "--backend", backend, "--output", str(tmp_path), "--no-progress"]) == 0
+    final = json.loads((tmp_path / "metrics.json").read_text())["final"]
+    assert final["test_accuracy"] >= (0.96 if backend == "numeric" else 0.95)
+    if backend == "chip":
+        assert final["transfer_mean_drop"] <= 0.02
