@@ -69,7 +69,7 @@ def _check_dt(dt) -> float:
         raise TypeError("`dt` must be a Python float (static), not a traced value.")
     try:
         dt = float(dt)
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(f"`dt` must be a positive float in seconds; got {dt!r}.") from None
     if not dt > 0:
         raise ValueError(f"`dt` must be a positive float in seconds; got {dt!r}.")
