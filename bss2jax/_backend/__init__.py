@@ -1,7 +1,6 @@
 """Backends: what produces the observations that `run` injects."""
 
 from ._base import AbstractBackend as AbstractBackend, BackendError as BackendError
-from ._numeric import Numeric as Numeric
 from ._chip import (
     ChipConfig as ChipConfig,
     ChipModel as ChipModel,
@@ -12,6 +11,8 @@ from ._chip_instance import (
     ChipInstanceError as ChipInstanceError,
     MismatchProfile as MismatchProfile,
 )
+from ._hardware import Hardware as Hardware
+from ._numeric import Numeric as Numeric
 from ._placement import (
     Placement as Placement,
     PlacementError as PlacementError,
@@ -20,3 +21,4 @@ from ._placement import (
     neurons_per_run as neurons_per_run,
     place as place,
 )
+from ._replay import Replay as Replay, ReplayClient as ReplayClient, ReplayError as ReplayError

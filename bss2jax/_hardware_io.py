@@ -1,0 +1,484 @@
+"""The client contract of the `Hardware` backend: plain-numpy requests and raw recordings.
+
+A client is any object with one method, `execute(request: ExperimentRequest) ->
+RawRecording`, that runs one experiment on a chip (or on something that behaves like one).
+Everything here is host-side numpy, in chip units: integer weights split into excitatory and
+inhibitory rows, potentials in CADC LSB, times in seconds of hardware time. bss2jax builds the
+request from the network, validates the raw recording (`validate_recording`) and puts it on
+the grid with the same to-dense code every backend uses.
+
+```python
+class MyClient(bj.AbstractClient):
+    def execute(self, request):
+        ...  # configure the chip unless `request.reconfigure` is False, run, read back
+        return bj.RawRecording(spikes={...}, cadc={...}, madc={...})
+```
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+import json
+from collections.abc import Hashable, Mapping
+
+import numpy as np
+
+CADC_RANGE = (0.0, 255.0)
+"""Values of a CADC sample, LSB (8 bit, after hxtorch's re-centring by +128)."""
+
+MADC_RANGE = (0.0, 1023.0)
+"""Values of an MADC sample, LSB (10 bit)."""
+
+WEIGHT_MAX = 63
+"""Largest synapse weight on the chip (6 bit, per excitatory or inhibitory row)."""
+
+
+class HardwareError(RuntimeError):
+    """A hardware run failed: the client raised, timed out, or returned malformed data.
+
+    The message names the cause. Outside `jit` it is raised as is; under `jit` JAX re-raises
+    a host-callback failure as `jax.errors.JaxRuntimeError`, whose message contains
+    `HardwareError: <cause>`.
+    """
+
+
+class TransientHardwareError(HardwareError):
+    """A failure that may pass when retried (a lost connection, a busy system).
+
+    Clients raise it to ask `Hardware` for a retry (`retries=`); other errors are final.
+    """
+
+
+class HardwareTimeoutError(HardwareError):
+    """The client did not answer within `Hardware(timeout=...)` seconds."""
+
+
+PopulationKey = Hashable
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PopulationRequest:
+    """Settings of one neuron population on the chip, in chip units.
+
+    - `key`: the population's key in the network (`0, 1, ...` for a `Sequential`, a name
+      for a `Network`); `kind`: "LIF", "LI" or "AdEx"; `size`: neurons.
+    - `circuits`: int64 `(size, circuits_per_neuron)`, the neuron circuits (0..511) of
+      each logical neuron (placement).
+    - `leak`, `reset`, `threshold`: float64 `(size,)`, CADC LSB (`threshold` is inf for a
+      population that does not fire).
+    - `tau_mem`, `tau_syn`, `refractory_time`, `tau_adap`: float64 `(size,)`, seconds.
+    - `membrane_capacitance`: float64 `(size,)`, capacitance LSB (0..63).
+    - `exponential_slope`, `exponential_threshold`, `subthreshold_adaptation_strength`,
+      `spike_triggered_adaptation_increment`: float64 `(size,)` (AdEx terms, used when
+      the matching flag is on).
+    - `leaky`, `fire`, `exponential`, `subthreshold_adaptation`,
+      `spike_triggered_adaptation`: the circuit's switches.
+    - `i_synin_gm`, `synapse_dac_bias`: chip-global calibration targets (DAC values).
+    - `record_spikes`, `record_cadc`: what to record for this population.
+    """
+
+    key: PopulationKey
+    kind: str
+    size: int
+    circuits: np.ndarray
+    leak: np.ndarray
+    reset: np.ndarray
+    threshold: np.ndarray
+    tau_mem: np.ndarray
+    tau_syn: np.ndarray
+    membrane_capacitance: np.ndarray
+    refractory_time: np.ndarray
+    exponential_slope: np.ndarray
+    exponential_threshold: np.ndarray
+    subthreshold_adaptation_strength: np.ndarray
+    spike_triggered_adaptation_increment: np.ndarray
+    tau_adap: np.ndarray
+    leaky: bool
+    fire: bool
+    exponential: bool
+    subthreshold_adaptation: bool
+    spike_triggered_adaptation: bool
+    i_synin_gm: float
+    synapse_dac_bias: float
+    record_spikes: bool
+    record_cadc: bool
+
+
+PARAMETER_NAMES = (
+    "leak",
+    "reset",
+    "threshold",
+    "tau_mem",
+    "tau_syn",
+    "membrane_capacitance",
+    "refractory_time",
+    "exponential_slope",
+    "exponential_threshold",
+    "subthreshold_adaptation_strength",
+    "spike_triggered_adaptation_increment",
+    "tau_adap",
+)
+"""The per-neuron float64 `(size,)` settings of a `PopulationRequest`, in this order."""
+
+FLAG_NAMES = (
+    "leaky",
+    "fire",
+    "exponential",
+    "subthreshold_adaptation",
+    "spike_triggered_adaptation",
+)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ProjectionRequest:
+    """Synapses from `source` (a population key, or "input") onto population `target`.
+
+    - `weight_exc`, `weight_inh`: uint8 `(out, in)` in [0, 63]: the magnitudes on the
+      excitatory and the inhibitory synapse rows; the signed chip weight is `exc - inh`,
+      and at most one of the two is non-zero per synapse.
+    - `delayed`: True for a recurrent projection (onto the same or an earlier population),
+      which the numerics model with one extra `dt` of delay.
+    """
+
+    source: PopulationKey
+    target: PopulationKey
+    weight_exc: np.ndarray
+    weight_inh: np.ndarray
+    delayed: bool
+
+    @property
+    def signed_weight(self) -> np.ndarray:
+        """int16 `(out, in)` chip weights in [-63, 63]: `weight_exc - weight_inh`."""
+        return self.weight_exc.astype(np.int16) - self.weight_inh.astype(np.int16)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class InputSpikes:
+    """Input spikes of one batch entry: float64 `times` (seconds) and int32 `channels`.
+
+    Both `(events,)`, sorted by time then channel. A 1 at grid step `k` of `run`'s inputs
+    is a spike at `k * dt` (hxtorch's `tensor_to_spike_times`).
+    """
+
+    times: np.ndarray
+    channels: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ExperimentRequest:
+    """One experiment in chip units: what a client configures, runs and records.
+
+    - `populations`, `projections`: settings and integer weights (see their docs).
+    - `input_size`: input channels; `batch_size`: batch entries, each a separate run of
+      `runtime` seconds on the chip (hxtorch's realtime snippets).
+    - `input_spikes`: one `InputSpikes` per batch entry.
+    - `runtime`: seconds of hardware time per batch entry; `dt`: the grid step, seconds.
+    - `madc`: `(population key, neuron index)` that the MADC watches, or None.
+    - `seed`: an int from the `key` passed to `run` (for models of the chip), or None.
+    - `configuration_hash`: sha256 of placement, neuron settings and weights; equal
+      hashes mean an identical configuration.
+    - `reconfigure`: False when this configuration equals the one this client last ran
+      successfully for the same backend, so the (slow) upload may be skipped.
+    """
+
+    populations: tuple[PopulationRequest, ...]
+    projections: tuple[ProjectionRequest, ...]
+    input_size: int
+    batch_size: int
+    input_spikes: tuple[InputSpikes, ...]
+    runtime: float
+    dt: float
+    madc: tuple[PopulationKey, int] | None
+    seed: int | None
+    configuration_hash: str
+    reconfigure: bool = True
+
+    def population(self, key) -> PopulationRequest:
+        """The `PopulationRequest` with this key."""
+        for population in self.populations:
+            if population.key == key:
+                return population
+        raise KeyError(f"no population {key!r} in the request; it has {self.keys()}.")
+
+    def keys(self) -> tuple:
+        """Population keys in network order."""
+        return tuple(p.key for p in self.populations)
+
+    @property
+    def request_hash(self) -> str:
+        """sha256 of the configuration, inputs, runtime, dt, MADC choice and seed."""
+        digest = hashlib.sha256(self.configuration_hash.encode())
+        meta = [self.input_size, self.batch_size, repr(self.runtime), repr(self.dt)]
+        meta += [_key_json(self.madc[0]) if self.madc else None]
+        meta += [self.madc[1] if self.madc else None, self.seed]
+        digest.update(json.dumps(meta).encode())
+        for entry in self.input_spikes:
+            _update(digest, entry.times)
+            _update(digest, entry.channels)
+        return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SpikeEvents:
+    """Spike events of one population: float `times` (seconds since the start of the batch
+    entry), int `neurons` (index in the population) and int `batch` (batch entry), each
+    `(events,)`, in any order."""
+
+    times: np.ndarray
+    neurons: np.ndarray
+    batch: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CADCSamples:
+    """CADC samples of one population, each `(samples,)`: float `times` (seconds), `values`
+    (LSB in [0, 255]), int `neurons` and int `batch`. Every neuron of every batch entry needs
+    at least one sample; times may be irregular and differ between neurons."""
+
+    times: np.ndarray
+    values: np.ndarray
+    neurons: np.ndarray
+    batch: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MADCSamples:
+    """MADC samples of the watched neuron, each `(samples,)`: float `times` (seconds),
+    `values` (LSB in [0, 1023]) and int `batch`; every batch entry needs samples."""
+
+    times: np.ndarray
+    values: np.ndarray
+    batch: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RawRecording:
+    """What a client read back, keyed by population key: exactly the observables the
+    request asked for (`spikes` for `record_spikes`, `cadc` for `record_cadc`, `madc` for
+    the population named in `request.madc`), nothing more."""
+
+    spikes: Mapping = dataclasses.field(default_factory=dict)
+    cadc: Mapping = dataclasses.field(default_factory=dict)
+    madc: Mapping = dataclasses.field(default_factory=dict)
+
+
+class AbstractClient(abc.ABC):
+    """A host-side connection to a chip (or a model of one), used by `bj.Hardware`.
+
+    Subclasses implement `execute`; `cancel` (called from another thread when a call times
+    out) and `close` are optional. A client may raise `TransientHardwareError` to ask for a
+    retry; any other exception fails the run with a `HardwareError`.
+    """
+
+    @abc.abstractmethod
+    def execute(self, request: ExperimentRequest) -> RawRecording:
+        """Configure (unless `request.reconfigure` is False), run and read back."""
+
+    def cancel(self) -> None:
+        """Abort a running `execute` (called when it exceeded the timeout)."""
+        return None
+
+    def close(self) -> None:
+        """Release the connection."""
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _update(digest, array) -> None:
+    array = np.ascontiguousarray(array)
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+
+
+def _key_json(key):
+    return key if isinstance(key, (int, str)) else repr(key)
+
+
+def configuration_hash(
+    populations: tuple[PopulationRequest, ...], projections: tuple[ProjectionRequest, ...]
+) -> str:
+    """sha256 over placement, neuron settings and weights: what a reconfiguration writes."""
+    digest = hashlib.sha256()
+    for p in populations:
+        meta = [_key_json(p.key), p.kind, p.size, p.i_synin_gm, p.synapse_dac_bias]
+        meta += [getattr(p, f) for f in FLAG_NAMES] + [p.record_spikes, p.record_cadc]
+        digest.update(json.dumps(meta).encode())
+        _update(digest, p.circuits)
+        for name in PARAMETER_NAMES:
+            _update(digest, getattr(p, name))
+    for q in projections:
+        digest.update(json.dumps([_key_json(q.source), _key_json(q.target), q.delayed]).encode())
+        _update(digest, q.weight_exc)
+        _update(digest, q.weight_inh)
+    return digest.hexdigest()
+
+
+def split_weight(weight_hw: np.ndarray, *, name: str = "weight") -> tuple[np.ndarray, np.ndarray]:
+    """Signed chip weights `(out, in)` → uint8 excitatory and inhibitory magnitudes.
+
+    hxtorch's mapping: positive entries go to the excitatory row, negative ones (as
+    magnitudes) to the inhibitory row. The input must hold integers in [-63, 63]; anything
+    else raises `HardwareError` (never clipped or rounded here).
+
+    ```python
+    exc, inh = bj.split_weight(np.array([[3.0, -5.0]]))   # exc [[3, 0]], inh [[0, 5]]
+    ```
+    """
+    weight = np.asarray(weight_hw, dtype=np.float64)
+    bad = ~np.isfinite(weight) | (np.abs(weight) > WEIGHT_MAX) | (weight != np.round(weight))
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise HardwareError(
+            f"`{name}` must hold integers in [-{WEIGHT_MAX}, {WEIGHT_MAX}] on the chip; got "
+            f"{weight[index].item()!r} at index {index} ({int(bad.sum())} bad entries)."
+        )
+    exc = np.where(weight > 0, weight, 0).astype(np.uint8)
+    inh = np.where(weight < 0, -weight, 0).astype(np.uint8)
+    return exc, inh
+
+
+def _fail(where: str, rule: str, got) -> None:
+    raise HardwareError(f"malformed raw recording: {where}: {rule}; got {got}.")
+
+
+def _check_1d(where, name, array, *, kind, count=None):
+    if not isinstance(array, np.ndarray):
+        try:
+            array = np.asarray(array)
+        except Exception:  # noqa: BLE001 - anything unconvertible is malformed
+            _fail(where, f"`{name}` must be a numpy array", type(array).__name__)
+    if array.ndim != 1:
+        _fail(where, f"`{name}` must be 1-d", f"shape {array.shape}")
+    if count is not None and array.shape[0] != count:
+        _fail(where, f"`{name}` must have as many entries as `times` ({count})", array.shape[0])
+    if kind == "int" and not np.issubdtype(array.dtype, np.integer):
+        _fail(where, f"`{name}` must have an integer dtype", array.dtype)
+    if kind == "float":
+        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+            _fail(where, f"`{name}` must have a real dtype", array.dtype)
+        if array.size and not np.all(np.isfinite(array)):
+            bad = int(np.flatnonzero(~np.isfinite(array))[0])
+            _fail(
+                where,
+                f"`{name}` must be finite (no NaN or inf)",
+                f"{array[bad].item()} at entry {bad}",
+            )
+    return array
+
+
+def _check_range(where, name, array, low, high, unit):
+    if array.size:
+        outside = (array < low) | (array > high)
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            _fail(
+                where,
+                f"`{name}` must lie in [{low:g}, {high:g}] {unit}",
+                f"{array[i].item()!r} at entry {i} ({int(outside.sum())} entries outside)",
+            )
+
+
+def validate_recording(request: ExperimentRequest, raw: RawRecording) -> RawRecording:
+    """Check a client's raw recording against its request; raise `HardwareError` if bad.
+
+    Rules: a `RawRecording` with exactly the requested observables; per entry 1-d arrays
+    of equal length, real finite times and values, integer indices; times in
+    `[0, runtime + dt/2)`, so that every one rounds onto the grid of `run` (whose last
+    step is `runtime`); neuron indices in `[0, size)`, batch indices in `[0, batch_size)`;
+    CADC values in [0, 255] and MADC values in [0, 1023]; at least one CADC sample per
+    neuron and batch entry and one MADC sample per batch entry (nothing is zero-filled).
+
+    **Returns:** the recording with every array as a numpy array.
+    """
+    if not isinstance(raw, RawRecording):
+        raise HardwareError(
+            f"the client must return a bj.RawRecording; got {type(raw).__name__}: {raw!r:.200}."
+        )
+    runtime, batch = request.runtime, request.batch_size
+    wanted = {
+        "spikes": {p.key for p in request.populations if p.record_spikes},
+        "cadc": {p.key for p in request.populations if p.record_cadc},
+        "madc": {request.madc[0]} if request.madc is not None else set(),
+    }
+    cleaned = {}
+    for field in ("spikes", "cadc", "madc"):
+        entries = getattr(raw, field)
+        if not isinstance(entries, Mapping):
+            _fail(field, "must be a dict keyed by population", type(entries).__name__)
+        got = set(entries)
+        if got != wanted[field]:
+            missing = sorted(map(repr, wanted[field] - got))
+            extra = sorted(map(repr, got - wanted[field]))
+            _fail(
+                field,
+                f"must hold exactly the requested populations {sorted(map(repr, wanted[field]))}",
+                f"missing {missing}, unrequested {extra}",
+            )
+        cleaned[field] = {}
+        for key, entry in entries.items():
+            where = f"{field}[{key!r}]"
+            size = request.population(key).size
+            cleaned[field][key] = _validate_entry(
+                field, where, entry, size, batch, runtime, request.dt
+            )
+    return RawRecording(**cleaned)
+
+
+_ENTRY_TYPES = {"spikes": SpikeEvents, "cadc": CADCSamples, "madc": MADCSamples}
+
+
+def _validate_entry(field, where, entry, size, batch, runtime, dt):
+    cls = _ENTRY_TYPES[field]
+    if not isinstance(entry, cls):
+        _fail(where, f"must be a bj.{cls.__name__}", type(entry).__name__)
+    times = _check_1d(where, "times", entry.times, kind="float")
+    count = times.shape[0]
+    window = runtime + 0.5 * dt
+    late = times >= window
+    if late.any():
+        i = int(np.flatnonzero(late)[0])
+        _fail(
+            where,
+            f"`times` must lie before runtime + dt/2 = {window:g} s (the last grid bin)",
+            f"{times[i].item()!r} at entry {i} ({int(late.sum())} entries that late)",
+        )
+    _check_range(where, "times", times, 0.0, window, "s")
+    fields = {"times": times}
+    if field in ("cadc", "madc"):
+        values = _check_1d(where, "values", entry.values, kind="float", count=count)
+        low, high = CADC_RANGE if field == "cadc" else MADC_RANGE
+        _check_range(where, "values", values, low, high, "LSB (the ADC range)")
+        fields["values"] = values
+    if field in ("spikes", "cadc"):
+        neurons = _check_1d(where, "neurons", entry.neurons, kind="int", count=count)
+        _check_range(where, "neurons", neurons, 0, size - 1, "(neuron index)")
+        fields["neurons"] = neurons
+    batch_index = _check_1d(where, "batch", entry.batch, kind="int", count=count)
+    _check_range(where, "batch", batch_index, 0, batch - 1, "(batch entry)")
+    fields["batch"] = batch_index
+    if field == "cadc":
+        counts = np.zeros((batch, size), np.int64)
+        np.add.at(counts, (batch_index, neurons), 1)
+        if (counts == 0).any():
+            b, n = (int(i) for i in np.argwhere(counts == 0)[0])
+            _fail(
+                where,
+                "every neuron needs at least one CADC sample in every batch entry",
+                f"none for neuron {n} in batch entry {b} ({int((counts == 0).sum())} empty)",
+            )
+    if field == "madc":
+        counts = np.bincount(batch_index, minlength=batch)
+        if (counts == 0).any():
+            _fail(
+                where,
+                "every batch entry needs MADC samples",
+                f"none in batch entries {np.flatnonzero(counts == 0).tolist()}",
+            )
+    return cls(**fields)

@@ -1,0 +1,279 @@
+"""Recorded runs on disk: one `.npz` per run, arrays plus versioned JSON metadata.
+
+The format is safe to load (`numpy.load(allow_pickle=False)`, no pickle anywhere), written
+atomically (a temporary file in the same folder, then `os.replace`), and versioned: the
+JSON entry `__metadata__` names the format and its version, and loading checks both and
+validates the recording against its request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+
+from ._hardware_io import (
+    FLAG_NAMES,
+    PARAMETER_NAMES,
+    CADCSamples,
+    ExperimentRequest,
+    HardwareError,
+    InputSpikes,
+    MADCSamples,
+    PopulationRequest,
+    ProjectionRequest,
+    RawRecording,
+    SpikeEvents,
+    validate_recording,
+)
+
+FORMAT = "bss2jax-recorded-run"
+VERSION = 1
+
+
+class RecordingFileError(HardwareError):
+    """A recorded-run file that cannot be read: wrong format, version, or contents."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RecordedRun:
+    """One observed run: the `ExperimentRequest` sent and the `RawRecording` returned.
+
+    `info` holds free JSON-serialisable notes (client name, time).
+
+    ```python
+    run = bj.RecordedRun(request, raw)
+    bj.save_run("session/run-000000.npz", run)
+    backend = bj.Replay("session")
+    ```
+    """
+
+    request: ExperimentRequest
+    recording: RawRecording
+    info: dict = dataclasses.field(default_factory=dict)
+
+
+_RAW_FIELDS = {
+    "spikes": (SpikeEvents, ("times", "neurons", "batch")),
+    "cadc": (CADCSamples, ("times", "values", "neurons", "batch")),
+    "madc": (MADCSamples, ("times", "values", "batch")),
+}
+
+
+def _encode(run: RecordedRun) -> bytes:
+    request = run.request
+    arrays: dict[str, np.ndarray] = {}
+    populations = []
+    index_of = {}
+    for i, p in enumerate(request.populations):
+        index_of[p.key] = i
+        meta = {"key": p.key, "kind": p.kind, "size": p.size}
+        meta.update({f: bool(getattr(p, f)) for f in FLAG_NAMES})
+        meta.update(i_synin_gm=p.i_synin_gm, synapse_dac_bias=p.synapse_dac_bias)
+        meta.update(record_spikes=p.record_spikes, record_cadc=p.record_cadc)
+        populations.append(meta)
+        arrays[f"population/{i}/circuits"] = p.circuits
+        for name in PARAMETER_NAMES:
+            arrays[f"population/{i}/{name}"] = getattr(p, name)
+    projections = []
+    for j, q in enumerate(request.projections):
+        projections.append({"source": q.source, "target": q.target, "delayed": q.delayed})
+        arrays[f"projection/{j}/weight_exc"] = q.weight_exc
+        arrays[f"projection/{j}/weight_inh"] = q.weight_inh
+    counts = [len(s.times) for s in request.input_spikes]
+    arrays["input/times"] = np.concatenate([s.times for s in request.input_spikes] or [[]])
+    arrays["input/channels"] = np.concatenate(
+        [s.channels for s in request.input_spikes] or [np.zeros(0, np.int32)]
+    ).astype(np.int32)
+    arrays["input/counts"] = np.asarray(counts, np.int64)
+    raw_keys = {}
+    for field, (_, names) in _RAW_FIELDS.items():
+        raw_keys[field] = []
+        for key, entry in getattr(run.recording, field).items():
+            i = index_of[key]
+            raw_keys[field].append(i)
+            for name in names:
+                arrays[f"raw/{field}/{i}/{name}"] = np.asarray(getattr(entry, name))
+    metadata = {
+        "format": FORMAT,
+        "version": VERSION,
+        "populations": populations,
+        "projections": projections,
+        "input_size": request.input_size,
+        "batch_size": request.batch_size,
+        "runtime": request.runtime,
+        "dt": request.dt,
+        "madc": list(request.madc) if request.madc is not None else None,
+        "seed": request.seed,
+        "configuration_hash": request.configuration_hash,
+        "request_hash": request.request_hash,
+        "raw": raw_keys,
+        "info": run.info,
+    }
+    text = json.dumps(metadata, allow_nan=False)
+    arrays["__metadata__"] = np.frombuffer(text.encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def save_run(path, run: RecordedRun) -> pathlib.Path:
+    """Write `run` to `path` (`.npz`) atomically: a temporary file, then `os.replace`.
+
+    **Returns:** the path written. A reader never sees a half-written file.
+
+    ```python
+    bj.save_run("runs/run-000000.npz", bj.RecordedRun(request, raw))
+    ```
+    """
+    if not isinstance(run, RecordedRun):
+        raise TypeError(f"`run` must be a bj.RecordedRun; got {type(run).__name__}.")
+    path = pathlib.Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"`path` must end in '.npz'; got {str(path)!r}.")
+    data = _encode(run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def _bad(path, rule):
+    raise RecordingFileError(f"recorded run {str(path)!r}: {rule}.")
+
+
+def load_run(path) -> RecordedRun:
+    """Read a run written by `save_run` (or by `Hardware(record_to=...)`).
+
+    Checks the format name and version and validates the recording against its request;
+    raises `RecordingFileError` naming what is wrong. Never unpickles.
+
+    ```python
+    run = bj.load_run("runs/run-000000.npz")
+    ```
+    """
+    path = pathlib.Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any decoding failure is a bad file
+        _bad(path, f"not a readable .npz file ({type(error).__name__}: {error})")
+    if "__metadata__" not in arrays:
+        _bad(path, "no '__metadata__' entry; not a bss2jax recorded run")
+    try:
+        metadata = json.loads(arrays.pop("__metadata__").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        _bad(path, f"metadata is not valid JSON ({error})")
+    if metadata.get("format") != FORMAT:
+        _bad(path, f"format must be {FORMAT!r}; got {metadata.get('format')!r}")
+    if metadata.get("version") != VERSION:
+        _bad(
+            path,
+            f"format version must be {VERSION} (this bss2jax reads version {VERSION}); got "
+            f"{metadata.get('version')!r}",
+        )
+    try:
+        run = _decode(metadata, arrays)
+    except KeyError as error:
+        _bad(path, f"missing entry {error}")
+    try:
+        validate_recording(run.request, run.recording)
+    except HardwareError as error:
+        _bad(path, str(error))
+    if run.request.request_hash != metadata["request_hash"]:
+        _bad(path, "the stored request does not match its hash (corrupted file)")
+    return run
+
+
+def _decode(metadata, arrays) -> RecordedRun:
+    from ._hardware_io import configuration_hash
+
+    populations = []
+    for i, meta in enumerate(metadata["populations"]):
+        populations.append(
+            PopulationRequest(
+                key=meta["key"],
+                kind=meta["kind"],
+                size=meta["size"],
+                circuits=arrays[f"population/{i}/circuits"],
+                **{name: arrays[f"population/{i}/{name}"] for name in PARAMETER_NAMES},
+                **{f: meta[f] for f in FLAG_NAMES},
+                i_synin_gm=meta["i_synin_gm"],
+                synapse_dac_bias=meta["synapse_dac_bias"],
+                record_spikes=meta["record_spikes"],
+                record_cadc=meta["record_cadc"],
+            )
+        )
+    projections = tuple(
+        ProjectionRequest(
+            source=meta["source"],
+            target=meta["target"],
+            weight_exc=arrays[f"projection/{j}/weight_exc"],
+            weight_inh=arrays[f"projection/{j}/weight_inh"],
+            delayed=meta["delayed"],
+        )
+        for j, meta in enumerate(metadata["projections"])
+    )
+    populations = tuple(populations)
+    bounds = np.concatenate([[0], np.cumsum(arrays["input/counts"])]).astype(np.int64)
+    inputs = tuple(
+        InputSpikes(
+            times=arrays["input/times"][bounds[b] : bounds[b + 1]],
+            channels=arrays["input/channels"][bounds[b] : bounds[b + 1]],
+        )
+        for b in range(metadata["batch_size"])
+    )
+    madc = metadata["madc"]
+    request = ExperimentRequest(
+        populations=populations,
+        projections=projections,
+        input_size=metadata["input_size"],
+        batch_size=metadata["batch_size"],
+        input_spikes=inputs,
+        runtime=metadata["runtime"],
+        dt=metadata["dt"],
+        madc=tuple(madc) if madc is not None else None,
+        seed=metadata["seed"],
+        configuration_hash=configuration_hash(populations, projections),
+    )
+    raw = {}
+    for field, (cls, names) in _RAW_FIELDS.items():
+        raw[field] = {
+            populations[i].key: cls(**{n: arrays[f"raw/{field}/{i}/{n}"] for n in names})
+            for i in metadata["raw"][field]
+        }
+    return RecordedRun(request, RawRecording(**raw), metadata.get("info", {}))
+
+
+def load_runs(path) -> list[RecordedRun]:
+    """All runs in `path`: one `.npz` file, or a folder of them (sorted by name).
+
+    ```python
+    runs = bj.load_runs("session")
+    ```
+    """
+    path = pathlib.Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix == ".npz" and p.is_file())
+        if not files:
+            raise RecordingFileError(f"no recorded runs (*.npz) in folder {str(path)!r}.")
+        return [load_run(p) for p in files]
+    if not path.exists():
+        raise FileNotFoundError(f"no recorded run or folder at {str(path)!r}.")
+    return [load_run(path)]
