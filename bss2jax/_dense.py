@@ -46,6 +46,8 @@ def spikes_to_dense(
     `Hardware` backend does), as entries off the grid are ignored here.
     """
     bins = spike_bins(times, dt)
+    # A negative bin would wrap around to the end (Python indexing): move it off the grid.
+    bins = jnp.where(bins < 0, shape[0], bins)
     ones = jnp.ones(bins.shape, jnp.float32)
     if valid is not None:
         ones = jnp.where(valid, ones, 0.0)
