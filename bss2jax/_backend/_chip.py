@@ -287,9 +287,7 @@ class ChipModel(AbstractBackend):
         MADC-recorded population `membrane_madc` `(time, batch)` and the raw MADC samples.
         With `gradient="through"` the entries are marked `differentiable`.
         """
-        raw, windows = self._emulate(network, inputs, dt=dt, key=key)
-        time = jnp.shape(inputs)[0]
-        return _densify(network, raw, windows, time, dt, through=self.gradient == "through")
+        return self._emulate(network, inputs, dt=dt, key=key, densify=True)[1]
 
     def record(
         self, network: AbstractNetwork, inputs: jax.Array, *, dt: float, key: jax.Array | None
@@ -303,9 +301,9 @@ class ChipModel(AbstractBackend):
         raw[0].cadc_value   # (batch, neurons, samples), integers in [0, 255]
         ```
         """
-        return self._emulate(network, inputs, dt=dt, key=key)[0]
+        return self._emulate(network, inputs, dt=dt, key=key, densify=False)[0]
 
-    def _emulate(self, network, inputs, *, dt, key):
+    def _emulate(self, network, inputs, *, dt, key, densify):
         if not isinstance(network, AbstractNetwork):
             raise TypeError(f"`network` must be a bj.Sequential or bj.Network; got {network!r}.")
         dt = float(dt)
@@ -338,9 +336,9 @@ class ChipModel(AbstractBackend):
         model = self
         if self.gradient == "inject":
             model, network, inputs = _stop_gradient((self, network, inputs))
-        raw, windows = _record_jit(model, network, inputs, key, dt)
+        raw, recording = _emulate_jit(model, network, inputs, key, dt, densify)
         _warn_cadc_range(raw)
-        return raw, windows
+        return raw, recording
 
 
 def _stop_gradient(tree):
@@ -627,11 +625,27 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
         parts = [surrogates[i](x[:, neuron_slices[k]]).astype(dtype) for i, k in enumerate(keys)]
         return jnp.concatenate(parts, axis=1)
 
-    key_init, key_noise, key_cadc, key_madc = jax.random.split(key, 4)
+    # Few random call sites (each compiles a threefry): the sub-step noise inside the scan,
+    # and one draw for everything else (initial state, CADC jitter and reads, MADC reads).
+    key_noise, key_once = jax.random.split(key)
+    count = _cadc_count(time, dt, config)
+    madc_count = _madc_count(time, dt, config)
+    madc_keys = [k for k in keys if network.population(k).enable_madc_recording]
+    sizes = {
+        "init": batch * n_neurons if config.membrane_noise else 0,
+        "jitter": batch * count if config.cadc_jitter else 0,
+        "read": batch * count * n_neurons if config.cadc_noise else 0,
+        "madc": batch * madc_count * len(madc_keys) if config.madc_noise else 0,
+    }
+    pool = jax.random.normal(key_once, (sum(sizes.values()),), dtype)
+    draws, start = {}, 0
+    for name, size in sizes.items():
+        draws[name] = pool[start : start + size]
+        start += size
     v0 = jnp.where(leaky, nv["leak"], nv["reset"])
     v0 = jnp.broadcast_to(v0, (batch, n_neurons)).astype(dtype)
     if config.membrane_noise:
-        v0 = v0 + config.membrane_noise * jax.random.normal(key_init, v0.shape, dtype)
+        v0 = v0 + config.membrane_noise * draws["init"].reshape(v0.shape)
     v0 = jnp.clip(v0, low, high)
     zeros_c = jnp.zeros((batch, n_circuits), dtype)
     zeros_n = jnp.zeros((batch, n_neurons), dtype)
@@ -711,20 +725,18 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
     membrane = jnp.concatenate([v0[None], trajectory])  # (total + 1, batch, neurons)
 
     # CADC: all neurons at jittered, shared sample times.
-    count = _cadc_count(time, dt, config)
     period = config.cadc_sample_period
-    key_jitter, key_read = jax.random.split(key_cadc)
     cadc_time = jnp.arange(count, dtype=dtype) * period
     cadc_time = jnp.broadcast_to(cadc_time, (batch, count))
     if config.cadc_jitter:
-        cadc_time = cadc_time + config.cadc_jitter * jax.random.uniform(
-            key_jitter, (batch, count), dtype, -1.0, 1.0
-        )
+        # uniform in (-1, 1) from a standard normal: erf(z / sqrt(2))
+        uniform = jax.scipy.special.erf(draws["jitter"].reshape(batch, count) / math.sqrt(2))
+        cadc_time = cadc_time + config.cadc_jitter * uniform
     cadc_time = jnp.clip(cadc_time, 0.0, total * h)
     sampled = _sample(membrane, cadc_time, h)  # (batch, count, neurons)
     reading = nv["cadc_gain"] * sampled + nv["cadc_offset"]
     if config.cadc_noise:
-        reading = reading + config.cadc_noise * jax.random.normal(key_read, reading.shape, dtype)
+        reading = reading + config.cadc_noise * draws["read"].reshape(reading.shape)
     reading = jnp.clip(round_straight_through(reading), 0.0, 255.0)
     cadc_value = jnp.moveaxis(reading, 1, 2)  # (batch, neurons, count)
 
@@ -734,7 +746,7 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
         ns = neuron_slices[k]
         madc_time = madc_value = None
         if neuron.enable_madc_recording:
-            samples = _madc_count(time, dt, config)
+            samples = madc_count
             madc_time = jnp.broadcast_to(
                 jnp.arange(samples, dtype=dtype) * config.madc_sample_period, (batch, samples)
             )
@@ -742,9 +754,8 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
             trace = _sample(membrane[:, :, index : index + 1], madc_time, h)[..., 0]
             madc_value = config.madc_offset + config.madc_gain * trace
             if config.madc_noise:
-                madc_value = madc_value + config.madc_noise * jax.random.normal(
-                    jax.random.fold_in(key_madc, index), madc_value.shape, dtype
-                )
+                part = draws["madc"].reshape(len(madc_keys), batch, samples)[madc_keys.index(k)]
+                madc_value = madc_value + config.madc_noise * part
             madc_value = jnp.clip(round_straight_through(madc_value), 0.0, 1023.0)
         raw[k] = RawPopulationRecording(
             spike_times=times[:, :, ns] if neuron.fire else None,
@@ -762,7 +773,14 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
     return raw, windows
 
 
-_record_jit = eqx.filter_jit(_record)
+@eqx.filter_jit
+def _emulate_jit(model, network, inputs, key, dt, densify):
+    raw, windows = _record(model, network, inputs, key, dt)
+    if not densify:
+        return raw, None
+    time = inputs.shape[0]
+    through = model.gradient == "through"
+    return raw, _densify(network, raw, windows, time, dt, through=through)
 
 
 def _sample(membrane, sample_time, h):
