@@ -78,7 +78,7 @@ def model_space_neuron(cls, size, **kwargs):
     return cls(size, **options)
 
 
-class ReplayBackend(bj.AbstractBackend):
+class SyntheticBackend(bj.AbstractBackend):
     """A test backend that 'observes' a fixed synthetic `Recording`."""
 
     recording: bj.Recording

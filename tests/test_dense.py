@@ -75,10 +75,11 @@ def test_cadc_many_channels_time_first(getkey):
     values = jax.random.normal(getkey(), (2, 3, 6))
     dense = bj.cadc_to_dense(times, values, dt=DT, length=9)
     assert dense.shape == (9, 2, 3)
+    dense_np, times_np, values_np = (np.asarray(a) for a in (dense, times, values))
     for b in range(2):
         for n in range(3):
-            expected = np.interp(np.arange(9) * DT, times[b, n], values[b, n])
-            np.testing.assert_allclose(dense[:, b, n], expected, rtol=1e-5, atol=1e-5)
+            expected = np.interp(np.arange(9) * DT, times_np[b, n], values_np[b, n])
+            np.testing.assert_allclose(dense_np[:, b, n], expected, rtol=1e-5, atol=1e-5)
     madc = bj.madc_to_dense(times[:, 0], values[:, 0], dt=DT, length=9)
     np.testing.assert_array_equal(madc, dense[:, :, 0])
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import ReplayBackend, model_space_neuron, tree_allclose
+from helpers import SyntheticBackend, model_space_neuron, tree_allclose
 
 import bss2jax as bj
 
@@ -84,7 +84,9 @@ def test_forward_values_are_the_recording_bit_for_bit(cls, setting, getkey):
     neuron = _make(cls, setting)
     cadc, z = _recording(1, spikes=neuron.fire)
     net = bj.Sequential([bj.Synapse(IN, N, key=getkey()), neuron])
-    backend = ReplayBackend(bj.Recording({0: bj.PopulationRecording(spikes=z, membrane_cadc=cadc)}))
+    backend = SyntheticBackend(
+        bj.Recording({0: bj.PopulationRecording(spikes=z, membrane_cadc=cadc)})
+    )
     inputs = (jax.random.uniform(getkey(), (TIME, BATCH, IN)) < 0.4).astype(jnp.float32)
     for run in (bj.run, eqx.filter_jit(bj.run)):
         (obs,) = run(net, inputs, backend=backend, dt=DT)
@@ -117,7 +119,7 @@ def test_injected_spikes_drive_the_next_layer(getkey):
         ]
     )
     _, z = _recording(2)
-    backend = ReplayBackend(bj.Recording({0: bj.PopulationRecording(spikes=z)}))
+    backend = SyntheticBackend(bj.Recording({0: bj.PopulationRecording(spikes=z)}))
     inputs = jnp.zeros((TIME, BATCH, IN))
     hidden, readout = bj.run(net, inputs, backend=backend, dt=DT)
     np.testing.assert_array_equal(hidden.spikes, z[:TIME])
@@ -140,7 +142,7 @@ def test_gradient_flows_to_the_weights(getkey):
     )
     cadc, z = _recording(3)
     cadc_out, _ = _recording(4, spikes=False)
-    backend = ReplayBackend(
+    backend = SyntheticBackend(
         bj.Recording(
             {
                 0: bj.PopulationRecording(spikes=z, membrane_cadc=cadc),
@@ -174,7 +176,7 @@ def _self_consistent_gradients(net, inputs, recorded):
             membrane_cadc=free[k].membrane_cadc,
             spikes=free[k].spikes,
         )
-    backend = ReplayBackend(bj.Recording(entries))
+    backend = SyntheticBackend(bj.Recording(entries))
     injected = bj.run(net, inputs, backend=backend, dt=DT)
     assert tree_allclose(free, injected, rtol=0, atol=0)
 
@@ -245,7 +247,7 @@ def test_recording_by_population_name(getkey):
         input_size=IN,
     )
     cadc, _ = _recording(5, spikes=False)
-    backend = ReplayBackend(
+    backend = SyntheticBackend(
         bj.Recording({"out": bj.PopulationRecording(membrane_cadc=cadc[..., :2])})
     )
     out = bj.run(net, jnp.zeros((TIME, BATCH, IN)), backend=backend, dt=DT)
@@ -257,7 +259,7 @@ def test_madc_is_passed_through_without_gradient(getkey):
     net = bj.Sequential([bj.Synapse(IN, N, key=getkey()), lif])
     madc = jnp.asarray(np.random.default_rng(6).normal(300.0, 50.0, size=(TIME + 2, BATCH)))
     madc = madc.astype(jnp.float32)
-    backend = ReplayBackend(bj.Recording({0: bj.PopulationRecording(membrane_madc=madc)}))
+    backend = SyntheticBackend(bj.Recording({0: bj.PopulationRecording(membrane_madc=madc)}))
     inputs = jnp.ones((TIME, BATCH, IN))
     (obs,) = bj.run(net, inputs, backend=backend, dt=DT)
     np.testing.assert_array_equal(obs.membrane_madc, madc[:TIME])
@@ -274,7 +276,7 @@ def test_bad_recordings_give_named_errors(getkey):
     cadc, z = _recording(7)
 
     def run_with(populations):
-        return bj.run(net, inputs, backend=ReplayBackend(bj.Recording(populations)))
+        return bj.run(net, inputs, backend=SyntheticBackend(bj.Recording(populations)))
 
     with pytest.raises(ValueError, match=r"population 0.*`membrane_cadc`.*\(time >= 12, 2, 4\)"):
         run_with({0: bj.PopulationRecording(membrane_cadc=cadc[: TIME - 1])})

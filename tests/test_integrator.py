@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from bss2jax.kernels import cuba
-from helpers import ReplayBackend
+from helpers import SyntheticBackend
 
 import bss2jax as bj
 
@@ -152,7 +152,7 @@ def test_against_numpy_loop(kind, injection, x64):
             membrane_cadc=jnp.asarray(v_hw) if use_v else None,
             spikes=jnp.asarray(z_hw) if use_z else None,
         )
-        backend = ReplayBackend(bj.Recording({0: rec}))
+        backend = SyntheticBackend(bj.Recording({0: rec}))
     (obs,) = bj.run(net, jnp.asarray(inputs), backend=backend, dt=DT)
 
     expected = numpy_aelif(
