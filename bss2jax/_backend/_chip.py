@@ -702,7 +702,7 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
             adapt = adapt + jnp.where(spike_adapt, nv["adapt_b"] * z, 0.0)
         v_new = jnp.clip(v_new, low, high)
         new_state = (v_new, i_exc, i_inh, refractory, z, adapt)
-        return new_state, (v_new, z, spike_time)
+        return new_state, (v_new, z if through else None, spike_time)
 
     noise_keys = jax.random.split(key_noise, time)
 
@@ -710,7 +710,7 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
         drive_k, noise_key, k = xs
         arriving = jnp.zeros((m, batch, 2 * n_circuits), dtype).at[offset].set(drive_k)
         if config.membrane_noise:
-            xi = jax.random.normal(noise_key, (m, batch, n_neurons), dtype)
+            xi = _normal(noise_key, (m, batch, n_neurons), dtype)
         else:
             xi = jnp.zeros((m, 1, 1), dtype)
         t_start = k * dt + jnp.arange(m, dtype=dtype) * h
@@ -720,7 +720,6 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
     _, (trajectory, flags, times) = lax.scan(grid_step, state0, (drive_ext, noise_keys, steps))
     total = time * m
     trajectory = trajectory.reshape(total, batch, n_neurons)
-    flags = flags.reshape(time, m, batch, n_neurons)
     times = times.reshape(total, batch, n_neurons)
     membrane = jnp.concatenate([v0[None], trajectory])  # (total + 1, batch, neurons)
 
@@ -768,7 +767,7 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
     windows = {k: None for k in keys}
     if through:
         # The spikes' gradient path: the surrogate spikes of the sub-steps of each window.
-        window = flags.sum(1)
+        window = flags.reshape(time, m, batch, n_neurons).sum(1)
         windows = {k: window[:, :, neuron_slices[k]] for k in keys}
     return raw, windows
 
@@ -795,6 +794,36 @@ def _sample(membrane, sample_time, h):
     return membrane[lower, batch] * (1 - fraction) + membrane[upper, batch] * fraction
 
 
+def _normal(key, shape, dtype):
+    """Standard normal noise at half the cost of `jax.random.normal` (Box-Muller on the two
+    16-bit halves of each random word); tails are cut at 4.8 sigma, harmless for noise."""
+    size = math.prod(shape)
+    bits = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
+    high = ((bits >> 16).astype(dtype) + 0.5) / 65536.0
+    low = ((bits & 0xFFFF).astype(dtype) + 0.5) / 65536.0
+    radius = jnp.sqrt(-2.0 * jnp.log(high))
+    angle = 2.0 * math.pi * low
+    pairs = jnp.concatenate([radius * jnp.cos(angle), radius * jnp.sin(angle)])
+    return pairs[:size].reshape(shape)
+
+
+def _window_extremes(spike_times, time):
+    """Earliest and latest spike time of each grid window: `(2 * time, batch, n)`.
+
+    Spikes emitted in window `k` are time-stamped within `[k dt, (k + 1) dt) + latency`,
+    which `round(t / dt)` maps to two neighbouring bins (three only if the window holds
+    three spikes, i.e. a refractory time below dt / 2, and the latency straddles a half
+    step). Binning the earliest and the latest of each window therefore gives the same
+    dense spikes as binning all of them, with `substeps / 2` times fewer events.
+    """
+    steps, batch, n = spike_times.shape
+    windows = spike_times.reshape(time, steps // time, batch, n)
+    earliest = windows.min(1)
+    latest = jnp.where(jnp.isfinite(windows), windows, -jnp.inf).max(1)
+    latest = jnp.where(jnp.isfinite(latest), latest, jnp.inf)
+    return jnp.concatenate([earliest, latest])
+
+
 def _densify(network, raw: dict, windows: dict, time: int, dt: float, *, through) -> Recording:
     """Raw readout → `Recording` on the grid, with bss2jax's `_dense` conversions."""
     populations = {}
@@ -803,8 +832,8 @@ def _densify(network, raw: dict, windows: dict, time: int, dt: float, *, through
         entry, window = raw[key], windows[key]
         spikes = membrane = madc = None
         if neuron.fire and neuron.enable_spike_recording:
-            times = entry.spike_times
-            steps, b, n = times.shape
+            times = _window_extremes(entry.spike_times, time)
+            _, b, n = times.shape
             valid = jnp.isfinite(times) & (jnp.round(times / dt) < time)
             neuron_index = jnp.broadcast_to(jnp.arange(n), times.shape)
             batch_index = jnp.broadcast_to(jnp.arange(b)[:, None], times.shape)

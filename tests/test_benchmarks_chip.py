@@ -1,0 +1,26 @@
+"""Smoke test of benchmarks/chip_throughput.py at a tiny size (speeds are not asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "chip_throughput.py"
+
+
+def test_chip_throughput_benchmark_smoke(tmp_path):
+    spec = importlib.util.spec_from_file_location("benchmark_chip_throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    output = tmp_path / "chip.json"
+    argv = "--inputs 8 --hidden 6 --outputs 2 --time 4 --batch 2 --repeats 2 --run".split()
+    report = module.main([*argv, "--output", str(output)])
+    assert json.loads(output.read_text()) == report
+    assert report["workload"]["circuits"] == 8
+    assert set(report["results"]) == {"observe", "run"}
+    for result in report["results"].values():
+        for name in ("first_call_s", "median_s", "samples_per_second"):
+            assert math.isfinite(result[name]) and result[name] > 0
+    assert report["jax"] and report["device"]
