@@ -1,11 +1,9 @@
 """Backends: what produces the observations that `run` injects."""
 
 from ._base import AbstractBackend as AbstractBackend, BackendError as BackendError
-from ._chip import (
-    ChipConfig as ChipConfig,
-    ChipModel as ChipModel,
-    RawPopulationRecording as RawPopulationRecording,
-)
+from ._chip import ChipModel as ChipModel
+from ._chip_config import ChipConfig as ChipConfig
+from ._chip_readout import RawPopulationRecording as RawPopulationRecording
 from ._chip_instance import (
     ChipInstance as ChipInstance,
     ChipInstanceError as ChipInstanceError,

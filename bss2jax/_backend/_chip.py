@@ -27,7 +27,6 @@ spikes through `spikes_to_dense` (`round(t / dt)`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from typing import Literal
@@ -38,25 +37,29 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._dense import cadc_to_dense, madc_to_dense, spikes_to_dense
 from .._network import INPUT, AbstractNetwork
-from .._observables import PopulationRecording, Recording
 from .._parameters import hardware_value, model_value
-from .._transforms import round_straight_through
 from ._base import AbstractBackend, BackendError
+from ._chip_config import (
+    MAX_RUNTIME,
+    REFERENCE_CAPACITANCE,
+    REFERENCE_CAPACITANCE_TIME,
+    REFERENCE_I_SYNIN_GM,
+    REFERENCE_SYNAPSE_DAC_BIAS,
+    SRAM_CADC_SAMPLES,
+    ChipConfig,
+)
 from ._chip_instance import ChipInstance
+from ._chip_readout import (
+    RawPopulationRecording,
+    _cadc_count,
+    _densify,
+    _madc_count,
+    _read_cadc,
+    _read_madc,
+    _warn_cadc_range,
+)
 from ._placement import INPUTS_PER_CIRCUIT, Placement, place
-
-REFERENCE_CAPACITANCE = 63.0
-"""Membrane capacitance setting (LSB) at which `C = 10 us` (hxtorch's convention)."""
-REFERENCE_CAPACITANCE_TIME = 10e-6
-REFERENCE_SYNAPSE_DAC_BIAS = 600.0
-REFERENCE_I_SYNIN_GM = 500.0
-MAX_RUNTIME = 2**32 / 125e6
-"""Longest run in seconds: the 32-bit FPGA timer at 125 MHz."""
-CADC_RELIABLE = (30.0, 210.0)
-SRAM_CADC_SAMPLES = 100
-"""CADC samples per neuron that hxtorch's SRAM placement holds (grenade buffer size)."""
 
 # calix `check_target` ranges for the hardware values (bss2-chip.md §2)
 _TARGET_RANGES = {
@@ -66,164 +69,6 @@ _TARGET_RANGES = {
     "tau_mem": (0.5e-6, 60e-6, "s"),
     "tau_syn": (0.3e-6, 30e-6, "s"),
 }
-
-WEIGHT_EFFICACY = 0.67
-"""Default `kappa`: synaptic current (LSB) per hardware weight unit, calibrated so that the
-intro tutorial's settings (leak 80, threshold 125, tau 10 us) give weight_scale 55-70."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ChipConfig:
-    """Settings of the chip model that are not per-chip mismatch (static, hashable).
-
-    Potentials and currents are in CADC LSB, times in seconds of hardware time.
-
-    - `substeps`: internal sub-steps per grid step `dt` (`h = dt / substeps`; default 10).
-    - `weight_efficacy`: `kappa`, LSB of synaptic current per hardware weight unit at
-      `synapse_dac_bias = 600`, `i_synin_gm = 500` (it scales linearly with both).
-    - `saturation`: synaptic-input OTA saturation `I_sat` (LSB; None turns it off).
-    - `membrane_noise`: stationary std of the OU membrane noise (LSB).
-    - `synaptic_delay`: extra delay of input events after `k * dt` (s). With 0, the membrane
-      first responds at step `k + 1`: hxtorch's one-`dt` synaptic delay.
-    - `spike_latency` (s) added to every spike time; `clock_period`: the FPGA clock the
-      spike times are rounded up to (8 ns).
-    - `potential_range`: the membrane is clipped to this range (LSB).
-    - `cadc_memory`: "sram" (period 1.7 us) or "dram" (6 us); `cadc_period` overrides it.
-      `cadc_jitter`: uniform jitter of each sample time (± s). `cadc_noise`: read noise
-      std (LSB).
-    - `madc_clock` (Hz) and `madc_sample_duration_adjust`: the MADC samples every
-      `(12 + adjust) / clock` (34 ns). `madc_noise` (MADC LSB), `madc_gain` (MADC LSB per
-      CADC LSB: 4.5 mV / 1.2 mV), `madc_offset` (MADC LSB at 0 CADC LSB).
-
-    Defaults are the estimates of bss2-chip.md §7 (keep them config, fit them to data).
-
-    ```python
-    config = bj.ChipConfig(membrane_noise=1.0, cadc_memory="dram")
-    quiet = bj.ChipConfig.noiseless()
-    ```
-    """
-
-    substeps: int = 10
-    weight_efficacy: float = WEIGHT_EFFICACY
-    saturation: float | None = 150.0
-    membrane_noise: float = 0.5
-    synaptic_delay: float = 0.0
-    spike_latency: float = 80e-9
-    clock_period: float = 8e-9
-    potential_range: tuple[float, float] = (0.0, 255.0)
-    cadc_memory: Literal["sram", "dram"] = "sram"
-    cadc_period: float | None = None
-    cadc_jitter: float = 0.1e-6
-    cadc_noise: float = 1.0
-    madc_clock: float = 500e6
-    madc_sample_duration_adjust: int = 5
-    madc_noise: float = 1.5
-    madc_gain: float = 4.5 / 1.2
-    madc_offset: float = 0.0
-
-    def __post_init__(self):
-        if isinstance(self.substeps, bool) or not isinstance(self.substeps, int):
-            raise ValueError(f"`substeps` must be a positive int; got {self.substeps!r}.")
-        if self.substeps < 1:
-            raise ValueError(f"`substeps` must be a positive int; got {self.substeps!r}.")
-        positive = ("weight_efficacy", "clock_period", "madc_clock", "madc_gain")
-        for name in positive:
-            if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
-                raise ValueError(f"`{name}` must be a positive float; got {getattr(self, name)!r}.")
-        for name in (
-            "membrane_noise",
-            "synaptic_delay",
-            "spike_latency",
-            "cadc_jitter",
-            "cadc_noise",
-            "madc_noise",
-        ):
-            if not _is_number(getattr(self, name)) or not getattr(self, name) >= 0:
-                raise ValueError(
-                    f"`{name}` must be a non-negative float; got {getattr(self, name)!r}."
-                )
-        if self.saturation is not None and not (
-            _is_number(self.saturation) and self.saturation > 0
-        ):
-            raise ValueError(f"`saturation` must be positive or None; got {self.saturation!r}.")
-        if self.cadc_memory not in ("sram", "dram"):
-            raise ValueError(f"`cadc_memory` must be 'sram' or 'dram'; got {self.cadc_memory!r}.")
-        if self.cadc_period is not None and not (
-            _is_number(self.cadc_period) and self.cadc_period > 0
-        ):
-            raise ValueError(f"`cadc_period` must be positive or None; got {self.cadc_period!r}.")
-        low, high = self.potential_range
-        if not low < high:
-            raise ValueError(
-                "`potential_range` must be (low, high) with low < high; got "
-                f"{self.potential_range}."
-            )
-        if self.cadc_jitter * 2 >= self.cadc_sample_period:
-            raise ValueError(
-                f"`cadc_jitter` must be below half the CADC period ({self.cadc_sample_period}); "
-                f"got {self.cadc_jitter}."
-            )
-        adjust = self.madc_sample_duration_adjust
-        if isinstance(adjust, bool) or not isinstance(adjust, int) or adjust < 0:
-            raise ValueError(f"`madc_sample_duration_adjust` must be an int >= 0; got {adjust!r}.")
-
-    @classmethod
-    def noiseless(cls, **changes) -> ChipConfig:
-        """No membrane noise, CADC/MADC read noise or CADC jitter (other settings kept).
-
-        ```python
-        backend = bj.ChipModel(bj.ChipInstance.nominal(), bj.ChipConfig.noiseless())
-        ```
-        """
-        options = dict(membrane_noise=0.0, cadc_jitter=0.0, cadc_noise=0.0, madc_noise=0.0)
-        options.update(changes)
-        return cls(**options)
-
-    def replace(self, **changes) -> ChipConfig:
-        """A copy with some settings changed: `config.replace(substeps=20)`."""
-        return dataclasses.replace(self, **changes)
-
-    @property
-    def cadc_sample_period(self) -> float:
-        """Seconds between CADC samples."""
-        if self.cadc_period is not None:
-            return float(self.cadc_period)
-        return 1.7e-6 if self.cadc_memory == "sram" else 6e-6
-
-    @property
-    def madc_sample_period(self) -> float:
-        """Seconds between MADC samples: `(12 + adjust) / madc_clock`."""
-        return (12 + self.madc_sample_duration_adjust) / self.madc_clock
-
-    @property
-    def noisy(self) -> bool:
-        """Whether the model draws any noise (and so needs a key)."""
-        return bool(self.membrane_noise or self.cadc_jitter or self.cadc_noise or self.madc_noise)
-
-
-def _is_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
-
-
-class RawPopulationRecording(eqx.Module):
-    """The chip model's raw readout of one population, before it is put on the grid.
-
-    - `spike_times`: float `(substeps_total, batch, neurons)`, the FPGA time stamp (s) of
-      the spike emitted in each internal sub-step, `inf` where none.
-    - `cadc_time`: float `(batch, samples)` seconds; `cadc_value`: float `(batch, neurons,
-      samples)`, integers in [0, 255] (CADC LSB). None without CADC recording.
-    - `madc_time`, `madc_value`: float `(batch, samples)`: seconds and integers in
-      [0, 1023]; None without MADC recording.
-    - `membrane`: float `(substeps_total + 1, batch, neurons)`, the model's true membrane
-      (LSB) at `s * h` (not observable on a chip; for tests and plots).
-    """
-
-    spike_times: jax.Array | None
-    cadc_time: jax.Array | None
-    cadc_value: jax.Array | None
-    madc_time: jax.Array | None
-    madc_value: jax.Array | None
-    membrane: jax.Array
 
 
 class ChipModel(AbstractBackend):
@@ -389,30 +234,6 @@ def _check_network(network, placement: Placement, config: ChipConfig, time, dt) 
             "placement holds on the chip; use ChipConfig(cadc_memory='dram').",
             stacklevel=4,
         )
-
-
-def _warn_cadc_range(raw: dict) -> None:
-    low, high = CADC_RELIABLE
-    for key, entry in raw.items():
-        value = entry.cadc_value
-        if value is None or isinstance(value, jax.core.Tracer):
-            continue
-        value = np.asarray(value)
-        if value.size and (value.min() < low or value.max() > high):
-            warnings.warn(
-                f"population {key!r}: CADC reads span [{value.min():.0f}, {value.max():.0f}] "
-                f"LSB, beyond the reliable range [{low:.0f}, {high:.0f}] (calix); readings "
-                "there are non-linear on a chip.",
-                stacklevel=4,
-            )
-
-
-def _cadc_count(time: int, dt: float, config: ChipConfig) -> int:
-    return int(math.ceil((time - 1) * dt / config.cadc_sample_period - 1e-9)) + 1
-
-
-def _madc_count(time: int, dt: float, config: ChipConfig) -> int:
-    return int(math.floor((time - 1) * dt / config.madc_sample_period + 1e-9)) + 1
 
 
 # --------------------------------------------------------------------------------------
@@ -723,21 +544,9 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
     times = times.reshape(total, batch, n_neurons)
     membrane = jnp.concatenate([v0[None], trajectory])  # (total + 1, batch, neurons)
 
-    # CADC: all neurons at jittered, shared sample times.
-    period = config.cadc_sample_period
-    cadc_time = jnp.arange(count, dtype=dtype) * period
-    cadc_time = jnp.broadcast_to(cadc_time, (batch, count))
-    if config.cadc_jitter:
-        # uniform in (-1, 1) from a standard normal: erf(z / sqrt(2))
-        uniform = jax.scipy.special.erf(draws["jitter"].reshape(batch, count) / math.sqrt(2))
-        cadc_time = cadc_time + config.cadc_jitter * uniform
-    cadc_time = jnp.clip(cadc_time, 0.0, total * h)
-    sampled = _sample(membrane, cadc_time, h)  # (batch, count, neurons)
-    reading = nv["cadc_gain"] * sampled + nv["cadc_offset"]
-    if config.cadc_noise:
-        reading = reading + config.cadc_noise * draws["read"].reshape(reading.shape)
-    reading = jnp.clip(round_straight_through(reading), 0.0, 255.0)
-    cadc_value = jnp.moveaxis(reading, 1, 2)  # (batch, neurons, count)
+    cadc_time, cadc_value = _read_cadc(
+        membrane, h, count, config, nv["cadc_gain"], nv["cadc_offset"], draws
+    )
 
     raw = {}
     for k in keys:
@@ -745,17 +554,12 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
         ns = neuron_slices[k]
         madc_time = madc_value = None
         if neuron.enable_madc_recording:
-            samples = madc_count
-            madc_time = jnp.broadcast_to(
-                jnp.arange(samples, dtype=dtype) * config.madc_sample_period, (batch, samples)
-            )
             index = ns.start + neuron.record_neuron_id
-            trace = _sample(membrane[:, :, index : index + 1], madc_time, h)[..., 0]
-            madc_value = config.madc_offset + config.madc_gain * trace
+            noise = None
             if config.madc_noise:
-                part = draws["madc"].reshape(len(madc_keys), batch, samples)[madc_keys.index(k)]
-                madc_value = madc_value + config.madc_noise * part
-            madc_value = jnp.clip(round_straight_through(madc_value), 0.0, 1023.0)
+                noise = draws["madc"].reshape(len(madc_keys), batch, madc_count)
+                noise = noise[madc_keys.index(k)]
+            madc_time, madc_value = _read_madc(membrane[:, :, index], h, madc_count, config, noise)
         raw[k] = RawPopulationRecording(
             spike_times=times[:, :, ns] if neuron.fire else None,
             cadc_time=cadc_time if neuron.enable_cadc_recording else None,
@@ -782,18 +586,6 @@ def _emulate_jit(model, network, inputs, key, dt, densify):
     return raw, _densify(network, raw, windows, time, dt, through=through)
 
 
-def _sample(membrane, sample_time, h):
-    """Linear interpolation of the sub-step trajectory `(steps + 1, batch, n)` at
-    `sample_time` `(batch, samples)`; returns `(batch, samples, n)`."""
-    steps = membrane.shape[0] - 1
-    position = sample_time / h
-    lower = jnp.clip(jnp.floor(position), 0, max(steps - 1, 0)).astype(jnp.int32)
-    fraction = (position - lower)[..., None]
-    batch = jnp.arange(membrane.shape[1])[:, None]
-    upper = jnp.minimum(lower + 1, steps)
-    return membrane[lower, batch] * (1 - fraction) + membrane[upper, batch] * fraction
-
-
 def _normal(key, shape, dtype):
     """Standard normal noise at half the cost of `jax.random.normal` (Box-Muller on the two
     16-bit halves of each random word); tails are cut at 4.8 sigma, harmless for noise."""
@@ -805,68 +597,3 @@ def _normal(key, shape, dtype):
     angle = 2.0 * math.pi * low
     pairs = jnp.concatenate([radius * jnp.cos(angle), radius * jnp.sin(angle)])
     return pairs[:size].reshape(shape)
-
-
-def _window_extremes(spike_times, time):
-    """Earliest and latest spike time of each grid window: `(2 * time, batch, n)`.
-
-    Spikes emitted in window `k` are time-stamped within `[k dt, (k + 1) dt) + latency`,
-    which `round(t / dt)` maps to two neighbouring bins (three only if the window holds
-    three spikes, i.e. a refractory time below dt / 2, and the latency straddles a half
-    step). Binning the earliest and the latest of each window therefore gives the same
-    dense spikes as binning all of them, with `substeps / 2` times fewer events.
-    """
-    steps, batch, n = spike_times.shape
-    windows = spike_times.reshape(time, steps // time, batch, n)
-    earliest = windows.min(1)
-    latest = jnp.where(jnp.isfinite(windows), windows, -jnp.inf).max(1)
-    latest = jnp.where(jnp.isfinite(latest), latest, jnp.inf)
-    return jnp.concatenate([earliest, latest])
-
-
-def _densify(network, raw: dict, windows: dict, time: int, dt: float, *, through) -> Recording:
-    """Raw readout → `Recording` on the grid, with bss2jax's `_dense` conversions."""
-    populations = {}
-    for key in network.population_keys():
-        neuron = network.population(key)
-        entry, window = raw[key], windows[key]
-        spikes = membrane = madc = None
-        if neuron.fire and neuron.enable_spike_recording:
-            times = _window_extremes(entry.spike_times, time)
-            _, b, n = times.shape
-            valid = jnp.isfinite(times) & (jnp.round(times / dt) < time)
-            neuron_index = jnp.broadcast_to(jnp.arange(n), times.shape)
-            batch_index = jnp.broadcast_to(jnp.arange(b)[:, None], times.shape)
-            spikes = spikes_to_dense(
-                jnp.where(valid, times, 0.0).reshape(-1),
-                neuron_index.reshape(-1),
-                batch_index.reshape(-1),
-                dt=dt,
-                shape=(time, b, n),
-                valid=valid.reshape(-1),
-            )
-            if through and window is not None:
-                spikes = spikes + (window - lax.stop_gradient(window))
-        if neuron.enable_cadc_recording:
-            value = entry.cadc_value
-            sample_time = jnp.broadcast_to(entry.cadc_time[:, None, :], value.shape)
-            membrane = cadc_to_dense(
-                sample_time, value, dt=dt, length=time, interpolation=neuron.interpolation
-            )
-        if neuron.enable_madc_recording:
-            madc = madc_to_dense(
-                entry.madc_time,
-                entry.madc_value,
-                dt=dt,
-                length=time,
-                interpolation=neuron.interpolation,
-            )
-        populations[key] = PopulationRecording(
-            spikes=spikes,
-            membrane_cadc=membrane,
-            membrane_madc=madc,
-            madc_time=entry.madc_time,
-            madc_value=entry.madc_value,
-            differentiable=through,
-        )
-    return Recording(populations)

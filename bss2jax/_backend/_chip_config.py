@@ -1,0 +1,157 @@
+"""`ChipConfig`: the chip model's settings that are not per-chip mismatch, and constants.
+
+All defaults are the estimates of reference/bss2-chip.md §7; keep them configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+REFERENCE_CAPACITANCE = 63.0
+"""Membrane capacitance setting (LSB) at which `C = 10 us` (hxtorch's convention)."""
+REFERENCE_CAPACITANCE_TIME = 10e-6
+REFERENCE_SYNAPSE_DAC_BIAS = 600.0
+REFERENCE_I_SYNIN_GM = 500.0
+MAX_RUNTIME = 2**32 / 125e6
+"""Longest run in seconds: the 32-bit FPGA timer at 125 MHz."""
+CADC_RELIABLE = (30.0, 210.0)
+SRAM_CADC_SAMPLES = 100
+"""CADC samples per neuron that hxtorch's SRAM placement holds (grenade buffer size)."""
+
+WEIGHT_EFFICACY = 0.67
+"""Default `kappa`: synaptic current (LSB) per hardware weight unit, calibrated so that the
+intro tutorial's settings (leak 80, threshold 125, tau 10 us) give weight_scale 55-70."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChipConfig:
+    """Settings of the chip model that are not per-chip mismatch (static, hashable).
+
+    Potentials and currents are in CADC LSB, times in seconds of hardware time.
+
+    - `substeps`: internal sub-steps per grid step `dt` (`h = dt / substeps`; default 10).
+    - `weight_efficacy`: `kappa`, LSB of synaptic current per hardware weight unit at
+      `synapse_dac_bias = 600`, `i_synin_gm = 500` (it scales linearly with both).
+    - `saturation`: synaptic-input OTA saturation `I_sat` (LSB; None turns it off).
+    - `membrane_noise`: stationary std of the OU membrane noise (LSB).
+    - `synaptic_delay`: extra delay of input events after `k * dt` (s). With 0, the membrane
+      first responds at step `k + 1`: hxtorch's one-`dt` synaptic delay.
+    - `spike_latency` (s) added to every spike time; `clock_period`: the FPGA clock the
+      spike times are rounded up to (8 ns).
+    - `potential_range`: the membrane is clipped to this range (LSB).
+    - `cadc_memory`: "sram" (period 1.7 us) or "dram" (6 us); `cadc_period` overrides it.
+      `cadc_jitter`: uniform jitter of each sample time (± s). `cadc_noise`: read noise
+      std (LSB).
+    - `madc_clock` (Hz) and `madc_sample_duration_adjust`: the MADC samples every
+      `(12 + adjust) / clock` (34 ns). `madc_noise` (MADC LSB), `madc_gain` (MADC LSB per
+      CADC LSB: 4.5 mV / 1.2 mV), `madc_offset` (MADC LSB at 0 CADC LSB).
+
+    Defaults are the estimates of bss2-chip.md §7 (keep them config, fit them to data).
+
+    ```python
+    config = bj.ChipConfig(membrane_noise=1.0, cadc_memory="dram")
+    quiet = bj.ChipConfig.noiseless()
+    ```
+    """
+
+    substeps: int = 10
+    weight_efficacy: float = WEIGHT_EFFICACY
+    saturation: float | None = 150.0
+    membrane_noise: float = 0.5
+    synaptic_delay: float = 0.0
+    spike_latency: float = 80e-9
+    clock_period: float = 8e-9
+    potential_range: tuple[float, float] = (0.0, 255.0)
+    cadc_memory: Literal["sram", "dram"] = "sram"
+    cadc_period: float | None = None
+    cadc_jitter: float = 0.1e-6
+    cadc_noise: float = 1.0
+    madc_clock: float = 500e6
+    madc_sample_duration_adjust: int = 5
+    madc_noise: float = 1.5
+    madc_gain: float = 4.5 / 1.2
+    madc_offset: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.substeps, bool) or not isinstance(self.substeps, int):
+            raise ValueError(f"`substeps` must be a positive int; got {self.substeps!r}.")
+        if self.substeps < 1:
+            raise ValueError(f"`substeps` must be a positive int; got {self.substeps!r}.")
+        positive = ("weight_efficacy", "clock_period", "madc_clock", "madc_gain")
+        for name in positive:
+            if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
+                raise ValueError(f"`{name}` must be a positive float; got {getattr(self, name)!r}.")
+        for name in (
+            "membrane_noise",
+            "synaptic_delay",
+            "spike_latency",
+            "cadc_jitter",
+            "cadc_noise",
+            "madc_noise",
+        ):
+            if not _is_number(getattr(self, name)) or not getattr(self, name) >= 0:
+                raise ValueError(
+                    f"`{name}` must be a non-negative float; got {getattr(self, name)!r}."
+                )
+        if self.saturation is not None and not (
+            _is_number(self.saturation) and self.saturation > 0
+        ):
+            raise ValueError(f"`saturation` must be positive or None; got {self.saturation!r}.")
+        if self.cadc_memory not in ("sram", "dram"):
+            raise ValueError(f"`cadc_memory` must be 'sram' or 'dram'; got {self.cadc_memory!r}.")
+        if self.cadc_period is not None and not (
+            _is_number(self.cadc_period) and self.cadc_period > 0
+        ):
+            raise ValueError(f"`cadc_period` must be positive or None; got {self.cadc_period!r}.")
+        low, high = self.potential_range
+        if not low < high:
+            raise ValueError(
+                "`potential_range` must be (low, high) with low < high; got "
+                f"{self.potential_range}."
+            )
+        if self.cadc_jitter * 2 >= self.cadc_sample_period:
+            raise ValueError(
+                f"`cadc_jitter` must be below half the CADC period ({self.cadc_sample_period}); "
+                f"got {self.cadc_jitter}."
+            )
+        adjust = self.madc_sample_duration_adjust
+        if isinstance(adjust, bool) or not isinstance(adjust, int) or adjust < 0:
+            raise ValueError(f"`madc_sample_duration_adjust` must be an int >= 0; got {adjust!r}.")
+
+    @classmethod
+    def noiseless(cls, **changes) -> ChipConfig:
+        """No membrane noise, CADC/MADC read noise or CADC jitter (other settings kept).
+
+        ```python
+        backend = bj.ChipModel(bj.ChipInstance.nominal(), bj.ChipConfig.noiseless())
+        ```
+        """
+        options = dict(membrane_noise=0.0, cadc_jitter=0.0, cadc_noise=0.0, madc_noise=0.0)
+        options.update(changes)
+        return cls(**options)
+
+    def replace(self, **changes) -> ChipConfig:
+        """A copy with some settings changed: `config.replace(substeps=20)`."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def cadc_sample_period(self) -> float:
+        """Seconds between CADC samples."""
+        if self.cadc_period is not None:
+            return float(self.cadc_period)
+        return 1.7e-6 if self.cadc_memory == "sram" else 6e-6
+
+    @property
+    def madc_sample_period(self) -> float:
+        """Seconds between MADC samples: `(12 + adjust) / madc_clock`."""
+        return (12 + self.madc_sample_duration_adjust) / self.madc_clock
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the model draws any noise (and so needs a key)."""
+        return bool(self.membrane_noise or self.cadc_jitter or self.cadc_noise or self.madc_noise)
+
+
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))

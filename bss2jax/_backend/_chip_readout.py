@@ -1,0 +1,186 @@
+"""The chip model's readout: raw samples and spike times, and their way onto the grid.
+
+The grid conversion is bss2jax's `_dense` code, the same that converts a real recording:
+`spikes_to_dense` (`round(t / dt)`), `cadc_to_dense` and `madc_to_dense` (linear or
+nearest interpolation with the neuron's `interpolation`, holding the edges).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .._dense import cadc_to_dense, madc_to_dense, spikes_to_dense
+from .._observables import PopulationRecording, Recording
+from .._transforms import round_straight_through
+from ._chip_config import CADC_RELIABLE, ChipConfig
+
+
+class RawPopulationRecording(eqx.Module):
+    """The chip model's raw readout of one population, before it is put on the grid.
+
+    - `spike_times`: float `(substeps_total, batch, neurons)`, the FPGA time stamp (s) of
+      the spike emitted in each internal sub-step, `inf` where none.
+    - `cadc_time`: float `(batch, samples)` seconds; `cadc_value`: float `(batch, neurons,
+      samples)`, integers in [0, 255] (CADC LSB). None without CADC recording.
+    - `madc_time`, `madc_value`: float `(batch, samples)`: seconds and integers in
+      [0, 1023]; None without MADC recording.
+    - `membrane`: float `(substeps_total + 1, batch, neurons)`, the model's true membrane
+      (LSB) at `s * h` (not observable on a chip; for tests and plots).
+    """
+
+    spike_times: jax.Array | None
+    cadc_time: jax.Array | None
+    cadc_value: jax.Array | None
+    madc_time: jax.Array | None
+    madc_value: jax.Array | None
+    membrane: jax.Array
+
+
+def _warn_cadc_range(raw: dict) -> None:
+    low, high = CADC_RELIABLE
+    for key, entry in raw.items():
+        value = entry.cadc_value
+        if value is None or isinstance(value, jax.core.Tracer):
+            continue
+        value = np.asarray(value)
+        if value.size and (value.min() < low or value.max() > high):
+            warnings.warn(
+                f"population {key!r}: CADC reads span [{value.min():.0f}, {value.max():.0f}] "
+                f"LSB, beyond the reliable range [{low:.0f}, {high:.0f}] (calix); readings "
+                "there are non-linear on a chip.",
+                stacklevel=4,
+            )
+
+
+def _cadc_count(time: int, dt: float, config: ChipConfig) -> int:
+    return int(math.ceil((time - 1) * dt / config.cadc_sample_period - 1e-9)) + 1
+
+
+def _madc_count(time: int, dt: float, config: ChipConfig) -> int:
+    return int(math.floor((time - 1) * dt / config.madc_sample_period + 1e-9)) + 1
+
+
+def _sample(membrane, sample_time, h):
+    """Linear interpolation of the sub-step trajectory `(steps + 1, batch, n)` at
+    `sample_time` `(batch, samples)`; returns `(batch, samples, n)`."""
+    steps = membrane.shape[0] - 1
+    position = sample_time / h
+    lower = jnp.clip(jnp.floor(position), 0, max(steps - 1, 0)).astype(jnp.int32)
+    fraction = (position - lower)[..., None]
+    batch = jnp.arange(membrane.shape[1])[:, None]
+    upper = jnp.minimum(lower + 1, steps)
+    return membrane[lower, batch] * (1 - fraction) + membrane[upper, batch] * fraction
+
+
+def _window_extremes(spike_times, time):
+    """Earliest and latest spike time of each grid window: `(2 * time, batch, n)`.
+
+    Spikes emitted in window `k` are time-stamped within `[k dt, (k + 1) dt) + latency`,
+    which `round(t / dt)` maps to two neighbouring bins (three only if the window holds
+    three spikes, i.e. a refractory time below dt / 2, and the latency straddles a half
+    step). Binning the earliest and the latest of each window therefore gives the same
+    dense spikes as binning all of them, with `substeps / 2` times fewer events.
+    """
+    steps, batch, n = spike_times.shape
+    windows = spike_times.reshape(time, steps // time, batch, n)
+    earliest = windows.min(1)
+    latest = jnp.where(jnp.isfinite(windows), windows, -jnp.inf).max(1)
+    latest = jnp.where(jnp.isfinite(latest), latest, jnp.inf)
+    return jnp.concatenate([earliest, latest])
+
+
+def _densify(network, raw: dict, windows: dict, time: int, dt: float, *, through) -> Recording:
+    """Raw readout → `Recording` on the grid, with bss2jax's `_dense` conversions."""
+    populations = {}
+    for key in network.population_keys():
+        neuron = network.population(key)
+        entry, window = raw[key], windows[key]
+        spikes = membrane = madc = None
+        if neuron.fire and neuron.enable_spike_recording:
+            times = _window_extremes(entry.spike_times, time)
+            _, b, n = times.shape
+            valid = jnp.isfinite(times) & (jnp.round(times / dt) < time)
+            neuron_index = jnp.broadcast_to(jnp.arange(n), times.shape)
+            batch_index = jnp.broadcast_to(jnp.arange(b)[:, None], times.shape)
+            spikes = spikes_to_dense(
+                jnp.where(valid, times, 0.0).reshape(-1),
+                neuron_index.reshape(-1),
+                batch_index.reshape(-1),
+                dt=dt,
+                shape=(time, b, n),
+                valid=valid.reshape(-1),
+            )
+            if through and window is not None:
+                spikes = spikes + (window - lax.stop_gradient(window))
+        if neuron.enable_cadc_recording:
+            value = entry.cadc_value
+            sample_time = jnp.broadcast_to(entry.cadc_time[:, None, :], value.shape)
+            membrane = cadc_to_dense(
+                sample_time, value, dt=dt, length=time, interpolation=neuron.interpolation
+            )
+        if neuron.enable_madc_recording:
+            madc = madc_to_dense(
+                entry.madc_time,
+                entry.madc_value,
+                dt=dt,
+                length=time,
+                interpolation=neuron.interpolation,
+            )
+        populations[key] = PopulationRecording(
+            spikes=spikes,
+            membrane_cadc=membrane,
+            membrane_madc=madc,
+            madc_time=entry.madc_time,
+            madc_value=entry.madc_value,
+            differentiable=through,
+        )
+    return Recording(populations)
+
+
+def _read_cadc(membrane, h, count, config: ChipConfig, gain, offset, draws):
+    """CADC samples of every neuron at jittered times shared by all (per batch entry).
+
+    **Arguments:** `membrane` float `(steps + 1, batch, neurons)` (LSB at `s * h`); `count`
+    samples; `gain`, `offset` `(neurons,)` of each neuron's CADC channel; `draws` the
+    standard normals "jitter" `(batch * count,)` and "read" `(batch * count * neurons,)`.
+
+    **Returns:** `cadc_time` `(batch, count)` seconds and `cadc_value` `(batch, neurons,
+    count)`, `clip(round(gain * v + offset + noise), 0, 255)` (straight-through rounding).
+    """
+    steps, batch, _ = membrane.shape
+    dtype = membrane.dtype
+    cadc_time = jnp.arange(count, dtype=dtype) * config.cadc_sample_period
+    cadc_time = jnp.broadcast_to(cadc_time, (batch, count))
+    if config.cadc_jitter:
+        # uniform in (-1, 1) from a standard normal: erf(z / sqrt(2))
+        uniform = jax.scipy.special.erf(draws["jitter"].reshape(batch, count) / math.sqrt(2))
+        cadc_time = cadc_time + config.cadc_jitter * uniform
+    cadc_time = jnp.clip(cadc_time, 0.0, (steps - 1) * h)
+    reading = gain * _sample(membrane, cadc_time, h) + offset  # (batch, count, neurons)
+    if config.cadc_noise:
+        reading = reading + config.cadc_noise * draws["read"].reshape(reading.shape)
+    reading = jnp.clip(round_straight_through(reading), 0.0, 255.0)
+    return cadc_time, jnp.moveaxis(reading, 1, 2)
+
+
+def _read_madc(trace, h, count, config: ChipConfig, noise):
+    """MADC samples of one neuron's membrane `trace` `(steps + 1, batch)` every
+    `madc_sample_period`: `clip(round(offset + gain * v + noise), 0, 1023)`.
+
+    **Returns:** `madc_time` and `madc_value`, each `(batch, count)`.
+    """
+    batch = trace.shape[1]
+    madc_time = jnp.arange(count, dtype=trace.dtype) * config.madc_sample_period
+    madc_time = jnp.broadcast_to(madc_time, (batch, count))
+    value = _sample(trace[:, :, None], madc_time, h)[..., 0]
+    value = config.madc_offset + config.madc_gain * value
+    if noise is not None:
+        value = value + config.madc_noise * noise
+    return madc_time, jnp.clip(round_straight_through(value), 0.0, 1023.0)
