@@ -3,12 +3,12 @@
 from ._base import AbstractBackend as AbstractBackend, BackendError as BackendError
 from ._chip import ChipModel as ChipModel
 from ._chip_config import ChipConfig as ChipConfig
-from ._chip_readout import RawPopulationRecording as RawPopulationRecording
 from ._chip_instance import (
     ChipInstance as ChipInstance,
     ChipInstanceError as ChipInstanceError,
     MismatchProfile as MismatchProfile,
 )
+from ._chip_readout import RawPopulationRecording as RawPopulationRecording
 from ._hardware import Hardware as Hardware
 from ._numeric import Numeric as Numeric
 from ._placement import (
