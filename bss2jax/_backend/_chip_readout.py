@@ -33,6 +33,11 @@ class RawPopulationRecording(eqx.Module):
       [0, 1023]; None without MADC recording.
     - `membrane`: float `(substeps_total + 1, batch, neurons)`, the model's true membrane
       (LSB) at `s * h` (not observable on a chip; for tests and plots).
+
+    ```python
+    raw = bj.ChipModel(chip).record(net, x, dt=1e-6, key=key)
+    samples = raw[0].cadc_value        # what a chip's CADC returns, before to-dense
+    ```
     """
 
     spike_times: jax.Array | None

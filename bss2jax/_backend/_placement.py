@@ -69,6 +69,11 @@ class PopulationPlacement(NamedTuple):
     - `runs`: int array `(size,)`, the sequential run each neuron belongs to.
     - `inputs`: `((projection index, offset), ...)`: each incoming projection's first
       signed-input index in the neuron's fan-in.
+
+    ```python
+    hidden = bj.place(net).populations[0]
+    hidden.circuits_per_neuron, hidden.circuits[0]   # e.g. 2, [0, 256]
+    ```
     """
 
     key: object
@@ -81,7 +86,13 @@ class PopulationPlacement(NamedTuple):
 
 
 class Placement(NamedTuple):
-    """A network's placement: `populations` (key → `PopulationPlacement`), `runs`."""
+    """A network's placement: `populations` (key → `PopulationPlacement`), `runs`.
+
+    ```python
+    placement = bj.place(net, partition=True)
+    placement.runs, placement.circuits_used(0)
+    ```
+    """
 
     populations: dict
     runs: int
