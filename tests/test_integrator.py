@@ -30,7 +30,7 @@ DT = 1e-6
 #               r = (1 - z) relu(r - [r > 0]) + z tau_ref / dt
 #   initial state: i = w = r = 0; v = E_l if leaky or subthreshold adaptation, else 0.
 # ---------------------------------------------------------------------------------------
-def numpy_aelif(x, p, *, dt, v_hw=None, z_hw=None):
+def numpy_aelif(x, p, *, dt, v_hw=None, z_hw=None, exact=False):
     time, batch, size = x.shape
     leaky, fire = p["leaky"], p["fire"]
     exponential, sub, spk = p["exponential"], p["sub"], p["spk"]
@@ -43,14 +43,21 @@ def numpy_aelif(x, p, *, dt, v_hw=None, z_hw=None):
     out = {k: [] for k in ("v", "i", "w", "z")}
     for t in range(time):
         drive = i.copy()
-        if leaky:
-            drive = drive + g_l * (leak - v)
         if exponential:
             drive = drive + g_l * p["slope"] * np.exp((v - p["v_exp"]) / p["slope"])
         if sub or spk:
             drive = drive - w
-        v_next = v + dt / c * drive
-        i = i * (1.0 - dt / p["tau_syn"]) + x[t]
+        if exact and leaky:
+            # bss2jax's exact variant: the drive held over the step, the leak exactly:
+            # dv/dt = (g_l (E_l - v) + drive) / c relaxes to E_l + drive / g_l.
+            v_inf = leak + drive / g_l
+            v_next = v_inf + (v - v_inf) * np.exp(-dt / p["tau_mem"])
+        else:
+            if leaky:
+                drive = drive + g_l * (leak - v)
+            v_next = v + dt / c * drive
+        keep_syn = np.exp(-dt / p["tau_syn"]) if exact else 1.0 - dt / p["tau_syn"]
+        i = i * keep_syn + x[t]
         v = v_next if v_hw is None else v_hw[t].copy()
         z = np.zeros_like(v)
         if fire:
@@ -58,9 +65,10 @@ def numpy_aelif(x, p, *, dt, v_hw=None, z_hw=None):
             if z_hw is not None:
                 z = z_hw[t].copy()
         if sub or spk:
-            w = w * (1.0 - dt / p["tau_adap"])
+            keep = np.exp(-dt / p["tau_adap"]) if exact else 1.0 - dt / p["tau_adap"]
+            w = w * keep
             if sub:
-                w = w + dt / p["tau_adap"] * p["a"] * (v - leak)
+                w = w + (1.0 - keep) * p["a"] * (v - leak)
             if spk:
                 w = w + p["b"] * z
         if fire and v_hw is None:
@@ -88,30 +96,31 @@ CASES = {
     "LIF": (
         dict(_COMMON, leaky=True, fire=True, exponential=False, sub=False, spk=False,
              tau_ref=2e-6),
-        lambda n: bj.LIF(n, leak=0.0, reset=0.0, threshold=1.0, tau_mem=10e-6, tau_syn=5e-6,
-                         refractory_time=2e-6),
+        lambda n, **kw: bj.LIF(n, **kw, leak=0.0, reset=0.0, threshold=1.0, tau_mem=10e-6,
+                               tau_syn=5e-6, refractory_time=2e-6),
     ),
     "LI": (
         dict(_COMMON, leaky=True, fire=False, exponential=False, sub=False, spk=False,
              tau_ref=0.0),
-        lambda n: bj.LI(n, leak=0.0, tau_mem=10e-6, tau_syn=5e-6),
+        lambda n, **kw: bj.LI(n, **kw, leak=0.0, tau_mem=10e-6, tau_syn=5e-6),
     ),
     # IAF: not leaky, no exponential, no adaptation; the leak value must NOT be the initial
     # potential (hxtorch starts a non-leaky neuron without subthreshold adaptation at 0).
     "IAF": (
         dict(_COMMON, leak=0.5, leaky=False, fire=True, exponential=False, sub=False,
              spk=False, tau_ref=1e-6),
-        lambda n: bj.AdEx(n, leak=0.5, reset=0.0, threshold=1.0, tau_mem=10e-6,
-                          tau_syn=5e-6, leaky=False, exponential=False,
-                          subthreshold_adaptation=False, spike_triggered_adaptation=False),
+        lambda n, **kw: bj.AdEx(n, **kw, leak=0.5, reset=0.0, threshold=1.0, tau_mem=10e-6,
+                                tau_syn=5e-6, leaky=False, exponential=False,
+                                subthreshold_adaptation=False,
+                                spike_triggered_adaptation=False),
     ),
     "AdEx": (
         dict(_COMMON, threshold=1.2, leaky=True, fire=True, exponential=True, sub=True,
              spk=True, tau_ref=1e-6, slope=0.1, v_exp=1.0, a=0.5, b=0.3, tau_adap=20e-6),
-        lambda n: bj.AdEx(n, leak=0.0, reset=0.0, threshold=1.2, tau_mem=10e-6,
-                          tau_syn=5e-6, exponential_slope=0.1, exponential_threshold=1.0,
-                          subthreshold_adaptation_strength=0.5,
-                          spike_triggered_adaptation_increment=0.3, tau_adap=20e-6),
+        lambda n, **kw: bj.AdEx(n, **kw, leak=0.0, reset=0.0, threshold=1.2, tau_mem=10e-6,
+                                tau_syn=5e-6, exponential_slope=0.1, exponential_threshold=1.0,
+                                subthreshold_adaptation_strength=0.5,
+                                spike_triggered_adaptation_increment=0.3, tau_adap=20e-6),
     ),
 }  # fmt: skip
 
@@ -176,6 +185,26 @@ def test_against_numpy_loop(kind, injection, x64):
     # The case must exercise the dynamics: spiking neurons spike, but not every step.
     if p["fire"] and not use_z:
         assert 0 < expected["z"].sum() < expected["z"].size / 2
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_exact_integrator_against_numpy_loop(kind, x64):
+    # The exact variant (not in hxtorch): leak, synaptic and adaptation decays exp(-dt/tau)
+    # with the rest of the drive held over the step; same step order otherwise.
+    p, make = CASES[kind]
+    inputs, weight = _problem(seed=len(kind))
+    neuron = make(OUT, integrator="exact")
+    (obs,) = bj.run(bj.Sequential([bj.Synapse(IN, OUT, weight=weight), neuron]),
+                    jnp.asarray(inputs), dt=DT)  # fmt: skip
+    expected = numpy_aelif(inputs @ weight.T, p, dt=DT, exact=True)
+    euler = numpy_aelif(inputs @ weight.T, p, dt=DT)
+    np.testing.assert_allclose(obs.membrane_cadc, expected["v"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(obs.current, expected["i"], rtol=1e-10, atol=1e-12)
+    if p["fire"]:
+        np.testing.assert_array_equal(obs.spikes, expected["z"])
+    if p["sub"] or p["spk"]:
+        np.testing.assert_allclose(obs.adaptation, expected["w"], rtol=1e-10, atol=1e-12)
+    assert not np.allclose(expected["i"], euler["i"])  # the variants really differ
 
 
 def test_refractory_spacing_by_hand():
