@@ -401,6 +401,7 @@ def fit(
     test=None,
     backend: AbstractBackend = Numeric(),
     eval_backend: AbstractBackend | None = None,
+    eval_loss: Callable | None = None,
     trainable: Any = None,
     constrain: Callable | None = None,
     output: str | os.PathLike | None = None,
@@ -408,6 +409,7 @@ def fit(
     config: Mapping | None = None,
     progress: bool = True,
     callback: Callable[[dict], None] | None = None,
+    epoch_callback: Callable[[dict], None] | None = None,
     eval_batch_size: int | None = None,
 ) -> FitResult:
     """Train `network` for `epochs` passes over `train`; evaluate on `test`; checkpoint.
@@ -431,15 +433,18 @@ def fit(
     - `train`, `test`: pytrees of arrays with the sample axis first (e.g. `bd.YinYang`).
     - `epochs`, `batch_size`: ints. `key`: PRNG key (shuffling, backend noise).
     - `backend`: what runs the network in training; `eval_backend`: for the test split
-      (default `backend`).
+      (default `backend`). `eval_loss`: the loss for the test split (default `loss`; e.g.
+      the same loss without the training noise).
     - `output`: folder for `checkpoint.npz` and `metrics.json`; None keeps nothing on disk.
       If it holds a checkpoint of the same `config`, training resumes from it.
     - `checkpoint_every`: steps between checkpoints (default: once per epoch); a checkpoint
       is also written at the end of every epoch. A killed run loses at most this many steps.
     - `config`: JSON-serialisable dict that identifies the run; resuming from a checkpoint
       written with a different `config` raises `ValueError`.
-    - `progress`: show a tqdm bar per epoch. `callback(info)`: called after each step with
-      `{"epoch", "batch", "step", "metrics"}`.
+    - `progress`: show a tqdm bar per epoch and a summary line after it.
+    - `callback(info)`: called after each step with `{"epoch", "batch", "step", "metrics"}`;
+      `epoch_callback(record)`: called with each epoch's history record (after it is saved).
+    - `eval_batch_size`: samples per evaluation call (all of `test` if None).
 
     **Returns:** a `FitResult(network, opt_state, history, resumed_step)`.
 
@@ -474,6 +479,9 @@ def fit(
     checkpoint = None if output is None else output / CHECKPOINT_NAME
     history: list[dict] = []
     start_epoch, start_batch, sums, resumed = 0, 0, {}, None
+    if output is not None and output.is_dir():
+        for stale in output.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # left by a killed write
+            stale.unlink()
     if checkpoint is not None and checkpoint.exists():
         (network, opt_state), meta = load_checkpoint(checkpoint, (network, opt_state))
         if meta.get("config") != config:
@@ -562,7 +570,7 @@ def fit(
         if test is not None:
             tested = evaluate(
                 network,
-                loss,
+                loss if eval_loss is None else eval_loss,
                 test,
                 backend=eval_backend,
                 key=jax.random.fold_in(epoch_key, 2),
@@ -580,4 +588,6 @@ def fit(
                 f"{n} {v:.4f}" for n, v in record.items() if n not in ("epoch", "step")
             )
             tqdm.write(f"epoch {epoch + 1}/{epochs}: {summary}")
+        if epoch_callback is not None:
+            epoch_callback(dict(record))
     return FitResult(network, opt_state, history, resumed)

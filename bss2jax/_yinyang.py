@@ -43,13 +43,18 @@ class YinYangConfig:
     t_late: float = 26e-6
     t_bias: float = 2e-6
     repetitions: int = 5
-    weight_scale: float = 64.0
-    output_weight_scale: float = 64.0
+    integrator: str = "exact"
+    capacitance: float = 20.0
+    synapse_dac_bias: float = 600.0
+    weight_scale: float = 36.6
+    output_weight_scale: float = 36.6
     hidden_trace_scale: float = 1.0 / 70.0
     readout_trace_scale: float = 1.0 / 70.0
     readout_scale: float = 10.0
-    init_hidden: tuple[float, float] = (0.5, 1.0)
-    init_output: tuple[float, float] = (0.0, 0.3)
+    init_hidden: tuple[float, float] = (0.2, 0.3)
+    init_output: tuple[float, float] = (0.0, 0.1)
+    weight_noise: float = 0.05
+    gain_noise: float = 0.1
     firing_upper: float = 2.0
     firing_lower: float = 0.0
     firing_weight: float = 0.0
@@ -87,7 +92,9 @@ def yin_yang_network(config: YinYangConfig, *, key: jax.Array) -> Sequential:
                 tau_syn=config.tau,
                 trace_scale=config.hidden_trace_scale,
                 shift_cadc_to_first=True,
-                synapse_dac_bias=1000.0,
+                membrane_capacitance=Mixed(10e-6, config.capacitance),
+                integrator=config.integrator,
+                synapse_dac_bias=config.synapse_dac_bias,
             ),
             Synapse(
                 config.hidden,
@@ -102,7 +109,9 @@ def yin_yang_network(config: YinYangConfig, *, key: jax.Array) -> Sequential:
                 tau_syn=config.tau,
                 trace_scale=config.readout_trace_scale,
                 shift_cadc_to_first=True,
-                synapse_dac_bias=1000.0,
+                membrane_capacitance=Mixed(10e-6, config.capacitance),
+                integrator=config.integrator,
+                synapse_dac_bias=config.synapse_dac_bias,
             ),
         ]
     )
@@ -122,13 +131,17 @@ class YinYangLoss(eqx.Module):
     t_bias: float = eqx.field(static=True)
     repetitions: int = eqx.field(static=True)
     readout_scale: float = eqx.field(static=True)
+    weight_noise: float = eqx.field(static=True)
+    gain_noise: float = eqx.field(static=True)
     firing_upper: float = eqx.field(static=True)
     firing_lower: float = eqx.field(static=True)
     firing_weight: float = eqx.field(static=True)
 
     @classmethod
-    def from_config(cls, config: YinYangConfig) -> YinYangLoss:
+    def from_config(cls, config: YinYangConfig, *, training: bool = True) -> YinYangLoss:
         return cls(
+            weight_noise=config.weight_noise if training else 0.0,
+            gain_noise=config.gain_noise if training else 0.0,
             steps=config.steps,
             dt=config.dt,
             t_early=config.t_early,
@@ -154,6 +167,9 @@ class YinYangLoss(eqx.Module):
             dt=self.dt,
         )
         spikes = jnp.tile(spikes, (1, 1, self.repetitions))
+        if self.weight_noise or self.gain_noise:
+            key, noise_key = jax.random.split(key)
+            network = perturb_weights(network, noise_key, self.weight_noise, self.gain_noise)
         hidden, readout = run(network, spikes, backend=backend, dt=self.dt, key=key)
         return self.readout_scale * bd.max_over_time(readout.membrane_cadc), hidden.spikes
 
@@ -166,6 +182,25 @@ class YinYangLoss(eqx.Module):
                 spikes, upper=self.firing_upper, lower=self.firing_lower or None
             )
         return value, {"accuracy": accuracy(scores, labels)}
+
+
+def perturb_weights(network, key, weight_noise: float, gain_noise: float):
+    """Multiply every weight by `(1 + weight_noise * N(0, 1))` and every row (target
+    neuron; one factor for its excitatory and one for its inhibitory inputs) by
+    `(1 + gain_noise * N(0, 1))`: training noise that stands for the chip's
+    per-synapse and per-neuron gain mismatch, so the trained network tolerates other chips.
+    """
+    layers = list(network.layers)
+    for index, layer in enumerate(layers):
+        if isinstance(layer, Synapse):
+            key, k_weight, k_gain = jax.random.split(key, 3)
+            shape = layer.weight.shape
+            gains = 1.0 + gain_noise * jax.random.normal(k_gain, (2, shape[0], 1))
+            factor = (1.0 + weight_noise * jax.random.normal(k_weight, shape)) * jnp.where(
+                layer.weight > 0, gains[0], gains[1]
+            )
+            layers[index] = eqx.tree_at(lambda s: s.weight, layer, layer.weight * factor)
+    return eqx.tree_at(lambda n: n.layers, network, tuple(layers))
 
 
 def clip_weights(network):
@@ -241,7 +276,7 @@ def add_train_arguments(parser) -> None:
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
 
 
-DEFAULT_BACKEND = "numeric"
+DEFAULT_BACKEND = "chip"
 
 
 def make_backend(name: str, *, gradient: str = "inject", chip_seed: int = 0):
@@ -251,14 +286,9 @@ def make_backend(name: str, *, gradient: str = "inject", chip_seed: int = 0):
     if name == "numeric":
         return Numeric()
     if name == "chip":
-        try:
-            from ._backend import ChipInstance, ChipModel  # type: ignore[attr-defined]
-        except ImportError:
-            raise ValueError(
-                "`--backend chip` needs the chip model (bj.ChipModel), which this installation "
-                "lacks; use `--backend numeric`."
-            ) from None
-        chip = ChipInstance.from_key(jax.random.key(chip_seed))
+        from ._backend import ChipInstance, ChipModel
+
+        chip = ChipInstance.random(jax.random.PRNGKey(chip_seed))
         return ChipModel(chip, gradient=gradient)
     raise ValueError(f"`backend` must be one of {BACKENDS}; got {name!r}.")
 
@@ -310,6 +340,7 @@ def train_command(args) -> int:
     key = jax.random.key(args.seed)
     network = yin_yang_network(config, key=jax.random.fold_in(key, 0))
     loss = YinYangLoss.from_config(config)
+    eval_loss = YinYangLoss.from_config(config, training=False)
     batches = config.train_size // config.batch_size
     where = args.backend + (
         f" ({args.gradient} mode, chip {args.chip_seed})" if args.backend == "chip" else ""
@@ -331,11 +362,13 @@ def train_command(args) -> int:
         batch_size=config.batch_size,
         key=jax.random.fold_in(key, 1),
         backend=backend,
+        eval_loss=eval_loss,
         constrain=clip_weights,
         output=output,
         checkpoint_every=args.checkpoint_every,
         config=run_config,
         progress=not args.no_progress,
+        epoch_callback=None if not args.no_progress else _print_epoch(config.epochs),
     )
     seconds = time.perf_counter() - started
     final = result.history[-1]
@@ -352,7 +385,7 @@ def train_command(args) -> int:
             for i in range(args.transfer)
         ]
         transfer = evaluate_backends(
-            result.network, loss, test, others, key=jax.random.fold_in(key, 2)
+            result.network, eval_loss, test, others, key=jax.random.fold_in(key, 2)
         )
         accuracies = [r["accuracy"] for r in transfer]
         summary["transfer_chip_seeds"] = [args.chip_seed + 1 + i for i in range(args.transfer)]
@@ -370,7 +403,7 @@ def train_command(args) -> int:
         plot_curves(result.history, output / "curves.png")
         plot_decision_map(
             result.network,
-            loss,
+            eval_loss,
             test,
             output / "decision_map.png",
             backend=backend,
@@ -390,6 +423,21 @@ def train_command(args) -> int:
         + ("" if args.no_plots else ", curves.png, decision_map.png")
     )
     return 0
+
+
+def _print_epoch(epochs: int):
+    def report(record: dict) -> None:
+        parts = [f"epoch {record['epoch']}/{epochs}"]
+        for split in ("train", "test"):
+            if f"{split}_loss" in record:
+                parts.append(
+                    f"{split} loss {record[f'{split}_loss']:.4f} accuracy "
+                    f"{100 * record.get(f'{split}_accuracy', float('nan')):.2f} %"
+                )
+        parts.append(f"{record['seconds']:.1f} s")
+        print(", ".join(parts), flush=True)
+
+    return report
 
 
 def plot_curves(history: list, path) -> None:

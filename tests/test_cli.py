@@ -1,0 +1,86 @@
+"""The `bss2jax` command line: `demo`, and `train` at a tiny size (numerics and chip model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bss2jax._cli import main
+
+TINY = ["--train-size", "60", "--test-size", "30", "--hidden", "8", "--batch-size", "20"]
+
+
+def test_demo_runs(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "output spikes at steps" in out and "membrane" in out
+
+
+def test_train_tiny_numeric_writes_everything(tmp_path, capsys):
+    args = ["train", "--backend", "numeric", "--epochs", "2", *TINY, "--output", str(tmp_path)]
+    assert main([*args, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "final test accuracy:" in out
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "checkpoint.npz",
+        "metrics.json",
+        "curves.png",
+        "decision_map.png",
+    }
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert 0.0 <= metrics["final"]["test_accuracy"] <= 1.0
+    assert metrics["config"]["backend"] == "numeric" and metrics["config"]["hidden"] == 8
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_tiny_chip_model_with_transfer(tmp_path, capsys):
+    args = ["train", "--epochs", "1", *TINY, "--transfer", "2", "--output", str(tmp_path)]
+    assert main([*args, "--no-progress", "--no-plots"]) == 0
+    final = json.loads((tmp_path / "metrics.json").read_text())["final"]
+    assert len(final["transfer_accuracy"]) == 2 and final["transfer_chip_seeds"] == [1, 2]
+    assert "on 2 other chip instances" in capsys.readouterr().out
+
+
+def test_train_argument_errors(tmp_path):
+    with pytest.raises(ValueError, match="`--batch-size` must be a positive int; got 0"):
+        main(["train", "--batch-size", "0", "--output", str(tmp_path)])
+    with pytest.raises(ValueError, match="`--batch-size` must not exceed `--train-size`"):
+        main(["train", "--train-size", "10", "--batch-size", "20", "--output", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["train", "--backend", "gpu"])
+
+
+def test_killed_train_resumes_from_its_checkpoint(tmp_path, capsys):
+    """SIGKILL `bss2jax train` after its first checkpoint; the rerun continues from it."""
+    output = tmp_path / "run"
+    args = ["train", "--backend", "numeric", *TINY, "--output", str(output), "--no-plots"]
+    command = [sys.executable, "-m", "bss2jax._cli", *args, "--epochs", "400"]
+    command += ["--checkpoint-every", "1", "--no-progress"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (output / "checkpoint.npz").exists():
+            assert process.poll() is None, "train exited before writing a checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    # the rerun with the same folder resumes (here to a shorter goal, to finish quickly)
+    assert main([*args, "--epochs", "1", "--no-progress"]) == 0
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["final"]["resumed_step"] >= 1
+    assert "(resumed from the checkpoint at step" in capsys.readouterr().out
+    assert not [p.name for p in output.iterdir() if p.name.endswith(".tmp")]
