@@ -23,6 +23,7 @@ from ._backend import (
     neurons_per_run as neurons_per_run,
     place as place,
 )
+from ._chip_client import ChipModelClient as ChipModelClient
 from ._dense import (
     cadc_to_dense as cadc_to_dense,
     grid_length as grid_length,

@@ -110,6 +110,7 @@ def _encode(run: RecordedRun) -> bytes:
         "dt": request.dt,
         "madc": list(request.madc) if request.madc is not None else None,
         "seed": request.seed,
+        "reconfigure": request.reconfigure,
         "configuration_hash": request.configuration_hash,
         "request_hash": request.request_hash,
         "raw": raw_keys,
@@ -131,12 +132,10 @@ def save_run(path, run: RecordedRun) -> pathlib.Path:
     bj.save_run("runs/run-000000.npz", bj.RecordedRun(request, raw))
     ```
     """
-    if not isinstance(run, RecordedRun):
-        raise TypeError(f"`run` must be a bj.RecordedRun; got {type(run).__name__}.")
     path = pathlib.Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"`path` must end in '.npz'; got {str(path)!r}.")
-    data = _encode(run)
+    data = encode_run(run)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -167,37 +166,48 @@ def load_run(path) -> RecordedRun:
     ```
     """
     path = pathlib.Path(path)
+    return decode_run(path.read_bytes(), name=str(path))
+
+
+def encode_run(run: RecordedRun) -> bytes:
+    """The bytes of `save_run`'s file format (an `.npz` archive) for `run`."""
+    if not isinstance(run, RecordedRun):
+        raise TypeError(f"`run` must be a bj.RecordedRun; got {type(run).__name__}.")
+    return _encode(run)
+
+
+def decode_run(data: bytes, *, name: str = "<bytes>", validate: bool = True) -> RecordedRun:
+    """Inverse of `encode_run`: checks format and version, validates unless told not to."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except FileNotFoundError:
-        raise
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
     except Exception as error:  # noqa: BLE001 - any decoding failure is a bad file
-        _bad(path, f"not a readable .npz file ({type(error).__name__}: {error})")
+        _bad(name, f"not a readable .npz file ({type(error).__name__}: {error})")
     if "__metadata__" not in arrays:
-        _bad(path, "no '__metadata__' entry; not a bss2jax recorded run")
+        _bad(name, "no '__metadata__' entry; not a bss2jax recorded run")
     try:
         metadata = json.loads(arrays.pop("__metadata__").tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        _bad(path, f"metadata is not valid JSON ({error})")
+        _bad(name, f"metadata is not valid JSON ({error})")
     if metadata.get("format") != FORMAT:
-        _bad(path, f"format must be {FORMAT!r}; got {metadata.get('format')!r}")
+        _bad(name, f"format must be {FORMAT!r}; got {metadata.get('format')!r}")
     if metadata.get("version") != VERSION:
         _bad(
-            path,
+            name,
             f"format version must be {VERSION} (this bss2jax reads version {VERSION}); got "
             f"{metadata.get('version')!r}",
         )
     try:
         run = _decode(metadata, arrays)
     except KeyError as error:
-        _bad(path, f"missing entry {error}")
-    try:
-        validate_recording(run.request, run.recording)
-    except HardwareError as error:
-        _bad(path, str(error))
+        _bad(name, f"missing entry {error}")
+    if validate:
+        try:
+            validate_recording(run.request, run.recording)
+        except HardwareError as error:
+            _bad(name, str(error))
     if run.request.request_hash != metadata["request_hash"]:
-        _bad(path, "the stored request does not match its hash (corrupted file)")
+        _bad(name, "the stored request does not match its hash (corrupted file)")
     return run
 
 
@@ -251,6 +261,7 @@ def _decode(metadata, arrays) -> RecordedRun:
         madc=tuple(madc) if madc is not None else None,
         seed=metadata["seed"],
         configuration_hash=configuration_hash(populations, projections),
+        reconfigure=bool(metadata.get("reconfigure", True)),
     )
     raw = {}
     for field, (cls, names) in _RAW_FIELDS.items():

@@ -274,7 +274,7 @@ def _build_request(spec: _Spec, params, weights, inputs, seed) -> ExperimentRequ
             if bad.any():
                 raise HardwareError(
                     f"population {p.key!r}: `{name}` must be positive and finite on the chip; "
-                    f"got {settings[name][bad][0]!r}."
+                    f"got {settings[name][bad][0].item()!r}."
                 )
         for name in ("leak", "reset") + (("threshold",) if p.flags[1] else ()):
             if not np.all(np.isfinite(settings[name])):

@@ -1,0 +1,457 @@
+"""`ChipModelClient`: the chip model in a separate process, behind the hardware contract.
+
+It exercises the whole `Hardware` path without a chip: the request crosses a process
+boundary as plain numpy, the worker rebuilds the network in chip units, runs
+`ChipModel.record` (outside any `jit` of the caller) and answers with a `RawRecording`
+like a chip's: CADC samples at irregular, jittered times, MADC samples at ~34 ns, spike
+times on the 8 ns clock plus latency, membrane and read noise that differ between runs.
+Optional wall-clock delays emulate the round trip and the (slow) reconfiguration.
+
+The worker is one long-lived process (`python -m bss2jax._chip_worker`, started on the
+first call; no re-import of the user's main module, so no `if __name__ == "__main__"`
+guard is needed), so its compiled chip model is reused across calls. Requests and
+recordings travel through its stdin/stdout in the safe recorded-run format (`.npz` +
+JSON, no pickle), each message a 1-byte kind and an 8-byte length before the payload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+
+from ._hardware_io import (
+    AbstractClient,
+    CADCSamples,
+    ExperimentRequest,
+    HardwareError,
+    MADCSamples,
+    RawRecording,
+    SpikeEvents,
+    TransientHardwareError,
+)
+
+
+def network_from_request(request: ExperimentRequest):
+    """The request's network rebuilt in chip units: a `bj.Network` and key → name map.
+
+    Potentials and times are the request's hardware values (plain numbers, so model and
+    chip values coincide); weights are the signed integers `exc - inh` with an identity
+    transform (`linear_saturating(1)`), so `hardware_weight()` returns them unchanged.
+    """
+    import jax.numpy as jnp
+
+    from ._network import INPUT, Network, Projection
+    from ._neurons import LI, LIF, AdEx
+    from ._parameters import Mixed
+    from ._synapse import Synapse
+    from ._transforms import linear_saturating
+
+    names = {p.key: f"population_{i}" for i, p in enumerate(request.populations)}
+    madc_key, madc_neuron = request.madc if request.madc is not None else (None, 0)
+    populations = {}
+    for p in request.populations:
+        common = dict(
+            leak=p.leak,
+            tau_mem=p.tau_mem,
+            tau_syn=p.tau_syn,
+            membrane_capacitance=Mixed(10e-6, jnp.asarray(p.membrane_capacitance)),
+            enable_cadc_recording=p.record_cadc,
+            enable_madc_recording=p.key == madc_key,
+            record_neuron_id=int(madc_neuron) if p.key == madc_key else 0,
+            i_synin_gm=p.i_synin_gm,
+            synapse_dac_bias=p.synapse_dac_bias,
+        )
+        firing = dict(
+            reset=p.reset,
+            threshold=p.threshold,
+            refractory_time=p.refractory_time,
+            enable_spike_recording=p.record_spikes,
+        )
+        if p.kind == "LI":
+            neuron = LI(p.size, **common)
+        elif p.kind == "LIF":
+            neuron = LIF(p.size, **common, **firing)
+        else:
+            flags = dict(
+                leaky=p.leaky,
+                fire=p.fire,
+                exponential=p.exponential,
+                subthreshold_adaptation=p.subthreshold_adaptation,
+                spike_triggered_adaptation=p.spike_triggered_adaptation,
+            )
+            extra = dict(
+                exponential_slope=p.exponential_slope,
+                exponential_threshold=p.exponential_threshold,
+                subthreshold_adaptation_strength=p.subthreshold_adaptation_strength,
+                spike_triggered_adaptation_increment=p.spike_triggered_adaptation_increment,
+                tau_adap=p.tau_adap,
+            )
+            if not p.fire:
+                firing = dict(enable_spike_recording=False)
+            neuron = AdEx(p.size, **common, **firing, **flags, **extra)
+        populations[names[p.key]] = neuron
+    projections = []
+    for q in request.projections:
+        out_features, in_features = q.weight_exc.shape
+        synapse = Synapse(
+            in_features,
+            out_features,
+            weight=q.signed_weight.astype(np.float32),
+            transform=linear_saturating(1.0),
+        )
+        source = INPUT if q.source == "input" else names[q.source]
+        projections.append(Projection(source, names[q.target], synapse))
+    network = Network(populations, projections, input_size=request.input_size)
+    return network, names
+
+
+def input_dense(request: ExperimentRequest) -> np.ndarray:
+    """float32 `(round(runtime / dt), batch, input_size)` 0/1 spikes from the request."""
+    steps = int(round(request.runtime / request.dt))
+    dense = np.zeros((steps, request.batch_size, request.input_size), np.float32)
+    for b, spikes in enumerate(request.input_spikes):
+        dense[np.round(spikes.times / request.dt).astype(np.int64), b, spikes.channels] = 1.0
+    return dense
+
+
+def recording_from_chip_model(request: ExperimentRequest, raw: dict, names: dict) -> RawRecording:
+    """`ChipModel.record`'s raw readout → the `RawRecording` of the hardware contract."""
+    spikes, cadc, madc = {}, {}, {}
+    for p in request.populations:
+        entry = raw[names[p.key]]
+        if p.record_spikes:
+            times = np.asarray(entry.spike_times, np.float64)
+            _, b, n = np.nonzero(np.isfinite(times))
+            spikes[p.key] = SpikeEvents(
+                times=times[np.isfinite(times)],
+                neurons=n.astype(np.int32),
+                batch=b.astype(np.int32),
+            )
+        if p.record_cadc:
+            values = np.asarray(entry.cadc_value, np.float64)  # (batch, neurons, samples)
+            times = np.broadcast_to(
+                np.asarray(entry.cadc_time, np.float64)[:, None, :], values.shape
+            )
+            index = np.indices(values.shape)
+            cadc[p.key] = CADCSamples(
+                times=times.ravel(),
+                values=values.ravel(),
+                neurons=index[1].ravel().astype(np.int32),
+                batch=index[0].ravel().astype(np.int32),
+            )
+        if request.madc is not None and request.madc[0] == p.key:
+            values = np.asarray(entry.madc_value, np.float64)  # (batch, samples)
+            times = np.asarray(entry.madc_time, np.float64)
+            madc[p.key] = MADCSamples(
+                times=times.ravel(),
+                values=values.ravel(),
+                batch=np.indices(values.shape)[0].ravel().astype(np.int32),
+            )
+    return RawRecording(spikes=spikes, cadc=cadc, madc=madc)
+
+
+# --------------------------------------------------------------------------------------
+# The wire: kind (1 byte) + length (8 bytes, little endian) + payload.
+
+_REQUEST, _RECORDING, _ERROR, _CLOSE = b"Q", b"R", b"E", b"C"
+
+
+def _write_message(stream, kind: bytes, payload: bytes) -> None:
+    stream.write(kind + struct.pack("<Q", len(payload)) + payload)
+    stream.flush()
+
+
+def _read_exactly(fd: int, count: int, ready) -> bytes:
+    chunks, remaining = [], count
+    while remaining:
+        ready()
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            raise EOFError("the chip-model worker closed its output")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _config_to_json(config) -> str:
+    return json.dumps(dataclasses.asdict(config))
+
+
+def _config_from_json(text: str):
+    from ._backend._chip import ChipConfig
+
+    fields = json.loads(text)
+    fields["potential_range"] = tuple(fields["potential_range"])
+    return ChipConfig(**fields)
+
+
+def _serve(chip_path: str, config_json: str, seed: int, platform: str | None) -> None:
+    """The worker's loop: read a request, configure if needed, run, answer."""
+    import warnings
+
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout = sys.stderr  # nothing else may write to the message stream
+    import jax
+
+    if platform:
+        jax.config.update("jax_platforms", platform)
+    from ._backend._chip import ChipModel
+    from ._backend._chip_instance import ChipInstance
+    from ._recording_file import RecordedRun, decode_run, encode_run
+
+    backend = ChipModel(ChipInstance.load(chip_path), _config_from_json(config_json))
+    source = sys.stdin.buffer
+    network = names = configured = None
+    calls = 0
+    while True:
+        head = source.read(9)
+        if len(head) < 9 or head[:1] == _CLOSE:
+            return
+        (length,) = struct.unpack("<Q", head[1:])
+        payload = source.read(length)
+        try:
+            delay = struct.unpack("<d", payload[:8])[0]
+            request = decode_run(payload[8:], validate=False).request
+            reconfigured = False
+            if request.reconfigure or configured != request.configuration_hash:
+                network, names = network_from_request(request)
+                configured = request.configuration_hash
+                reconfigured = True
+                time.sleep(delay)
+            if request.seed is not None:
+                key = jax.random.PRNGKey(request.seed)
+            else:  # like a chip: every run draws fresh noise
+                key = jax.random.fold_in(jax.random.PRNGKey(seed), calls)
+            calls += 1
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                raw = backend.record(network, input_dense(request), dt=request.dt, key=key)
+            recording = recording_from_chip_model(request, raw, names)
+            info = {"reconfigured": reconfigured, "warnings": [str(w.message) for w in caught]}
+            _write_message(out, _RECORDING, encode_run(RecordedRun(request, recording, info)))
+        except Exception as error:  # noqa: BLE001 - sent to the parent, which raises
+            text = json.dumps(
+                {
+                    "name": type(error).__name__,
+                    "message": str(error),
+                    "trace": traceback.format_exc(),
+                }
+            )
+            _write_message(out, _ERROR, text.encode())
+
+
+class ChipModelClient(AbstractClient):
+    """The chip model (`bj.ChipModel`) in a separate worker process, as a hardware client.
+
+    **Arguments:**
+    - `chip`: a `bj.ChipInstance` (default: `ChipInstance.random(PRNGKey(seed))`, a
+      calibrated chip with mismatch).
+    - `config`: a `bj.ChipConfig` (default: the model's defaults: CADC every ~1.7 us with
+      ±0.1 us jitter, MADC at ~34 ns, 80 ns spike latency, membrane and read noise).
+    - `seed`: for the default chip and for the noise of runs whose request has no seed
+      (then every run differs, as on a chip; with `run(..., key=key)` it is reproducible).
+    - `latency`: wall-clock seconds added to every call (the host-FPGA round trip).
+    - `reconfiguration_time`: wall-clock seconds added when the configuration is written
+      (the chip's slow part; skipped when `request.reconfigure` is False and unchanged).
+    - `platform`: JAX platform of the worker (default "cpu"; None: JAX's default).
+    - `answer_timeout`: seconds one call may take in the worker (the first includes its
+      start, imports and compilation) before the client gives up and ends the worker.
+
+    The worker starts on the first call and is reused; `close()` (or a `with` block) ends
+    it. A worker that dies raises `TransientHardwareError` (so `Hardware` retries) and is
+    restarted on the next call; `cancel()` (called by `Hardware` on a timeout) ends it.
+    `calls`, `reconfigurations` and `warnings` (the chip model's, e.g. CADC range) count
+    what the worker did.
+
+    ```python
+    with bj.ChipModelClient(seed=1) as client:
+        out = bj.run(net, inputs, backend=bj.Hardware(client))
+    ```
+    """
+
+    def __init__(
+        self,
+        chip=None,
+        config=None,
+        *,
+        seed: int = 0,
+        latency: float = 0.0,
+        reconfiguration_time: float = 0.0,
+        platform: str | None = "cpu",
+        answer_timeout: float = 600.0,
+    ):
+        from ._backend._chip import ChipConfig
+        from ._backend._chip_instance import ChipInstance
+
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"`seed` must be an int; got {seed!r}.")
+        for name, value in (
+            ("latency", latency),
+            ("reconfiguration_time", reconfiguration_time),
+            ("answer_timeout", answer_timeout),
+        ):
+            if not (isinstance(value, (int, float)) and value >= 0):
+                raise ValueError(
+                    f"`{name}` must be a non-negative number of seconds; got {value!r}."
+                )
+        if chip is None:
+            import jax
+
+            chip = ChipInstance.random(jax.random.PRNGKey(seed))
+        if not isinstance(chip, ChipInstance):
+            raise TypeError(f"`chip` must be a bj.ChipInstance; got {type(chip).__name__}.")
+        config = ChipConfig() if config is None else config
+        if not isinstance(config, ChipConfig):
+            raise TypeError(f"`config` must be a bj.ChipConfig; got {type(config).__name__}.")
+        self.chip = chip
+        self.config = config
+        self.seed = seed
+        self.latency = float(latency)
+        self.reconfiguration_time = float(reconfiguration_time)
+        self.platform = platform
+        self.answer_timeout = float(answer_timeout)
+        self.calls = 0
+        self.reconfigurations = 0
+        self.starts = 0
+        self.warnings: list[str] = []
+        self._process: Any = None
+        self._folder: Any = None
+        self._log: Any = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> None:
+        if self._log is not None:
+            self._log.close()
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="bss2jax-chip-client-")
+            self.chip.save(os.path.join(self._folder.name, "chip.npz"))
+        self._log = tempfile.TemporaryFile()
+        command = [
+            sys.executable,
+            "-m",
+            "bss2jax._chip_worker",
+            os.path.join(self._folder.name, "chip.npz"),
+            _config_to_json(self.config),
+            str(self.seed),
+            self.platform or "",
+        ]
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log
+        )
+        self.starts += 1
+
+    def _stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10.0)
+            for stream in (process.stdin, process.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+    def _log_tail(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        text = self._log.read().decode(errors="replace").strip().splitlines()
+        return "\n".join(text[-15:])
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def execute(self, request: ExperimentRequest) -> RawRecording:
+        from ._recording_file import RecordedRun, decode_run, encode_run
+
+        with self._lock:
+            if not self.running:
+                self._stop()
+                self._start()
+            process = self._process
+            if self.latency:
+                time.sleep(self.latency)
+            payload = struct.pack("<d", self.reconfiguration_time)
+            payload += encode_run(RecordedRun(request, RawRecording()))
+            deadline = time.monotonic() + self.answer_timeout
+            fd = process.stdout.fileno()
+
+            def ready():
+                while not select.select([fd], [], [], 0.05)[0]:
+                    if process.poll() is not None:
+                        raise EOFError("the worker ended")
+                    if time.monotonic() > deadline:
+                        self._stop()
+                        raise HardwareError(
+                            f"the chip-model worker did not answer within {self.answer_timeout:g} "
+                            "s (ChipModelClient(answer_timeout=...)); it was stopped."
+                        )
+
+            try:
+                _write_message(process.stdin, _REQUEST, payload)
+                head = _read_exactly(fd, 9, ready)
+                (length,) = struct.unpack("<Q", head[1:])
+                body = _read_exactly(fd, length, ready)
+            except (EOFError, OSError) as error:
+                code = process.poll()
+                tail = self._log_tail()
+                self._stop()
+                raise TransientHardwareError(
+                    f"the chip-model worker process ended (exit code {code}); it is restarted "
+                    f"on the next call. Its last output:\n{tail}"
+                ) from error
+        if head[:1] == _ERROR:
+            error = json.loads(body.decode())
+            raise HardwareError(
+                f"the chip model raised {error['name']}: {error['message']}\n{error['trace']}"
+            )
+        answer = decode_run(body, validate=False)
+        self.calls += 1
+        self.reconfigurations += bool(answer.info["reconfigured"])
+        self.warnings.extend(answer.info["warnings"])
+        return answer.recording
+
+    def cancel(self) -> None:
+        """End the worker at once (a timed-out call); the next call starts a new one."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(10.0)
+
+    def close(self) -> None:
+        """Stop the worker process and remove its files."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            try:
+                _write_message(process.stdin, _CLOSE, b"")
+                process.wait(5.0)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self._stop()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+    def __del__(self):
+        try:
+            self._stop()
+        except Exception:  # noqa: BLE001 - nothing to do at interpreter exit
+            pass
