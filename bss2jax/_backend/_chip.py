@@ -27,7 +27,6 @@ spikes through `spikes_to_dense` (`round(t / dt)`).
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Literal
 
@@ -474,9 +473,7 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
 
     def substep(state, xs):
         v, i_exc, i_inh, refractory, z_prev, adapt = state
-        arriving, xi, t_start = xs
-        i_exc = i_exc + arriving[:, :n_circuits]
-        i_inh = i_inh + arriving[:, n_circuits:]
+        xi, t_start = xs
         for source, target, w_exc, w_inh in internal:
             z = z_prev[:, source]
             i_exc = i_exc.at[:, target].add(z @ w_exc)
@@ -527,15 +524,22 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
 
     noise_keys = jax.random.split(key_noise, time)
 
+    def deliver(state, drive_k):  # the input events of one grid step arrive
+        v, i_exc, i_inh, *rest = state
+        return (v, i_exc + drive_k[:, :n_circuits], i_inh + drive_k[:, n_circuits:], *rest)
+
     def grid_step(state, xs):
         drive_k, noise_key, k = xs
-        arriving = jnp.zeros((m, batch, 2 * n_circuits), dtype).at[offset].set(drive_k)
         if config.membrane_noise:
-            xi = _normal(noise_key, (m, batch, n_neurons), dtype)
+            xi = jax.random.normal(noise_key, (m, batch, n_neurons), dtype)
         else:
             xi = jnp.zeros((m, 1, 1), dtype)
         t_start = k * dt + jnp.arange(m, dtype=dtype) * h
-        return lax.scan(substep, state, (arriving, xi, t_start))
+        if offset == 0:
+            return lax.scan(substep, deliver(state, drive_k), (xi, t_start))
+        state, early = lax.scan(substep, state, (xi[:offset], t_start[:offset]))
+        state, late = lax.scan(substep, deliver(state, drive_k), (xi[offset:], t_start[offset:]))
+        return state, jax.tree.map(lambda a, b: jnp.concatenate([a, b]), early, late)
 
     steps = jnp.arange(time, dtype=dtype)
     _, (trajectory, flags, times) = lax.scan(grid_step, state0, (drive_ext, noise_keys, steps))
@@ -584,16 +588,3 @@ def _emulate_jit(model, network, inputs, key, dt, densify):
     time = inputs.shape[0]
     through = model.gradient == "through"
     return raw, _densify(network, raw, windows, time, dt, through=through)
-
-
-def _normal(key, shape, dtype):
-    """Standard normal noise at half the cost of `jax.random.normal` (Box-Muller on the two
-    16-bit halves of each random word); tails are cut at 4.8 sigma, harmless for noise."""
-    size = math.prod(shape)
-    bits = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
-    high = ((bits >> 16).astype(dtype) + 0.5) / 65536.0
-    low = ((bits & 0xFFFF).astype(dtype) + 0.5) / 65536.0
-    radius = jnp.sqrt(-2.0 * jnp.log(high))
-    angle = 2.0 * math.pi * low
-    pairs = jnp.concatenate([radius * jnp.cos(angle), radius * jnp.sin(angle)])
-    return pairs[:size].reshape(shape)
