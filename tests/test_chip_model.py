@@ -274,3 +274,27 @@ def test_errors_name_the_argument():
         bj.ChipModel(bj.ChipInstance.nominal(), QUIET).observe(
             _single(1.0, threshold=240.0), jnp.zeros((5, 1, 1)), dt=DT, key=None
         )
+
+
+def test_synaptic_delay_shifts_the_response_and_adaptation_slows_firing():
+    x = jnp.zeros((30, 1, 1)).at[10].set(1.0)
+    net = _single(30.0)
+    substep = DT / QUIET.substeps
+    plain = bj.ChipModel(bj.ChipInstance.nominal(), QUIET).record(net, x, dt=DT, key=None)
+    late = bj.ChipModel(bj.ChipInstance.nominal(), QUIET.replace(synaptic_delay=4 * substep))
+    delayed = late.record(net, x, dt=DT, key=None)
+    a, b = np.asarray(plain[0].membrane[:, 0, 0]), np.asarray(delayed[0].membrane[:, 0, 0])
+    assert np.allclose(b[4:], a[:-4], atol=1e-4) and not np.allclose(a, b)
+
+    drive = jnp.zeros((60, 1, 1)).at[5:55].set(1.0)
+    adex = bj.AdEx(
+        1,
+        exponential=False,
+        subthreshold_adaptation=False,
+        spike_triggered_adaptation_increment=30.0,
+    )
+    backend = bj.ChipModel(bj.ChipInstance.nominal(), QUIET)
+    lif = backend.observe(_single(30.0), drive, dt=DT, key=None).populations[0]
+    adapting = bj.Sequential([bj.Synapse(1, 1, weight=jnp.full((1, 1), 30.0)), adex])
+    adapted = backend.observe(adapting, drive, dt=DT, key=None).populations[0]
+    assert 0 < float(adapted.spikes.sum()) < float(lif.spikes.sum())
