@@ -180,8 +180,8 @@ class ChipModel(AbstractBackend):
         model = self
         if self.gradient == "inject":
             model, network, inputs = _stop_gradient((self, network, inputs))
-        raw, recording = _emulate_jit(model, network, inputs, key, dt, densify)
-        _warn_cadc_range(raw)
+        raw, recording, ranges = _emulate_jit(model, network, inputs, key, dt, densify)
+        _warn_cadc_range(ranges)
         return raw, recording
 
 
@@ -583,8 +583,14 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
 @eqx.filter_jit
 def _emulate_jit(model, network, inputs, key, dt, densify):
     raw, windows = _record(model, network, inputs, key, dt)
+    ranges = {
+        k: (r.cadc_value.min(), r.cadc_value.max())
+        for k, r in raw.items()
+        if r.cadc_value is not None and r.cadc_value.size
+    }
     if not densify:
-        return raw, None
+        return raw, None, ranges
     time = inputs.shape[0]
     through = model.gradient == "through"
-    return raw, _densify(network, raw, windows, time, dt, through=through)
+    # only the recording leaves: the sub-step trajectories stay temporaries of XLA
+    return None, _densify(network, raw, windows, time, dt, through=through), ranges

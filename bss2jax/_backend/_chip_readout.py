@@ -13,7 +13,6 @@ import warnings
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from .._dense import cadc_to_dense, madc_to_dense, spikes_to_dense
@@ -48,16 +47,16 @@ class RawPopulationRecording(eqx.Module):
     membrane: jax.Array
 
 
-def _warn_cadc_range(raw: dict) -> None:
+def _warn_cadc_range(ranges: dict) -> None:
+    """Warn where CADC reads (population key → (min, max)) leave calix's reliable range."""
     low, high = CADC_RELIABLE
-    for key, entry in raw.items():
-        value = entry.cadc_value
-        if value is None or isinstance(value, jax.core.Tracer):
+    for key, (smallest, largest) in ranges.items():
+        if isinstance(smallest, jax.core.Tracer) or isinstance(largest, jax.core.Tracer):
             continue
-        value = np.asarray(value)
-        if value.size and (value.min() < low or value.max() > high):
+        smallest, largest = float(smallest), float(largest)
+        if smallest < low or largest > high:
             warnings.warn(
-                f"population {key!r}: CADC reads span [{value.min():.0f}, {value.max():.0f}] "
+                f"population {key!r}: CADC reads span [{smallest:.0f}, {largest:.0f}] "
                 f"LSB, beyond the reliable range [{low:.0f}, {high:.0f}] (calix); readings "
                 "there are non-linear on a chip.",
                 stacklevel=4,
