@@ -137,7 +137,7 @@ def calibration_targets(population: PopulationRequest) -> dict:
         if bad.any():
             raise HardwareError(
                 f"population {population.key!r}: calibration target `{name}` must lie in calix's "
-                f"range [{low:g}, {high:g}] {unit}; got {values[bad][0]!r} "
+                f"range [{low:g}, {high:g}] {unit}; got {values[bad][0].item()!r} "
                 f"({int(bad.sum())} of {values.size} neurons)."
             )
         targets[name] = _uniform_or_array(values)
