@@ -41,6 +41,13 @@ class HardwareError(RuntimeError):
     The message names the cause. Outside `jit` it is raised as is; under `jit` JAX re-raises
     a host-callback failure as `jax.errors.JaxRuntimeError`, whose message contains
     `HardwareError: <cause>`.
+
+    ```python
+    try:
+        out = bj.run(net, x, backend=bj.Hardware(client))
+    except bj.HardwareError as error:
+        print("chip run failed:", error)
+    ```
     """
 
 
@@ -48,11 +55,20 @@ class TransientHardwareError(HardwareError):
     """A failure that may pass when retried (a lost connection, a busy system).
 
     Clients raise it to ask `Hardware` for a retry (`retries=`); other errors are final.
+
+    ```python
+    raise bj.TransientHardwareError("FPGA busy")   # inside a client's execute
+    ```
     """
 
 
 class HardwareTimeoutError(HardwareError):
-    """The client did not answer within `Hardware(timeout=...)` seconds."""
+    """The client did not answer within `Hardware(timeout=...)` seconds.
+
+    ```python
+    backend = bj.Hardware(client, timeout=60.0)   # a slower call raises this error
+    ```
+    """
 
 
 PopulationKey = Hashable
@@ -77,6 +93,11 @@ class PopulationRequest:
       `spike_triggered_adaptation`: the circuit's switches.
     - `i_synin_gm`, `synapse_dac_bias`: chip-global calibration targets (DAC values).
     - `record_spikes`, `record_cadc`: what to record for this population.
+
+    ```python
+    population = request.population(0)
+    population.threshold   # float64 (size,), CADC LSB
+    ```
     """
 
     key: PopulationKey
@@ -140,6 +161,11 @@ class ProjectionRequest:
       and at most one of the two is non-zero per synapse.
     - `delayed`: True for a recurrent projection (onto the same or an earlier population),
       which the numerics model with one extra `dt` of delay.
+
+    ```python
+    projection = request.projections[0]
+    projection.weight_exc, projection.weight_inh   # uint8 (out, in) rows in [0, 63]
+    ```
     """
 
     source: PopulationKey
@@ -160,6 +186,10 @@ class InputSpikes:
 
     Both `(events,)`, sorted by time then channel. A 1 at grid step `k` of `run`'s inputs
     is a spike at `k * dt` (hxtorch's `tensor_to_spike_times`).
+
+    ```python
+    spikes = bj.InputSpikes(times=np.array([3e-6, 5e-6]), channels=np.array([0, 7], np.int32))
+    ```
     """
 
     times: np.ndarray
@@ -181,6 +211,13 @@ class ExperimentRequest:
       hashes mean an identical configuration.
     - `reconfigure`: False when this configuration equals the one this client last ran
       successfully for the same backend, so the (slow) upload may be skipped.
+
+    ```python
+    def execute(self, request):
+        if request.reconfigure:
+            upload(request.populations, request.projections)   # the slow part
+        ...
+    ```
     """
 
     populations: tuple[PopulationRequest, ...]
@@ -224,7 +261,12 @@ class ExperimentRequest:
 class SpikeEvents:
     """Spike events of one population: float `times` (seconds since the start of the batch
     entry), int `neurons` (index in the population) and int `batch` (batch entry), each
-    `(events,)`, in any order."""
+    `(events,)`, in any order.
+
+    ```python
+    events = bj.SpikeEvents(times=np.array([12.3e-6]), neurons=np.array([2]), batch=np.array([0]))
+    ```
+    """
 
     times: np.ndarray
     neurons: np.ndarray
@@ -235,7 +277,15 @@ class SpikeEvents:
 class CADCSamples:
     """CADC samples of one population, each `(samples,)`: float `times` (seconds), `values`
     (LSB in [0, 255]), int `neurons` and int `batch`. Every neuron of every batch entry needs
-    at least one sample; times may be irregular and differ between neurons."""
+    at least one sample; times may be irregular and differ between neurons.
+
+    ```python
+    samples = bj.CADCSamples(
+        times=np.array([0.1e-6, 1.8e-6]), values=np.array([80.0, 93.0]),
+        neurons=np.array([0, 0]), batch=np.array([0, 0]),
+    )
+    ```
+    """
 
     times: np.ndarray
     values: np.ndarray
@@ -246,7 +296,14 @@ class CADCSamples:
 @dataclasses.dataclass(frozen=True, eq=False)
 class MADCSamples:
     """MADC samples of the watched neuron, each `(samples,)`: float `times` (seconds),
-    `values` (LSB in [0, 1023]) and int `batch`; every batch entry needs samples."""
+    `values` (LSB in [0, 1023]) and int `batch`; every batch entry needs samples.
+
+    ```python
+    samples = bj.MADCSamples(
+        times=np.arange(3) * 34e-9, values=np.full(3, 300.0), batch=np.zeros(3, int)
+    )
+    ```
+    """
 
     times: np.ndarray
     values: np.ndarray
@@ -257,7 +314,12 @@ class MADCSamples:
 class RawRecording:
     """What a client read back, keyed by population key: exactly the observables the
     request asked for (`spikes` for `record_spikes`, `cadc` for `record_cadc`, `madc` for
-    the population named in `request.madc`), nothing more."""
+    the population named in `request.madc`), nothing more.
+
+    ```python
+    raw = bj.RawRecording(spikes={0: events}, cadc={0: samples, 1: readout_samples})
+    ```
+    """
 
     spikes: Mapping = dataclasses.field(default_factory=dict)
     cadc: Mapping = dataclasses.field(default_factory=dict)
@@ -270,6 +332,13 @@ class AbstractClient(abc.ABC):
     Subclasses implement `execute`; `cancel` (called from another thread when a call times
     out) and `close` are optional. A client may raise `TransientHardwareError` to ask for a
     retry; any other exception fails the run with a `HardwareError`.
+
+    ```python
+    class Echo(bj.AbstractClient):
+        def execute(self, request):
+            ...   # run on the chip, read back
+            return bj.RawRecording(cadc={...})
+    ```
     """
 
     @abc.abstractmethod
@@ -396,6 +465,10 @@ def validate_recording(request: ExperimentRequest, raw: RawRecording) -> RawReco
     neuron and batch entry and one MADC sample per batch entry (nothing is zero-filled).
 
     **Returns:** the recording with every array as a numpy array.
+
+    ```python
+    raw = bj.validate_recording(request, client.execute(request))   # or HardwareError
+    ```
     """
     if not isinstance(raw, RawRecording):
         raise HardwareError(

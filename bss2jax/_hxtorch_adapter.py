@@ -52,7 +52,7 @@ def hxtorch_weight(projection: ProjectionRequest) -> np.ndarray:
     `exc - inh` that reproduces `weight_exc` and `weight_inh` exactly (`hxtorch_rows`).
 
     ```python
-    weight = bj.hxtorch_weight(request.projections[0])   # integers in [-63, 63]
+    weight = hxtorch_weight(request.projections[0])   # integers in [-63, 63]
     ```
     """
     return projection.signed_weight.astype(np.float32)
@@ -123,7 +123,7 @@ def calibration_targets(population: PopulationRequest) -> dict:
     A value outside calix's feasible range raises `HardwareError` naming it.
 
     ```python
-    targets = bj.calibration_targets(request.populations[0])   # {"leak": 80.0, ...}
+    targets = calibration_targets(request.populations[0])   # {"leak": 80.0, ...}
     ```
     """
     names = ["leak", "tau_mem", "tau_syn", "membrane_capacitance"]

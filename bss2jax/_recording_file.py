@@ -37,7 +37,15 @@ VERSION = 1
 
 
 class RecordingFileError(HardwareError):
-    """A recorded-run file that cannot be read: wrong format, version, or contents."""
+    """A recorded-run file that cannot be read: wrong format, version, or contents.
+
+    ```python
+    try:
+        run = bj.load_run("run-000000.npz")
+    except bj.RecordingFileError as error:
+        print(error)   # names the file and what is wrong with it
+    ```
+    """
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

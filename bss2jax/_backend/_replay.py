@@ -24,7 +24,12 @@ MATCH_METHODS = ("request", "order")
 
 
 class ReplayError(HardwareError):
-    """No recorded run answers a request (a different network, input, seed or order)."""
+    """No recorded run answers a request (a different network, input, seed or order).
+
+    ```python
+    bj.Replay("session").observe(other_net, x, dt=1e-6, key=None)   # raises ReplayError
+    ```
+    """
 
 
 class ReplayClient(AbstractClient):
@@ -34,6 +39,11 @@ class ReplayClient(AbstractClient):
       configuration, inputs, runtime, dt, MADC neuron and seed); none raises `ReplayError`.
     - `match="order"`: the next run in recorded order, whatever the request (the recording
       is still validated against it); past the last one raises `ReplayError`.
+
+    ```python
+    client = bj.ReplayClient(bj.load_runs("session"), match="order")
+    backend = bj.Hardware(client)   # the same as bj.Replay("session", match="order")
+    ```
     """
 
     def __init__(self, runs: Sequence[RecordedRun], match: str = "request"):
