@@ -57,6 +57,7 @@ from ._chip_readout import (
     _read_cadc,
     _read_madc,
     _warn_cadc_range,
+    user_stacklevel,
 )
 from ._placement import INPUTS_PER_CIRCUIT, Placement, place
 
@@ -208,7 +209,7 @@ def _check_network(network, placement: Placement, config: ChipConfig, time, dt) 
                     f"population {key!r}: `{name}` on the chip is {value} {unit}, outside "
                     f"calix's calibration range [{low}, {high}]; the chip could not be "
                     "calibrated to it (the model uses it unchanged).",
-                    stacklevel=4,
+                    stacklevel=user_stacklevel(),
                 )
         capacitance = hardware_value(neuron.membrane_capacitance)
         if not isinstance(capacitance, jax.core.Tracer):
@@ -231,7 +232,7 @@ def _check_network(network, placement: Placement, config: ChipConfig, time, dt) 
         warnings.warn(
             f"{samples} CADC samples per neuron exceed the {SRAM_CADC_SAMPLES} that SRAM "
             "placement holds on the chip; use ChipConfig(cadc_memory='dram').",
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
 

@@ -47,6 +47,21 @@ class RawPopulationRecording(eqx.Module):
     membrane: jax.Array
 
 
+def user_stacklevel() -> int:
+    """The `stacklevel` of the first frame outside bss2jax, JAX and equinox (the user's)."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    skip = (package,) + tuple(
+        os.path.dirname(os.path.abspath(module.__file__)) for module in (jax, eqx)
+    )
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _warn_cadc_range(ranges: dict) -> None:
     """Warn where CADC reads (population key → (min, max)) leave calix's reliable range."""
     low, high = CADC_RELIABLE
@@ -59,7 +74,7 @@ def _warn_cadc_range(ranges: dict) -> None:
                 f"population {key!r}: CADC reads span [{smallest:.0f}, {largest:.0f}] "
                 f"LSB, beyond the reliable range [{low:.0f}, {high:.0f}] (calix); readings "
                 "there are non-linear on a chip.",
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
 
 
