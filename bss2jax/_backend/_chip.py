@@ -87,6 +87,28 @@ class ChipModel(AbstractBackend):
     `run` calls `observe`, which needs a `key` when the config draws noise. The model is
     pure and jit-able; `jax.vmap` over keys or over stacked `ChipInstance`s works.
 
+    Semantics, per internal sub-step `h = dt / substeps`, for every logical neuron (`c`
+    joined circuits; potentials in CADC LSB, the chip values of the neuron's parameters
+    plus the chip's mismatch):
+    ```python
+    I_e[circuit] += sum of arriving events |w_hw| * kappa * g_syn_e * g_dac[row]  (w_hw > 0)
+    I_i[circuit] += the same for w_hw < 0                  # the sign picks the row type
+    J     = sum over circuits of I_sat * tanh((a_e I_e - a_i I_i) / I_sat)
+    v_inf = leak + tau_mem / C * J                          # C = 10 us * capacitance / 63
+    v     = v_inf + (v - v_inf) exp(-h / tau_mem) + OU noise (stationary std sigma)
+    I_e  *= exp(-h / tau_syn_e);  I_i *= exp(-h / tau_syn_i)
+    if refractory: v = reset   elif v > threshold: spike, v = reset, refractory
+    v     = clip(v, 0, 255)
+    ```
+    where `a = tau_syn / h * (1 - exp(-h / tau_syn))` averages the current over the step
+    and AdEx terms enter `v_inf` as in the numerics. Input events of step `k` arrive at
+    `k * dt + synaptic_delay`, so with the default delay 0 the membrane first moves at
+    step `k + 1`, hxtorch's one-`dt` delay; on-chip spikes arrive one sub-step after they
+    are emitted. A spike's time stamp is the interpolated crossing rounded up to the 8 ns
+    clock plus the latency. Differences from the numerics that remain on the nominal,
+    noiseless chip: exact instead of explicit-Euler integration (~5 % of a PSP at
+    `dt / tau = 0.1`), the input saturation, CADC sampling and rounding.
+
     ```python
     chip = bj.ChipInstance.random(jax.random.PRNGKey(0))
     out = bj.run(net, x, backend=bj.ChipModel(chip), key=jax.random.PRNGKey(1))
