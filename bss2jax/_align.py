@@ -8,7 +8,8 @@ tutorial, and `hxtorch.spiking.utils.dynamic_range`):
    (model threshold - model leak) / measured span`);
 3. the weight scale: single-input PSPs swept over weights on the backend and in the
    numerics, each fitted linearly (least squares through the origin) → `weight_scale =
-   numerics slope / (backend slope * trace_scale)`, the `linear_saturating` scale.
+   numerics slope / (backend slope * trace_scale)`, the `linear_saturating` scale;
+4. (beyond the tutorial) the `cadc_time_shift` that best lines up the two PSPs in time.
 
 `align` does the three on any backend (a chip model, hardware; for `Numeric()`, which
 observes nothing, it returns the identity: offset 0, scales 1).
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 from ._backend import AbstractBackend, Numeric
 from ._network import Sequential
 from ._neurons import AbstractNeuron
+from ._observables import shift_time
 from ._parameters import model_value
 from ._run import run
 from ._synapse import Synapse
@@ -45,6 +47,9 @@ class Alignment(eqx.Module):
     - `baseline` (LSB), `threshold_span` (LSB above the baseline), `backend_slope` (LSB of
       PSP per chip weight unit) and `model_slope` (model units of PSP per model weight):
       the raw measurements, for reports.
+    - `cadc_time_shift`: int, the neuron's `cadc_time_shift` (steps) under which the
+      backend's single-input PSP lines up best with the numerics' (a static setting: pass
+      it when building the neuron; `neuron()` does not change it).
 
     Plug it into a network with `neuron(...)` and `transform()`:
 
@@ -62,6 +67,7 @@ class Alignment(eqx.Module):
     threshold_span: jax.Array
     backend_slope: jax.Array
     model_slope: jax.Array
+    cadc_time_shift: jax.Array
 
     def neuron(self, neuron: AbstractNeuron) -> AbstractNeuron:
         """`neuron` with this `trace_offset` and `trace_scale`."""
@@ -156,9 +162,11 @@ def align(
         zero, one = jnp.zeros(()), jnp.ones(())
         nan = jnp.full((), jnp.nan)
         values = (zero, one, one, zero, nan, nan, nan)
+        shift = jnp.asarray(neuron.cadc_time_shift)
         if per_neuron:
             values = tuple(jnp.broadcast_to(v, (size,)) for v in values)
-        return Alignment(*values)
+            shift = jnp.broadcast_to(shift, (size,))
+        return Alignment(*values, cadc_time_shift=shift)
     if key is None:
         key = jax.random.PRNGKey(0)
     probe = eqx.tree_at(
@@ -187,19 +195,21 @@ def align(
         scale = jnp.broadcast_to(jnp.asarray(trace_scale, float), (size,))
 
     single = jnp.zeros((time, repetitions, 1)).at[input_step].set(1.0)
-    psp_backend = jnp.stack(
-        [
-            _extreme(measure(probe, w, single, backend, next(keys)) - baseline, input_step)
-            for w in hardware_weights
-        ]
+    traces_backend = jnp.stack(
+        [measure(probe, w, single, backend, next(keys)) - baseline for w in hardware_weights]
     )
     numeric = Numeric()
     one = single[:, :1]
-    psp_model = jnp.stack(
-        [
-            _extreme(measure(neuron, w, one, numeric, None) - leak_model, input_step)
-            for w in model_weights
-        ]
+    traces_model = jnp.stack(
+        [measure(neuron, w, one, numeric, None) - leak_model for w in model_weights]
+    )
+    psp_backend = jax.vmap(_extreme, in_axes=(0, None))(traces_backend, input_step)
+    psp_model = jax.vmap(_extreme, in_axes=(0, None))(traces_model, input_step)
+    time_shift = _time_shift(
+        traces_backend[jnp.argmax(jnp.abs(jnp.asarray(hardware_weights)))],
+        traces_model[jnp.argmax(jnp.abs(jnp.asarray(model_weights)))],
+        input_step,
+        per_neuron,
     )
     backend_slope = _slope(jnp.asarray(hardware_weights), psp_backend)
     model_slope = _slope(jnp.asarray(model_weights), psp_model)
@@ -209,7 +219,7 @@ def align(
     values = (offset, scale, weight_scale, baseline, span, backend_slope, model_slope)
     if not per_neuron:
         values = tuple(v.mean() for v in values)
-    return Alignment(*values)
+    return Alignment(*values, cadc_time_shift=time_shift + neuron.cadc_time_shift)
 
 
 def _weights(values, name, limit):
@@ -227,6 +237,21 @@ def _weights(values, name, limit):
 def _mean_trace(backend, network, inputs, key, dt):
     (out,) = run(network, inputs, backend=backend, dt=dt, key=key)
     return out.membrane_cadc.mean(1)  # (time, neurons), averaged over repetitions
+
+
+def _time_shift(backend, model, start, per_neuron, largest=3):
+    """The shift (steps) of the backend's PSP `(time, n)` that best matches the model's.
+
+    Both are normalised to their peak; the shift minimises the squared difference after
+    `shift_time` (hxtorch's `cadc_time_shift`), per neuron or summed over neurons.
+    """
+    backend = backend / _extreme(backend, start)
+    model = model / _extreme(model, start)
+    shifts = range(-largest, largest + 1)
+    errors = jnp.stack([((shift_time(backend, s) - model) ** 2).sum(0) for s in shifts])
+    if not per_neuron:
+        errors = errors.sum(1)
+    return jnp.asarray(shifts)[jnp.argmin(errors, axis=0)]
 
 
 def _extreme(trace, start):

@@ -56,6 +56,9 @@ def test_intro_tutorial_first_three_sections_on_the_chip_model():
     alignment = bj.align(chip_model, _tutorial_lif(), key=next(keys))
     assert 55 <= float(alignment.weight_scale) <= 70
     assert 1 / 50 <= float(alignment.trace_scale) <= 1 / 30
+    # The tutorial's cadc_time_shift=-1 compensates a timing offset of the real setup;
+    # the chip model responds at step k + 1 like the numerics, so it needs none.
+    assert int(alignment.cadc_time_shift) == 0
     single = jnp.zeros((50, 10, 1)).at[10].set(1.0)
     aligned = alignment.neuron(_tutorial_lif())
     network = bj.Sequential(
@@ -97,6 +100,7 @@ def test_per_neuron_alignment_follows_the_chip_mismatch():
         bj.ChipModel(chip), lif, key=jax.random.PRNGKey(1), per_neuron=True, repetitions=4
     )
     assert alignment.trace_offset.shape == alignment.weight_scale.shape == (4,)
+    assert alignment.cadc_time_shift.shape == (4,)
     circuits = bj.place(bj.Sequential([bj.Synapse(1, 4, key=jax.random.PRNGKey(0)), lif]))
     first = circuits.populations[0].circuits[:, 0]
     expected = chip.cadc_gain[first] * (80 + chip.leak[first]) + chip.cadc_offset[first]
@@ -129,3 +133,14 @@ def test_numeric_backend_gives_the_identity_and_errors_name_the_argument():
         bj.align(backend, _tutorial_lif(), time=10, input_step=20)
     with pytest.raises(TypeError, match="`backend`"):
         bj.align("chip", _tutorial_lif())
+
+
+def test_cadc_time_shift_is_estimated():
+    lif = _tutorial_lif()
+    nominal = bj.ChipModel(bj.ChipInstance.nominal(), bj.ChipConfig.noiseless())
+    assert int(bj.align(nominal, lif, repetitions=1).cadc_time_shift) == 0
+    late = bj.ChipModel(bj.ChipInstance.nominal(), bj.ChipConfig.noiseless(synaptic_delay=2e-6))
+    # a response two steps late is moved two steps earlier: cadc_time_shift = +2
+    assert int(bj.align(late, lif, repetitions=1).cadc_time_shift) == 2
+    shifted = _tutorial_lif(cadc_time_shift=1)
+    assert int(bj.align(late, shifted, repetitions=1).cadc_time_shift) == 2
