@@ -202,7 +202,6 @@ def _result_shapes(spec: _Spec, float_dtype) -> list:
 def _to_recording(spec: _Spec, flat: list) -> Recording:
     flat = list(flat)
     populations = {}
-    shape_of = {}
     for p in spec.populations:
         entry = {}
         if p.record_spikes:
@@ -230,7 +229,6 @@ def _to_recording(spec: _Spec, flat: list) -> Recording:
                 times, values, dt=spec.dt, length=spec.grid, interpolation=p.interpolation
             )
             entry["madc_time"], entry["madc_value"] = times, values
-        shape_of[p.key] = entry
         populations[p.key] = PopulationRecording(**entry) if entry else None
     return Recording(populations)
 
