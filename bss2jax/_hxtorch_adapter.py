@@ -25,6 +25,7 @@ from ._hardware_io import (
     ProjectionRequest,
     RawRecording,
     SpikeEvents,
+    configuration_hash,
 )
 
 FPGA_CLOCK = 125e6
@@ -253,10 +254,11 @@ class HxtorchClient(AbstractClient):
     - `init_hardware`: call `hxtorch.init_hardware()` on first use and
       `hxtorch.release_hardware()` in `close()`.
 
-    The experiment (modules, calibration) is rebuilt only when `request.reconfigure` is
-    True; otherwise only the inputs change. Raw data are read from the modules' hardware
-    observables before hxtorch converts them, so `Hardware` sees the real irregular CADC
-    sample times.
+    The experiment (modules, calibration) is built once per set of neuron settings; when
+    only the weights change (`request.reconfigure` with the same neurons) the synapse
+    weights are replaced in place, and otherwise only the inputs change. Raw data are read
+    from the modules' hardware observables before hxtorch converts them, so `Hardware` sees
+    the real irregular CADC sample times.
 
     ```python
     client = bj.HxtorchClient(calib_path="spiking_calix-native.pkl")
@@ -268,6 +270,7 @@ class HxtorchClient(AbstractClient):
         self.calib_path = calib_path
         self.init_hardware = init_hardware
         self._modules = None
+        self._neurons = None
         self._initialised = False
 
     def _import(self):
@@ -315,8 +318,13 @@ class HxtorchClient(AbstractClient):
         if self.init_hardware and not self._initialised:
             hxtorch.init_hardware()
             self._initialised = True
-        if request.reconfigure or self._modules is None:
-            self._modules = self._build(request, hxsnn, torch)
+        neurons = configuration_hash(request.populations, ())
+        if self._modules is None or neurons != self._neurons:
+            self._modules = self._build(request, hxsnn, torch)  # calibration, placement
+            self._neurons = neurons
+        elif request.reconfigure:  # only the weights changed: no new experiment
+            for projection, synapse in zip(request.projections, self._modules[2], strict=True):
+                synapse.weight.data = torch.as_tensor(hxtorch_weight(projection))
         experiment, populations, synapses, captured = self._modules
         captured.clear()
         handles = {"input": hxsnn.NeuronHandle(torch.as_tensor(input_tensor(request)))}

@@ -7,6 +7,7 @@ import dataclasses
 import sys
 import types
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -286,5 +287,15 @@ def test_final_call_against_hxtorchs_api(net, inputs, monkeypatch):
     # Same configuration again: the experiment is reused, not rebuilt.
     backend.observe(net, 1.0 - inputs, dt=DT, key=None)
     assert [entry[0] for entry in log].count("experiment") == 1
+    # New weights only: written into the existing synapses, no new experiment.
+    changed = eqx.tree_at(lambda n: n.layers[0].weight, net, -net.layers[0].weight)
+    backend.observe(changed, inputs, dt=DT, key=None)
+    assert [entry[0] for entry in log].count("experiment") == 1
+    last = [entry for entry in log if entry[0] == "forward"][-2]
+    np.testing.assert_array_equal(last[1], np.asarray(changed.synapse(0).hardware_weight()))
+    # New neuron settings: a new experiment (calibration).
+    slower = eqx.tree_at(lambda n: n.layers[1].tau_mem, net, net.layers[1].tau_mem * 2.0)
+    backend.observe(slower, inputs, dt=DT, key=None)
+    assert [entry[0] for entry in log].count("experiment") == 2
     client.close()
     assert log[-1] == ("release",)
