@@ -9,7 +9,7 @@ tutorial, and `hxtorch.spiking.utils.dynamic_range`):
 3. the weight scale: single-input PSPs swept over weights on the backend and in the
    numerics, each fitted linearly (least squares through the origin) → `weight_scale =
    numerics slope / (backend slope * trace_scale)`, the `linear_saturating` scale;
-4. (beyond the tutorial) the `cadc_time_shift` that best lines up the two PSPs in time.
+4. (beyond the tutorial) the `cadc_time_shift` that lines up the rising PSPs in time.
 
 `align` does the three on any backend (a chip model, hardware; for `Numeric()`, which
 observes nothing, it returns the identity: offset 0, scales 1).
@@ -26,7 +26,6 @@ import jax.numpy as jnp
 from ._backend import AbstractBackend, Numeric
 from ._network import Sequential
 from ._neurons import AbstractNeuron
-from ._observables import shift_time
 from ._parameters import model_value
 from ._run import run
 from ._synapse import Synapse
@@ -49,7 +48,8 @@ class Alignment(eqx.Module):
       the raw measurements, for reports.
     - `cadc_time_shift`: int, the neuron's `cadc_time_shift` (steps) under which the
       backend's single-input PSP lines up best with the numerics' (a static setting: pass
-      it when building the neuron; `neuron()` does not change it).
+      it when building the neuron; `neuron()` does not change it). From the time at
+      which each PSP first reaches half its peak.
 
     Plug it into a network with `neuron(...)` and `transform()`:
 
@@ -239,19 +239,26 @@ def _mean_trace(backend, network, inputs, key, dt):
     return out.membrane_cadc.mean(1)  # (time, neurons), averaged over repetitions
 
 
-def _time_shift(backend, model, start, per_neuron, largest=3):
-    """The shift (steps) of the backend's PSP `(time, n)` that best matches the model's.
+def _time_shift(backend, model, start, per_neuron):
+    """The shift (steps) that moves the backend's PSP `(time, n)` onto the model's.
 
-    Both are normalised to their peak; the shift minimises the squared difference after
-    `shift_time` (hxtorch's `cadc_time_shift`), per neuron or summed over neurons.
+    Compares the times at which each PSP, normalised to its peak, first reaches half of
+    it (linearly interpolated): the rising edge, which mismatch of the time constants
+    barely moves. A positive shift means the backend responds later.
     """
-    backend = backend / _extreme(backend, start)
-    model = model / _extreme(model, start)
-    shifts = range(-largest, largest + 1)
-    errors = jnp.stack([((shift_time(backend, s) - model) ** 2).sum(0) for s in shifts])
+    delay = _half_rise(backend, start) - _half_rise(model, start)
     if not per_neuron:
-        errors = errors.sum(1)
-    return jnp.asarray(shifts)[jnp.argmin(errors, axis=0)]
+        delay = delay.mean()
+    return jnp.round(delay).astype(jnp.int32)
+
+
+def _half_rise(trace, start):
+    window = trace[start:] / _extreme(trace, start)
+    index = jnp.argmax(window >= 0.5, axis=0)  # first step at or above half the peak
+    below = jnp.take_along_axis(window, jnp.maximum(index - 1, 0)[None], axis=0)[0]
+    above = jnp.take_along_axis(window, index[None], axis=0)[0]
+    fraction = jnp.where(above > below, (0.5 - below) / (above - below), 1.0)
+    return start + index - 1 + jnp.clip(fraction, 0.0, 1.0)
 
 
 def _extreme(trace, start):
