@@ -298,3 +298,32 @@ def test_synaptic_delay_shifts_the_response_and_adaptation_slows_firing():
     adapting = bj.Sequential([bj.Synapse(1, 1, weight=jnp.full((1, 1), 30.0)), adex])
     adapted = backend.observe(adapting, drive, dt=DT, key=None).populations[0]
     assert 0 < float(adapted.spikes.sum()) < float(lif.spikes.sum())
+
+
+def test_inputs_map_to_circuits_and_rows_of_the_placement():
+    # One neuron with 256 inputs: 2 circuits (top and bottom column 0). Input i uses circuit
+    # i // 128 and the row pair of i % 128 (excitatory row 2 r, inhibitory row 2 r + 1).
+    net = bj.Sequential(
+        [bj.Synapse(256, 1, weight=jnp.full((1, 256), 30.0)), bj.LIF(1, threshold=200.0)]
+    )
+    top, bottom = bj.place(net).populations[0].circuits[0]
+    assert (top, bottom) == (0, 256)
+    nominal = bj.ChipInstance.nominal()
+    chip = eqx.tree_at(
+        lambda c: (c.synaptic_gain_exc, c.synapse_gain),
+        nominal,
+        (
+            nominal.synaptic_gain_exc.at[bottom].set(2.0),
+            nominal.synapse_gain.at[top, 2 * 5].set(0.0),  # input 5's excitatory synapse
+        ),
+    )
+
+    def peak(channel):
+        x = jnp.zeros((30, 1, 256)).at[5, 0, channel].set(1.0)
+        backend = bj.ChipModel(chip, QUIET.replace(saturation=None))
+        return float(backend.record(net, x, dt=DT, key=None)[0].membrane.max()) - 80.0
+
+    reference = peak(3)  # top circuit, nominal synapse
+    assert reference > 5
+    assert peak(5) == pytest.approx(0.0, abs=1e-5)  # its synapse has no gain
+    assert peak(128 + 3) == pytest.approx(2 * reference, rel=1e-4)  # bottom circuit gain 2
