@@ -231,3 +231,28 @@ def test_arguments_are_checked(session, tmp_path):
         bj.save_run(tmp_path / "run.bin", bj.load_run(folder / "run-000000.npz"))
     with pytest.raises(TypeError, match="`run` must be a bj.RecordedRun"):
         bj.save_run(tmp_path / "run.npz", {"request": None})
+
+
+def test_named_populations_and_recurrence_round_trip(tmp_path, getkey):
+    net = bj.Network(
+        {"hidden": bj.LIF(4, enable_madc_recording=True), "out": bj.LI(2)},
+        [
+            bj.Projection(bj.INPUT, "hidden", bj.Synapse(6, 4, key=getkey())),
+            bj.Projection("hidden", "hidden", bj.Synapse(4, 4, key=getkey())),
+            bj.Projection("hidden", "out", bj.Synapse(4, 2, key=getkey())),
+        ],
+        input_size=6,
+    )
+    inputs = (jax.random.uniform(getkey(), (12, 2, 6)) < 0.3).astype(jnp.float32)
+    client = FakeClient()
+    live = bj.Hardware(client, record_to=tmp_path).observe(net, inputs, dt=DT, key=None)
+    request = client.requests[0]
+    assert request.keys() == ("hidden", "out") and request.madc == ("hidden", 0)
+    assert [(q.source, q.target, q.delayed) for q in request.projections] == [
+        ("input", "hidden", False),
+        ("hidden", "hidden", True),
+        ("hidden", "out", False),
+    ]
+    (run,) = bj.load_runs(tmp_path)
+    assert run.request.request_hash == request.request_hash
+    assert tree_equal(bj.Replay(tmp_path).observe(net, inputs, dt=DT, key=None), live)

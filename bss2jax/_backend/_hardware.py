@@ -97,6 +97,7 @@ class _Spec(NamedTuple):
     madc_samples: int
     madc: tuple | None
     has_seed: bool
+    options: tuple
 
 
 def _make_spec(network, shape, dt, has_seed, limits) -> _Spec:
@@ -154,6 +155,7 @@ def _make_spec(network, shape, dt, has_seed, limits) -> _Spec:
         madc_samples=int(madc_samples),
         madc=(madc[0][0], madc[0][1].record_neuron_id) if madc else None,
         has_seed=has_seed,
+        options=tuple(sorted(limits.items())),
     )
 
 
@@ -443,7 +445,7 @@ def _host_observe(link, spec: _Spec, float_dtype, *args):
         request = _build_request(
             spec, params, weights, inputs, _seed(args[-1][first], spec.has_seed)
         )
-        raw = link.execute(request)
+        raw = link.execute(request, options=dict(spec.options))
         for n, index in enumerate(group):
             part = _slice_batch(raw, n * spec.batch, (n + 1) * spec.batch)
             results[index] = _pack(spec, part, float_dtype)
@@ -505,11 +507,11 @@ class _Link:
             raise box["error"]
         return box["result"]
 
-    def execute(self, request: ExperimentRequest) -> RawRecording:
+    def execute(self, request: ExperimentRequest, options: dict | None = None) -> RawRecording:
         with self.lock:
-            return self._execute(request)
+            return self._execute(request, options or {})
 
-    def _execute(self, request: ExperimentRequest) -> RawRecording:
+    def _execute(self, request: ExperimentRequest, options: dict) -> RawRecording:
         import dataclasses
 
         name = type(self.client).__name__
@@ -546,18 +548,23 @@ class _Link:
                 raise HardwareError(f"client {name}: {error}") from None
             self.last_configuration = request.configuration_hash
             if self.record_to is not None:
-                self._save(attempt_request, raw, attempts=attempt + 1)
+                self._save(attempt_request, raw, attempts=attempt + 1, options=options)
             return raw
         raise AssertionError("unreachable")
 
-    def _save(self, request, raw, *, attempts):
+    def _save(self, request, raw, *, attempts, options):
         from .._recording_file import RecordedRun, save_run
 
         if self._next_file is None:
             existing = sorted(self.record_to.glob("run-*.npz")) if self.record_to.exists() else []
             numbers = [int(p.stem[4:]) for p in existing if p.stem[4:].isdigit()]
             self._next_file = max(numbers, default=-1) + 1
-        info = {"client": type(self.client).__name__, "attempts": attempts, "time": time.time()}
+        info = {
+            "client": type(self.client).__name__,
+            "attempts": attempts,
+            "time": time.time(),
+            "limits": options,  # the static limits, so that a replay pads identically
+        }
         save_run(self.record_to / f"run-{self._next_file:06d}.npz", RecordedRun(request, raw, info))
         self._next_file += 1
 

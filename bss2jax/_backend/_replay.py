@@ -123,6 +123,14 @@ def _max_counts(runs) -> dict:
     return dict(cadc_samples=cadc, madc_samples=madc, max_spike_events=events)
 
 
+def _recorded_limits(runs) -> dict | None:
+    """The static limits the recording backend used, if all runs agree (exact padding)."""
+    limits = [run.info.get("limits") for run in runs]
+    if limits[0] is None or any(other != limits[0] for other in limits):
+        return None
+    return dict(limits[0])
+
+
 class Replay(AbstractBackend):
     """Recorded runs as a backend: a chip session analysed again, or CI without a chip.
 
@@ -132,7 +140,8 @@ class Replay(AbstractBackend):
     - `match`: "request" (default: the run recorded for exactly this network, input and
       key) or "order" (the runs one after the other).
     - `vmap_method`, `cadc_samples`, `madc_samples`, `max_spike_events`: as for
-      `bj.Hardware`; the limits default to the largest counts in the recorded runs.
+      `bj.Hardware`; the limits default to those the recording backend used (so even the
+      padding of the raw MADC arrays is identical), else to the largest recorded counts.
 
     The recording is validated again and converted by the same code as a live run, so
     `run` with `Replay` reproduces the recorded run's forward values bit for bit (and the
@@ -166,8 +175,10 @@ class Replay(AbstractBackend):
         given = _check_limits(
             cadc_samples=cadc_samples, madc_samples=madc_samples, max_spike_events=max_spike_events
         )
-        recorded = _max_counts(runs)
-        limits = {name: given[name] or recorded[name] for name in given}
+        limits = _recorded_limits(runs) if not any(given.values()) else None
+        if limits is None:
+            recorded = _max_counts(runs)
+            limits = {name: given[name] or recorded[name] for name in given}
         self.client = ReplayClient(runs, match)
         self.match = match
         self.vmap_method = vmap_method
