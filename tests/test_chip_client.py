@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import bss2jax as bj
-from bss2jax._backend._hardware import _seed
+from bss2jax._backend._hardware_host import _seed
 from bss2jax._chip_client import network_from_request
 from bss2jax._hardware_io import configuration_hash
 

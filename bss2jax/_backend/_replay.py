@@ -18,7 +18,8 @@ import equinox as eqx
 from .._hardware_io import AbstractClient, ExperimentRequest, HardwareError, RawRecording
 from .._recording_file import RecordedRun, load_runs
 from ._base import AbstractBackend
-from ._hardware import VMAP_METHODS, _check_limits, _Link, observe_through
+from ._hardware import VMAP_METHODS, _check_limits, observe_through
+from ._hardware_host import _Link
 
 MATCH_METHODS = ("request", "order")
 
