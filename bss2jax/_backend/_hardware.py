@@ -272,6 +272,9 @@ class Hardware(AbstractBackend):
     backward: the numerics) and `vmap`. Client failures, timeouts and malformed data raise
     `HardwareError` (under `jit`, JAX re-raises it as `JaxRuntimeError` with the same text).
     A configuration equal to the last one run is sent with `request.reconfigure = False`.
+    The callback is a `jax.pure_callback`: JAX may drop it when no result is used, or
+    repeat it under rematerialisation; a `run` (or a jitted training step) makes one chip
+    run in practice. The client and its state (`link`) live outside the pytree.
 
     ```python
     with bj.ChipModelClient() as client:
