@@ -300,7 +300,7 @@ class HxtorchClient(AbstractClient):
             }
             if request.madc is not None and request.madc[0] == p.key:
                 kwargs.update(enable_madc_recording=True, record_neuron_id=int(request.madc[1]))
-            cls = hxsnn.Neuron if p.fire else hxsnn.ReadoutNeuron
+            cls = neuron_class(hxsnn, p.fire)
             populations[p.key] = _capturing(cls, p.key, captured, p.fire)(
                 p.size, experiment, **kwargs
             )
@@ -327,7 +327,7 @@ class HxtorchClient(AbstractClient):
                 synapse.weight.data = torch.as_tensor(hxtorch_weight(projection))
         experiment, populations, synapses, captured = self._modules
         captured.clear()
-        handles = {"input": hxsnn.NeuronHandle(torch.as_tensor(input_tensor(request)))}
+        handles = {"input": input_handle(hxsnn, torch.as_tensor(input_tensor(request)))}
         keys = list(request.keys())
         pending = list(zip(request.projections, synapses, strict=True))
         while pending:  # feed-forward order: a projection runs once its source exists
@@ -364,8 +364,35 @@ class HxtorchClient(AbstractClient):
         self._modules = None
 
 
+def neuron_class(hxsnn, fire: bool):
+    """hxtorch's module for a firing (`LIF`) or non-firing (`LI`) population.
+
+    The names since hxtorch 2025-06 are `LIF` and `LI`; older releases call them `Neuron`
+    and `ReadoutNeuron` (reference/hxtorch-semantics.md §1.2).
+    """
+    names = ("LIF", "Neuron") if fire else ("LI", "ReadoutNeuron")
+    for name in names:
+        cls = getattr(hxsnn, name, None)
+        if cls is not None:
+            return cls
+    raise HardwareError(f"hxtorch.spiking has none of {names}; this hxtorch is not supported.")
+
+
+def input_handle(hxsnn, spikes):
+    """hxtorch's handle for input spikes `(time, batch, in)`: `NeuronHandle(spikes)` in
+    older releases, `LIFObservables(spikes=spikes)` where `NeuronHandle` is gone."""
+    handle = getattr(hxsnn, "NeuronHandle", None)
+    if handle is not None:
+        return handle(spikes)
+    return hxsnn.LIFObservables(spikes=spikes)
+
+
 def _capturing(cls, key, captured: dict, fire: bool):
-    """A subclass of hxtorch's neuron module whose `post_process` keeps the raw data."""
+    """A subclass of hxtorch's neuron module whose `post_process` keeps the raw data.
+
+    `post_process(hw_data, runtime)` is hxtorch's documented hook for a module's hardware
+    data; the raw handles are read with `get_data()` before hxtorch densifies them.
+    """
 
     class Capturing(cls):
         def post_process(self, hw_data, runtime):
@@ -373,7 +400,10 @@ def _capturing(cls, key, captured: dict, fire: bool):
                 name: None if getattr(hw_data, name) is None else getattr(hw_data, name).get_data()
                 for name in ("spikes", "cadc", "madc")
             }
-            return (None, None, None) if fire else (None, None)
+            try:  # keep hxtorch's own result for its numerics (bss2jax ignores it)
+                return super().post_process(hw_data, runtime)
+            except NotImplementedError:  # older releases: "MADCHandle to dense" missing
+                return (None, None, None) if fire else (None, None)
 
     Capturing.__name__ = f"Capturing{cls.__name__}"
     return Capturing

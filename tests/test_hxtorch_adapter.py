@@ -167,6 +167,16 @@ def test_raw_data_from_hxtorch_handles(request_):
     assert empty.times.shape == (0,) and empty.neurons.dtype == np.int32
 
 
+def test_neuron_class_old_and_new_names():
+    new = types.SimpleNamespace(LIF="LIF", LI="LI", Neuron="Neuron", ReadoutNeuron="ReadoutNeuron")
+    old = types.SimpleNamespace(Neuron="Neuron", ReadoutNeuron="ReadoutNeuron")
+    assert adapter.neuron_class(new, True) == "LIF" and adapter.neuron_class(new, False) == "LI"
+    assert adapter.neuron_class(old, True) == "Neuron"
+    assert adapter.neuron_class(old, False) == "ReadoutNeuron"
+    with pytest.raises(bj.HardwareError, match="none of"):
+        adapter.neuron_class(types.SimpleNamespace(), True)
+
+
 def test_client_without_hxtorch_says_so(net, inputs):
     backend = bj.Hardware(bj.HxtorchClient(), retries=0)
     with pytest.raises(bj.HardwareError, match="HxtorchClient needs hxtorch and torch"):
@@ -225,11 +235,13 @@ def _fake_hxtorch(log):
             log.append(("forward", synapse.transform(synapse.weight.data), source))
             return ("handle", self)
 
-    class Neuron(Population):
-        pass
+    class LIF(Population):
+        def post_process(self, hw_data, runtime):
+            raise NotImplementedError("MADCHandle to dense torch Tensor is not implemented yet.")
 
-    class ReadoutNeuron(Population):
-        pass
+    class LI(Population):
+        def post_process(self, hw_data, runtime):
+            return ("dense cadc", None)
 
     def NeuronHandle(tensor):  # noqa: N802 - hxtorch's name
         log.append(("input", tensor))
@@ -254,8 +266,8 @@ def _fake_hxtorch(log):
             )
             population.post_process(hw, runtime * DT)
 
-    hxsnn.Experiment, hxsnn.Synapse, hxsnn.Neuron = Experiment, Synapse, Neuron
-    hxsnn.ReadoutNeuron, hxsnn.NeuronHandle, hxsnn.run = ReadoutNeuron, NeuronHandle, run
+    hxsnn.Experiment, hxsnn.Synapse, hxsnn.LIF, hxsnn.LI = Experiment, Synapse, LIF, LI
+    hxsnn.NeuronHandle, hxsnn.run = NeuronHandle, run
     return {"torch": torch, "hxtorch": hxtorch, "hxtorch.spiking": hxsnn}
 
 
@@ -270,7 +282,7 @@ def test_final_call_against_hxtorchs_api(net, inputs, monkeypatch):
     assert kinds.count("experiment") == 1 and kinds.count("init") == 1
     assert ("calib", "spiking_calix-native.pkl") in log
     populations = [entry for entry in log if entry[0] == "population"]
-    assert [p[1:3] for p in populations] == [("Neuron", 4), ("ReadoutNeuron", 3)]
+    assert [p[1:3] for p in populations] == [("LIF", 4), ("LI", 3)]
     assert populations[0][3]["threshold"] == 150.0
     assert populations[1][3]["enable_madc_recording"] and populations[1][3]["record_neuron_id"] == 2
     forwards = [entry for entry in log if entry[0] == "forward"]
