@@ -23,7 +23,7 @@ TIMEOUT = 300  # seconds per cell
 
 def test_notebooks_are_found():
     names = {path.name for path in NOTEBOOKS}
-    assert {"intro.ipynb"} <= names
+    assert {"intro.ipynb", "yinyang.ipynb", "sweeps.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
