@@ -1,0 +1,45 @@
+"""Smoke test of benchmarks/sweep_chips.py at a tiny size (speeds are not asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep_chips.py"
+TINY = "--chips 3 --test-size 4 --hidden 4 --train-size 20 --epochs 1 --repeats 1".split()
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("benchmark_sweep_chips", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_chips_benchmark_smoke(tmp_path):
+    module = _module()
+    output, checkpoint = tmp_path / "sweep.json", tmp_path / "network.npz"
+    argv = [*TINY, "--checkpoint", str(checkpoint), "--output", str(output)]
+    report = module.main(argv)
+    assert json.loads(output.read_text()) == report
+    assert checkpoint.exists() and report["training"]["source"] == "trained in the numerics"
+    assert report["workload"]["chips"] == 3
+    results = report["results"]
+    assert {"vmap", "loop", "sweep"} <= set(results)
+    for name in ("vmap", "loop", "sweep"):
+        for field in ("first_call_s", "median_s", "chips_per_second"):
+            assert math.isfinite(results[name][field]) and results[name][field] > 0
+    # one vmap call, a loop and bj.sweep give the same accuracies (same chips, same keys)
+    assert report["accuracy"]["max_difference_between_cases"] <= 1e-6
+    assert 0.0 <= report["accuracy"]["min"] <= report["accuracy"]["max"] <= 1.0
+    assert report["jax"] and report["device"]
+
+    # a second run loads the network the first one wrote instead of training
+    again = module.main([*TINY, "--checkpoint", str(checkpoint), "--cases", "vmap"])
+    assert again["training"]["source"] == str(checkpoint)
+    assert set(again["results"]) == {"vmap"}
+    assert np.isclose(again["accuracy"]["mean"], report["accuracy"]["mean"])
