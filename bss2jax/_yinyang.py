@@ -31,7 +31,12 @@ from ._transforms import WEIGHT_MAX, LinearSaturating, linear_saturating
 
 @dataclasses.dataclass(frozen=True)
 class YinYangConfig:
-    """Hyperparameters of the Yin-Yang job (the CLI's defaults)."""
+    """Hyperparameters of one training phase of the Yin-Yang job.
+
+    The defaults are the numerics phase: 30 epochs of Adam at 5e-3, decaying by 0.9 per
+    epoch, no training noise (`bss2jax train --backend numeric`). `CHIP_PRETRAINING` and
+    `CHIP_FINE_TUNING` are the two phases of the chip job.
+    """
 
     train_size: int = 5000
     test_size: int = 1000
@@ -53,18 +58,27 @@ class YinYangConfig:
     readout_scale: float = 10.0
     init_hidden: tuple[float, float] = (0.2, 0.3)
     init_output: tuple[float, float] = (0.0, 0.1)
-    weight_noise: float = 0.05
-    gain_noise: float = 0.1
+    weight_noise: float = 0.0
+    gain_noise: float = 0.0
+    neuron_noise: float = 0.0
     firing_upper: float = 2.0
     firing_lower: float = 0.0
     firing_weight: float = 0.0
-    lr: float = 3e-3
-    lr_decay: float = 0.97
-    epochs: int = 20
+    lr: float = 5e-3
+    lr_decay: float = 0.9
+    epochs: int = 30
     batch_size: int = 50
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+CHIP_PRETRAINING = YinYangConfig(weight_noise=0.03, gain_noise=0.05, neuron_noise=0.03)
+"""Numerics phase of the chip job: with noise that stands for the chips' mismatch."""
+CHIP_FINE_TUNING = YinYangConfig(
+    epochs=3, lr=1e-3, lr_decay=0.7, weight_noise=0.03, gain_noise=0.05, neuron_noise=0.0
+)
+"""Chip phase: a few epochs with the chip model in the loop (weight noise only)."""
 
 
 def yin_yang_network(config: YinYangConfig, *, key: jax.Array) -> Sequential:
@@ -133,6 +147,7 @@ class YinYangLoss(eqx.Module):
     readout_scale: float = eqx.field(static=True)
     weight_noise: float = eqx.field(static=True)
     gain_noise: float = eqx.field(static=True)
+    neuron_noise: float = eqx.field(static=True)
     firing_upper: float = eqx.field(static=True)
     firing_lower: float = eqx.field(static=True)
     firing_weight: float = eqx.field(static=True)
@@ -142,6 +157,7 @@ class YinYangLoss(eqx.Module):
         return cls(
             weight_noise=config.weight_noise if training else 0.0,
             gain_noise=config.gain_noise if training else 0.0,
+            neuron_noise=config.neuron_noise if training else 0.0,
             steps=config.steps,
             dt=config.dt,
             t_early=config.t_early,
@@ -167,9 +183,11 @@ class YinYangLoss(eqx.Module):
             dt=self.dt,
         )
         spikes = jnp.tile(spikes, (1, 1, self.repetitions))
-        if self.weight_noise or self.gain_noise:
+        if self.weight_noise or self.gain_noise or self.neuron_noise:
             key, noise_key = jax.random.split(key)
-            network = perturb_weights(network, noise_key, self.weight_noise, self.gain_noise)
+            network = perturb(
+                network, noise_key, self.weight_noise, self.gain_noise, self.neuron_noise
+            )
         hidden, readout = run(network, spikes, backend=backend, dt=self.dt, key=key)
         return self.readout_scale * bd.max_over_time(readout.membrane_cadc), hidden.spikes
 
@@ -184,22 +202,47 @@ class YinYangLoss(eqx.Module):
         return value, {"accuracy": accuracy(scores, labels)}
 
 
-def perturb_weights(network, key, weight_noise: float, gain_noise: float):
-    """Multiply every weight by `(1 + weight_noise * N(0, 1))` and every row (target
+def perturb(network, key, weight_noise: float, gain_noise: float, neuron_noise: float = 0.0):
+    """Training noise that stands for a chip's fixed-pattern mismatch.
+
+    Every weight is multiplied by `(1 + weight_noise * N(0, 1))` and every row (target
     neuron; one factor for its excitatory and one for its inhibitory inputs) by
-    `(1 + gain_noise * N(0, 1))`: training noise that stands for the chip's
-    per-synapse and per-neuron gain mismatch, so the trained network tolerates other chips.
+    `(1 + gain_noise * N(0, 1))`. With `neuron_noise`, every LIF's model threshold and leak
+    move by `neuron_noise * N(0, 1)` (model units, per neuron) and every population's
+    time constants by a factor `exp(neuron_noise * N(0, 1))` (for numerics only: the time
+    constants are chip values too).
     """
     layers = list(network.layers)
     for index, layer in enumerate(layers):
+        key, k_weight, k_gain, k_neuron = jax.random.split(key, 4)
         if isinstance(layer, Synapse):
-            key, k_weight, k_gain = jax.random.split(key, 3)
             shape = layer.weight.shape
             gains = 1.0 + gain_noise * jax.random.normal(k_gain, (2, shape[0], 1))
             factor = (1.0 + weight_noise * jax.random.normal(k_weight, shape)) * jnp.where(
                 layer.weight > 0, gains[0], gains[1]
             )
             layers[index] = eqx.tree_at(lambda s: s.weight, layer, layer.weight * factor)
+        elif neuron_noise:
+            k_leak, k_threshold, k_mem, k_syn = jax.random.split(k_neuron, 4)
+            size = layer.size
+
+            def shifted(value, k, size=size):
+                noise = neuron_noise * jax.random.normal(k, (size,))
+                if isinstance(value, Mixed):
+                    return Mixed(value.model + noise, jnp.broadcast_to(value.hardware, (size,)))
+                return value + noise
+
+            def scaled(value, k, size=size):
+                return value * jnp.exp(neuron_noise * jax.random.normal(k, (size,)))
+
+            names = ["tau_mem", "tau_syn"]
+            values = [scaled(layer.tau_mem, k_mem), scaled(layer.tau_syn, k_syn)]
+            if layer.fire:
+                names += ["leak", "threshold"]
+                values += [shifted(layer.leak, k_leak), shifted(layer.threshold, k_threshold)]
+            layers[index] = eqx.tree_at(
+                lambda n, names=names: [getattr(n, name) for name in names], layer, values
+            )
     return eqx.tree_at(lambda n: n.layers, network, tuple(layers))
 
 
@@ -246,11 +289,40 @@ def add_train_arguments(parser) -> None:
         default="inject",
         help="chip model gradient: inject (chip forward, numerics backward) or through",
     )
-    parser.add_argument("--epochs", type=int, default=default.epochs)
-    parser.add_argument("--batch-size", type=int, default=default.batch_size)
-    parser.add_argument("--lr", type=float, default=default.lr, help="Adam's learning rate")
     parser.add_argument(
-        "--lr-decay", type=float, default=default.lr_decay, help="learning-rate factor per epoch"
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"epochs on the backend (default {default.epochs} numeric, "
+        f"{CHIP_FINE_TUNING.epochs} chip)",
+    )
+    parser.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=CHIP_PRETRAINING.epochs,
+        help="chip backend: epochs of numerics (with mismatch noise) before the chip epochs",
+    )
+    parser.add_argument("--batch-size", type=int, default=default.batch_size)
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"Adam's learning rate on the backend (default {default.lr} numeric, "
+        f"{CHIP_FINE_TUNING.lr} chip)",
+    )
+    parser.add_argument(
+        "--lr-decay",
+        type=float,
+        default=None,
+        help=f"learning-rate factor per epoch (default {default.lr_decay} numeric, "
+        f"{CHIP_FINE_TUNING.lr_decay} chip)",
+    )
+    parser.add_argument(
+        "--weight-noise",
+        type=float,
+        default=None,
+        help="relative weight noise in training on the backend (default 0 numeric, "
+        f"{CHIP_FINE_TUNING.weight_noise} chip)",
     )
     parser.add_argument("--train-size", type=int, default=default.train_size)
     parser.add_argument("--test-size", type=int, default=default.test_size)
@@ -267,13 +339,51 @@ def add_train_arguments(parser) -> None:
         "--output",
         default=None,
         help="folder for metrics.json, checkpoint.npz and plots; rerunning with the same "
-        "folder resumes (default runs/yinyang-<backend>[-<gradient>]-seed<seed>)",
+        "folder resumes (default runs/yinyang-<backend>[-<gradient>-chip<chip seed>]-seed<seed>)",
     )
     parser.add_argument(
         "--checkpoint-every", type=int, default=None, help="steps between checkpoints (1 epoch)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
+
+
+def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig]:
+    """The (numerics pretraining or None, main) phases that `bss2jax train args` runs."""
+    chip = args.backend == "chip"
+    main = CHIP_FINE_TUNING if chip else YinYangConfig()
+    common = dict(
+        batch_size=args.batch_size,
+        train_size=args.train_size,
+        test_size=args.test_size,
+        hidden=args.hidden,
+    )
+    changes = {
+        name: getattr(args, name)
+        for name in ("epochs", "lr", "lr_decay", "weight_noise")
+        if getattr(args, name) is not None
+    }
+    main = dataclasses.replace(main, **common, **changes)
+    pretraining = None
+    if chip and args.pretrain_epochs:
+        pretraining = dataclasses.replace(CHIP_PRETRAINING, **common, epochs=args.pretrain_epochs)
+    for config in (pretraining, main):
+        if config is None:
+            continue
+        for name in ("epochs", "batch_size", "train_size", "test_size", "hidden"):
+            value = getattr(config, name)
+            if value < 1:
+                flag = "--pretrain-epochs" if config is pretraining and name == "epochs" else None
+                flag = flag or f"--{name.replace('_', '-')}"
+                raise ValueError(f"`{flag}` must be a positive int; got {value}.")
+    if main.batch_size > main.train_size:
+        raise ValueError(
+            f"`--batch-size` must not exceed `--train-size` ({main.train_size}); got "
+            f"{main.batch_size}."
+        )
+    if args.pretrain_epochs < 0:
+        raise ValueError(f"`--pretrain-epochs` must be >= 0; got {args.pretrain_epochs}.")
+    return pretraining, main
 
 
 DEFAULT_BACKEND = "chip"
@@ -300,107 +410,130 @@ def _default_output(args) -> str:
     return str(Path("runs") / f"{name}-seed{args.seed}")
 
 
-def train_command(args) -> int:
-    """`bss2jax train`: train the Yin-Yang network; print, save metrics, checkpoint, plots."""
-    from tqdm.auto import tqdm
-
-    from ._train import evaluate_backends, fit, write_json
-
-    config = dataclasses.replace(
-        YinYangConfig(),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_decay=args.lr_decay,
-        train_size=args.train_size,
-        test_size=args.test_size,
-        hidden=args.hidden,
-    )
-    for name in ("epochs", "batch_size", "train_size", "test_size", "hidden"):
-        value = getattr(config, name)
-        if value < 1:
-            raise ValueError(f"`--{name.replace('_', '-')}` must be a positive int; got {value}.")
-    if config.batch_size > config.train_size:
-        raise ValueError(
-            f"`--batch-size` must not exceed `--train-size` ({config.train_size}); got "
-            f"{config.batch_size}."
-        )
-    if args.transfer < 0:
-        raise ValueError(f"`--transfer` must be a non-negative int; got {args.transfer}.")
-    backend = make_backend(args.backend, gradient=args.gradient, chip_seed=args.chip_seed)
-    output = Path(args.output or _default_output(args))
-    run_config = {k: v for k, v in config.to_dict().items() if k != "epochs"} | {
-        "backend": args.backend,
-        "seed": args.seed,
-    }
+def _run_config(config: YinYangConfig, args, phase: str) -> dict:
+    values = {k: v for k, v in config.to_dict().items() if k != "epochs"}
+    values |= {"phase": phase, "backend": args.backend, "seed": args.seed}
     if args.backend == "chip":
-        run_config |= {"gradient": args.gradient, "chip_seed": args.chip_seed}
+        values |= {"gradient": args.gradient, "chip_seed": args.chip_seed}
+    return values
 
-    train, test = bd.yin_yang_splits(config.train_size, config.test_size)
-    key = jax.random.key(args.seed)
-    network = yin_yang_network(config, key=jax.random.fold_in(key, 0))
-    loss = YinYangLoss.from_config(config)
-    eval_loss = YinYangLoss.from_config(config, training=False)
+
+def _fit_phase(network, config, args, *, backend, output, key, phase, train, test):
+    from ._train import fit
+
     batches = config.train_size // config.batch_size
-    where = args.backend + (
-        f" ({args.gradient} mode, chip {args.chip_seed})" if args.backend == "chip" else ""
-    )
-    print(
-        f"bss2jax train: Yin-Yang {config.train_size} train / {config.test_size} test, "
-        f"{5 * config.repetitions} inputs -> {config.hidden} LIF -> 3 LI, on {where}; "
-        f"{config.epochs} epochs of {batches} batches of {config.batch_size}; output {output}",
-        flush=True,
-    )
-    started = time.perf_counter()
-    result = fit(
+    return fit(
         network,
-        loss,
+        YinYangLoss.from_config(config),
         optimiser(config, batches),
         train,
         test=test,
         epochs=config.epochs,
         batch_size=config.batch_size,
-        key=jax.random.fold_in(key, 1),
+        key=key,
         backend=backend,
-        eval_loss=eval_loss,
+        eval_loss=YinYangLoss.from_config(config, training=False),
         constrain=clip_weights,
         output=output,
         checkpoint_every=args.checkpoint_every,
-        config=run_config,
+        config=_run_config(config, args, phase),
         progress=not args.no_progress,
-        epoch_callback=None if not args.no_progress else _print_epoch(config.epochs),
+        epoch_callback=None if not args.no_progress else _print_epoch(config.epochs, phase),
     )
+
+
+def train_command(args) -> int:
+    """`bss2jax train`: train the Yin-Yang network; print, save metrics, checkpoint, plots.
+
+    With the chip backend the job has two phases: `--pretrain-epochs` of numerics with
+    noise that stands for the chips' mismatch (checkpointed in `<output>/pretrain`), then
+    `--epochs` with the chip model in the loop. A rerun with the same output folder
+    resumes whichever phase was interrupted.
+    """
+    from ._backend import Numeric
+    from ._train import evaluate_backends, write_json
+
+    if args.transfer < 0:
+        raise ValueError(f"`--transfer` must be a non-negative int; got {args.transfer}.")
+    pretraining, config = train_configs(args)
+    backend = make_backend(args.backend, gradient=args.gradient, chip_seed=args.chip_seed)
+    output = Path(args.output or _default_output(args))
+    train, test = bd.yin_yang_splits(config.train_size, config.test_size)
+    key = jax.random.key(args.seed)
+    network = yin_yang_network(config, key=jax.random.fold_in(key, 0))
+    where = args.backend + (
+        f" ({args.gradient} mode, chip {args.chip_seed})" if args.backend == "chip" else ""
+    )
+    plan = f"{config.epochs} epochs on {where}"
+    if pretraining is not None:
+        plan = f"{pretraining.epochs} epochs of numerics, then " + plan
+    print(
+        f"bss2jax train: Yin-Yang {config.train_size} train / {config.test_size} test, "
+        f"{5 * config.repetitions} inputs -> {config.hidden} LIF -> 3 LI; {plan}; "
+        f"batches of {config.batch_size}; output {output}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    pretrain_history, resumed = [], []
+    if pretraining is not None:
+        result = _fit_phase(
+            network,
+            pretraining,
+            args,
+            backend=Numeric(),
+            output=output / "pretrain",
+            key=jax.random.fold_in(key, 4),
+            phase="pretrain",
+            train=train,
+            test=test,
+        )
+        network, pretrain_history = result.network, result.history
+        resumed.append(result.resumed_step)
+    result = _fit_phase(
+        network,
+        config,
+        args,
+        backend=backend,
+        output=output,
+        key=jax.random.fold_in(key, 1),
+        phase="main",
+        train=train,
+        test=test,
+    )
+    resumed.append(result.resumed_step)
     seconds = time.perf_counter() - started
+    eval_loss = YinYangLoss.from_config(config, training=False)
     final = result.history[-1]
     summary: dict[str, Any] = {
         "test_accuracy": final["test_accuracy"],
         "test_loss": final["test_loss"],
         "train_accuracy": final["train_accuracy"],
         "seconds": seconds,
-        "resumed_step": result.resumed_step,
+        "resumed_step": next((r for r in reversed(resumed) if r is not None), None),
     }
     if args.backend == "chip" and args.transfer:
-        others = [
-            make_backend("chip", gradient=args.gradient, chip_seed=args.chip_seed + 1 + i)
-            for i in range(args.transfer)
-        ]
+        seeds = [args.chip_seed + 1 + i for i in range(args.transfer)]
+        others = [make_backend("chip", gradient=args.gradient, chip_seed=s) for s in seeds]
         transfer = evaluate_backends(
             result.network, eval_loss, test, others, key=jax.random.fold_in(key, 2)
         )
         accuracies = [r["accuracy"] for r in transfer]
-        summary["transfer_chip_seeds"] = [args.chip_seed + 1 + i for i in range(args.transfer)]
+        summary["transfer_chip_seeds"] = seeds
         summary["transfer_accuracy"] = accuracies
         summary["transfer_mean_drop"] = final["test_accuracy"] - float(np.mean(accuracies))
-    write_json(
-        output / "metrics.json",
-        {
-            "config": run_config | {"epochs": config.epochs},
-            "history": result.history,
-            "final": summary,
-        },
-    )
+    metrics = {
+        "config": _run_config(config, args, "main") | {"epochs": config.epochs},
+        "history": result.history,
+        "final": summary,
+    }
+    if pretraining is not None:
+        metrics["pretrain_config"] = _run_config(pretraining, args, "pretrain") | {
+            "epochs": pretraining.epochs
+        }
+        metrics["pretrain_history"] = pretrain_history
+    write_json(output / "metrics.json", metrics)
     if not args.no_plots:
-        plot_curves(result.history, output / "curves.png")
+        plot_curves(result.history, output / "curves.png", pretrain_history)
         plot_decision_map(
             result.network,
             eval_loss,
@@ -409,8 +542,8 @@ def train_command(args) -> int:
             backend=backend,
             key=jax.random.fold_in(key, 3),
         )
-    if result.resumed_step is not None:
-        tqdm.write(f"(resumed from the checkpoint at step {result.resumed_step})")
+    if summary["resumed_step"] is not None:
+        print(f"(resumed from the checkpoint at step {summary['resumed_step']})")
     print(f"final test accuracy: {100 * final['test_accuracy']:.2f} % ({seconds:.1f} s)")
     if "transfer_accuracy" in summary:
         listed = ", ".join(f"{100 * a:.2f}" for a in summary["transfer_accuracy"])
@@ -425,9 +558,10 @@ def train_command(args) -> int:
     return 0
 
 
-def _print_epoch(epochs: int):
+def _print_epoch(epochs: int, phase: str = "main"):
     def report(record: dict) -> None:
-        parts = [f"epoch {record['epoch']}/{epochs}"]
+        label = "numerics epoch" if phase == "pretrain" else "epoch"
+        parts = [f"{label} {record['epoch']}/{epochs}"]
         for split in ("train", "test"):
             if f"{split}_loss" in record:
                 parts.append(
@@ -440,23 +574,43 @@ def _print_epoch(epochs: int):
     return report
 
 
-def plot_curves(history: list, path) -> None:
-    """Loss and accuracy per epoch, train and test, into a PNG at `path`."""
+def plot_curves(history: list, path, pretrain_history: list | None = None) -> None:
+    """Loss and accuracy per epoch, train and test, into a PNG at `path`.
+
+    Epochs of a numerics pretraining (if any) come first, drawn dashed.
+    """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    epochs = [h["epoch"] for h in history]
+    pretrain_history = pretrain_history or []
+    offset = len(pretrain_history)
     figure = Figure(figsize=(9, 3.5), layout="constrained")
     for axis, metric in zip(figure.subplots(1, 2), ("loss", "accuracy"), strict=True):
-        for split in ("train", "test"):
+        for split, colour in (("train", "C0"), ("test", "C1")):
             name = f"{split}_{metric}"
+            if pretrain_history and all(name in h for h in pretrain_history):
+                axis.plot(
+                    [h["epoch"] for h in pretrain_history],
+                    [h[name] for h in pretrain_history],
+                    "--",
+                    color=colour,
+                    label=f"{split} (numerics)",
+                )
             if all(name in h for h in history):
-                axis.plot(epochs, [h[name] for h in history], marker="o", label=split)
+                axis.plot(
+                    [offset + h["epoch"] for h in history],
+                    [h[name] for h in history],
+                    marker="o",
+                    color=colour,
+                    label=split,
+                )
+        if metric == "accuracy":
+            axis.set_ylim(max(0.0, axis.get_ylim()[0]), 1.0)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
-        axis.legend()
+        axis.legend(fontsize=8)
     figure.suptitle("Yin-Yang training")
     figure.savefig(path, dpi=120)
 
