@@ -327,3 +327,40 @@ def test_inputs_map_to_circuits_and_rows_of_the_placement():
     assert reference > 5
     assert peak(5) == pytest.approx(0.0, abs=1e-5)  # its synapse has no gain
     assert peak(128 + 3) == pytest.approx(2 * reference, rel=1e-4)  # bottom circuit gain 2
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "nearest"])
+def test_recording_is_the_public_to_dense_conversion_of_the_raw_readout(interpolation):
+    # `observe` samples inside the time scan (memory without the sub-step factor); it must
+    # equal putting `record`'s raw readout on the grid with the public conversions.
+    key = jax.random.PRNGKey(0)
+    lif = bj.LIF(5, enable_madc_recording=True, record_neuron_id=3, interpolation=interpolation)
+    weight = jax.random.uniform(key, (5, 3), minval=0.2, maxval=0.6)  # excitatory
+    synapse = bj.Synapse(3, 5, weight=weight, transform=bj.linear_saturating(60.0))
+    net = bj.Sequential([synapse, lif])
+    x = (jax.random.uniform(key, (40, 2, 3)) < 0.3).astype(jnp.float32)
+    backend = bj.ChipModel(bj.ChipInstance.random(key), bj.ChipConfig(cadc_period=0.7e-6))
+    rec = backend.observe(net, x, dt=DT, key=jax.random.PRNGKey(1)).populations[0]
+    raw = backend.record(net, x, dt=DT, key=jax.random.PRNGKey(1))[0]
+
+    cadc = bj.cadc_to_dense(
+        jnp.broadcast_to(raw.cadc_time[:, None], raw.cadc_value.shape),
+        raw.cadc_value,
+        dt=DT,
+        length=40,
+        interpolation=interpolation,
+    )
+    assert np.allclose(rec.membrane_cadc, cadc, atol=1e-4)
+    madc = bj.madc_to_dense(
+        raw.madc_time, raw.madc_value, dt=DT, length=40, interpolation=interpolation
+    )
+    assert np.allclose(rec.membrane_madc, madc, atol=1e-4)
+    assert np.array_equal(rec.madc_value, raw.madc_value)
+    step, batch, neuron = np.nonzero(np.isfinite(np.asarray(raw.spike_times)))
+    times = np.asarray(raw.spike_times)[step, batch, neuron]
+    inside = np.round(times / DT) < 40
+    spikes = bj.spikes_to_dense(
+        times[inside], neuron[inside], batch[inside], dt=DT, shape=(40, 2, 5)
+    )
+    assert float(spikes.sum()) > 5
+    assert np.array_equal(rec.spikes, spikes)

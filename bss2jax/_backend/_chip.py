@@ -52,11 +52,19 @@ from ._chip_instance import ChipInstance
 from ._chip_readout import (
     RawPopulationRecording,
     _cadc_count,
+    _cadc_slots,
+    _cadc_times,
+    _cadc_values,
+    _cadc_windows,
     _densify,
+    _gather_samples,
     _madc_count,
-    _read_cadc,
     _read_madc,
+    _Readout,
+    _sample,
+    _sample_window,
     _warn_cadc_range,
+    _window_extremes,
     user_stacklevel,
 )
 from ._placement import INPUTS_PER_CIRCUIT, Placement, place
@@ -380,7 +388,16 @@ _HW_NAMES = (
 )
 
 
-def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
+def _record(model: ChipModel, network, inputs, key, dt: float, lean: bool = False):
+    """Emulate; returns `(readout, windows)`.
+
+    With `lean=False`, `readout` is population key → `RawPopulationRecording` (the whole
+    sub-step trajectory and every sub-step's spike time). With `lean=True` (for
+    `observe`), the CADC and MADC are sampled and the spikes reduced to each grid window's
+    extremes inside the time scan, so memory grows with `time * batch * neurons` only
+    (not times `substeps`): population key → `_Readout`. `windows`: per population the
+    surrogate spikes summed per grid window (`gradient="through"`), else None.
+    """
     config, chip = model.config, model.chip
     through = model.gradient == "through"
     placement = place(network, partition=model.partition)
@@ -546,74 +563,126 @@ def _record(model: ChipModel, network, inputs, key, dt: float) -> dict:
         return new_state, (v_new, z if through else None, spike_time)
 
     noise_keys = jax.random.split(key_noise, time)
+    cadc_time = _cadc_times(batch, count, time * dt, config, draws, dtype)
+    madc_index = [
+        neuron_slices[k].start + network.population(k).record_neuron_id for k in madc_keys
+    ]
+    if lean:
+        slots = _cadc_slots(dt, config)
+        cadc_index, cadc_local = _cadc_windows(cadc_time, time, m, h, slots)
+    else:
+        cadc_index = cadc_local = jnp.zeros((time, 0), dtype)
 
     def deliver(state, drive_k):  # the input events of one grid step arrive
         v, i_exc, i_inh, *rest = state
         return (v, i_exc + drive_k[:, :n_circuits], i_inh + drive_k[:, n_circuits:], *rest)
 
     def grid_step(state, xs):
-        drive_k, noise_key, k = xs
+        drive_k, noise_key, k, local = xs
         if config.membrane_noise:
             xi = jax.random.normal(noise_key, (m, batch, n_neurons), dtype)
         else:
             xi = jnp.zeros((m, 1, 1), dtype)
         t_start = k * dt + jnp.arange(m, dtype=dtype) * h
+        start = state[0]
         if offset == 0:
-            return lax.scan(substep, deliver(state, drive_k), (xi, t_start))
-        state, early = lax.scan(substep, state, (xi[:offset], t_start[:offset]))
-        state, late = lax.scan(substep, deliver(state, drive_k), (xi[offset:], t_start[offset:]))
-        return state, jax.tree.map(lambda a, b: jnp.concatenate([a, b]), early, late)
+            state, ys = lax.scan(substep, deliver(state, drive_k), (xi, t_start))
+        else:
+            state, early = lax.scan(substep, state, (xi[:offset], t_start[:offset]))
+            state, late = lax.scan(
+                substep, deliver(state, drive_k), (xi[offset:], t_start[offset:])
+            )
+            ys = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), early, late)
+        if not lean:
+            return state, ys
+        trajectory, z, times = ys
+        return state, (
+            _sample_window(start, trajectory, local),  # CADC samples in this window
+            _window_extremes(times, 1),
+            None if z is None else z.sum(0),
+            trajectory[:, :, jnp.asarray(madc_index, jnp.int32)] if madc_index else None,
+        )
 
     steps = jnp.arange(time, dtype=dtype)
-    _, (trajectory, flags, times) = lax.scan(grid_step, state0, (drive_ext, noise_keys, steps))
+    xs = (drive_ext, noise_keys, steps, cadc_local)
+    _, outputs = lax.scan(grid_step, state0, xs)
     total = time * m
+
+    def madc_reading(k, trace):  # trace (total + 1, batch)
+        noise = None
+        if config.madc_noise:
+            noise = draws["madc"].reshape(len(madc_keys), batch, madc_count)
+            noise = noise[madc_keys.index(k)]
+        return _read_madc(trace, h, madc_count, config, noise)
+
+    gain, cadc_offset = nv["cadc_gain"], nv["cadc_offset"]
+    windows = {k: None for k in keys}
+    readout = {}
+    if lean:
+        samples, extremes, window, madc_trajectory = outputs
+        sampled = _gather_samples(samples, cadc_index, count)
+        cadc_value = _cadc_values(sampled, config, gain, cadc_offset, draws)
+        extremes = extremes.reshape(2 * time, batch, n_neurons)
+        if madc_index:
+            madc_trajectory = madc_trajectory.reshape(total, batch, len(madc_index))
+            madc_trajectory = jnp.concatenate(
+                [v0[:, jnp.asarray(madc_index)][None], madc_trajectory]
+            )
+        if through:
+            windows = {k: window[:, :, neuron_slices[k]] for k in keys}
+        for k in keys:
+            neuron, ns = network.population(k), neuron_slices[k]
+            madc_time = madc_value = None
+            if neuron.enable_madc_recording:
+                trace = madc_trajectory[:, :, madc_keys.index(k)]
+                madc_time, madc_value = madc_reading(k, trace)
+            cadc = neuron.enable_cadc_recording
+            readout[k] = _Readout(
+                spike_events=extremes[:, :, ns] if neuron.fire else None,
+                cadc_time=cadc_time if cadc else None,
+                cadc_value=cadc_value[:, ns] if cadc else None,
+                madc_time=madc_time,
+                madc_value=madc_value,
+            )
+        return readout, windows
+
+    trajectory, flags, times = outputs
     trajectory = trajectory.reshape(total, batch, n_neurons)
     times = times.reshape(total, batch, n_neurons)
     membrane = jnp.concatenate([v0[None], trajectory])  # (total + 1, batch, neurons)
-
-    cadc_time, cadc_value = _read_cadc(
-        membrane, h, count, config, nv["cadc_gain"], nv["cadc_offset"], draws
-    )
-
-    raw = {}
+    sampled = _sample(membrane, cadc_time, h)  # (batch, count, neurons)
+    cadc_value = _cadc_values(sampled, config, gain, cadc_offset, draws)
     for k in keys:
-        neuron = network.population(k)
-        ns = neuron_slices[k]
+        neuron, ns = network.population(k), neuron_slices[k]
         madc_time = madc_value = None
         if neuron.enable_madc_recording:
             index = ns.start + neuron.record_neuron_id
-            noise = None
-            if config.madc_noise:
-                noise = draws["madc"].reshape(len(madc_keys), batch, madc_count)
-                noise = noise[madc_keys.index(k)]
-            madc_time, madc_value = _read_madc(membrane[:, :, index], h, madc_count, config, noise)
-        raw[k] = RawPopulationRecording(
+            madc_time, madc_value = madc_reading(k, membrane[:, :, index])
+        cadc = neuron.enable_cadc_recording
+        readout[k] = RawPopulationRecording(
             spike_times=times[:, :, ns] if neuron.fire else None,
-            cadc_time=cadc_time if neuron.enable_cadc_recording else None,
-            cadc_value=cadc_value[:, ns] if neuron.enable_cadc_recording else None,
+            cadc_time=cadc_time if cadc else None,
+            cadc_value=cadc_value[:, ns] if cadc else None,
             madc_time=madc_time,
             madc_value=madc_value,
             membrane=membrane[:, :, ns],
         )
-    windows = {k: None for k in keys}
     if through:
-        # The spikes' gradient path: the surrogate spikes of the sub-steps of each window.
         window = flags.reshape(time, m, batch, n_neurons).sum(1)
         windows = {k: window[:, :, neuron_slices[k]] for k in keys}
-    return raw, windows
+    return readout, windows
 
 
 @eqx.filter_jit
 def _emulate_jit(model, network, inputs, key, dt, densify):
-    raw, windows = _record(model, network, inputs, key, dt)
+    readout, windows = _record(model, network, inputs, key, dt, lean=densify)
     ranges = {
         k: (r.cadc_value.min(), r.cadc_value.max())
-        for k, r in raw.items()
+        for k, r in readout.items()
         if r.cadc_value is not None and r.cadc_value.size
     }
     if not densify:
-        return raw, None, ranges
+        return readout, None, ranges
     time = inputs.shape[0]
     through = model.gradient == "through"
-    # only the recording leaves: the sub-step trajectories stay temporaries of XLA
-    return None, _densify(network, raw, windows, time, dt, through=through), ranges
+    return None, _densify(network, readout, windows, time, dt, through=through), ranges

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -99,7 +100,8 @@ def _sample(membrane, sample_time, h):
 
 
 def _window_extremes(spike_times, time):
-    """Earliest and latest spike time of each grid window: `(2 * time, batch, n)`.
+    """Earliest and latest spike time of each of `time` grid windows: `(2 * time, batch, n)`
+    from `spike_times` `(time * substeps, batch, n)`.
 
     Spikes emitted in window `k` are time-stamped within `[k dt, (k + 1) dt) + latency`,
     which `round(t / dt)` maps to two neighbouring bins (three only if the window holds
@@ -115,6 +117,17 @@ def _window_extremes(spike_times, time):
     return jnp.concatenate([earliest, latest])
 
 
+class _Readout(NamedTuple):
+    """What `observe` puts on the grid, per population; `spike_events` `(2 * time, batch,
+    n)` are the earliest and latest spike time of each grid window (`inf`: none)."""
+
+    spike_events: jax.Array | None
+    cadc_time: jax.Array | None
+    cadc_value: jax.Array | None
+    madc_time: jax.Array | None
+    madc_value: jax.Array | None
+
+
 def _densify(network, raw: dict, windows: dict, time: int, dt: float, *, through) -> Recording:
     """Raw readout → `Recording` on the grid, with bss2jax's `_dense` conversions."""
     populations = {}
@@ -123,7 +136,7 @@ def _densify(network, raw: dict, windows: dict, time: int, dt: float, *, through
         entry, window = raw[key], windows[key]
         spikes = membrane = madc = None
         if neuron.fire and neuron.enable_spike_recording:
-            times = _window_extremes(entry.spike_times, time)
+            times = entry.spike_events
             _, b, n = times.shape
             valid = jnp.isfinite(times) & (jnp.round(times / dt) < time)
             neuron_index = jnp.broadcast_to(jnp.arange(n), times.shape)
@@ -163,30 +176,73 @@ def _densify(network, raw: dict, windows: dict, time: int, dt: float, *, through
     return Recording(populations)
 
 
-def _read_cadc(membrane, h, count, config: ChipConfig, gain, offset, draws):
-    """CADC samples of every neuron at jittered times shared by all (per batch entry).
-
-    **Arguments:** `membrane` float `(steps + 1, batch, neurons)` (LSB at `s * h`); `count`
-    samples; `gain`, `offset` `(neurons,)` of each neuron's CADC channel; `draws` the
-    standard normals "jitter" `(batch * count,)` and "read" `(batch * count * neurons,)`.
-
-    **Returns:** `cadc_time` `(batch, count)` seconds and `cadc_value` `(batch, neurons,
-    count)`, `clip(round(gain * v + offset + noise), 0, 255)` (straight-through rounding).
-    """
-    steps, batch, _ = membrane.shape
-    dtype = membrane.dtype
+def _cadc_times(batch, count, end, config: ChipConfig, draws, dtype):
+    """Sample times `(batch, count)` (s): `j * period` plus uniform jitter, within
+    `[0, end]`; shared by all neurons of a batch entry."""
     cadc_time = jnp.arange(count, dtype=dtype) * config.cadc_sample_period
     cadc_time = jnp.broadcast_to(cadc_time, (batch, count))
     if config.cadc_jitter:
         # uniform in (-1, 1) from a standard normal: erf(z / sqrt(2))
         uniform = jax.scipy.special.erf(draws["jitter"].reshape(batch, count) / math.sqrt(2))
         cadc_time = cadc_time + config.cadc_jitter * uniform
-    cadc_time = jnp.clip(cadc_time, 0.0, (steps - 1) * h)
-    reading = gain * _sample(membrane, cadc_time, h) + offset  # (batch, count, neurons)
+    return jnp.clip(cadc_time, 0.0, end)
+
+
+def _cadc_values(sampled, config: ChipConfig, gain, offset, draws):
+    """CADC reads of the membrane `sampled` `(batch, count, neurons)` (LSB) at the sample
+    times: `clip(round(gain * v + offset + noise), 0, 255)` with straight-through rounding;
+    `gain`, `offset` `(neurons,)` of each neuron's channel. Returns `(batch, neurons, count)`.
+    """
+    reading = gain * sampled + offset
     if config.cadc_noise:
         reading = reading + config.cadc_noise * draws["read"].reshape(reading.shape)
     reading = jnp.clip(round_straight_through(reading), 0.0, 255.0)
-    return cadc_time, jnp.moveaxis(reading, 1, 2)
+    return jnp.moveaxis(reading, 1, 2)
+
+
+def _cadc_slots(dt: float, config: ChipConfig) -> int:
+    """The most CADC samples that can fall into one grid window of length `dt`."""
+    spacing = config.cadc_sample_period - 2 * config.cadc_jitter
+    return int(math.floor(dt / spacing + 1e-9)) + 1
+
+
+def _cadc_windows(cadc_time, time, substeps, h, slots):
+    """Which samples fall into each grid window, for sampling inside the time scan.
+
+    **Returns:** `index` int `(time, batch, slots)` (sample numbers, `count` where unused),
+    and `local` float `(time, batch, slots)`: each sample's position in sub-steps from its
+    window's start, in `[0, substeps]`.
+    """
+    batch, count = cadc_time.shape
+    position = cadc_time / h
+    window = jnp.clip(jnp.floor(position / substeps), 0, time - 1).astype(jnp.int32)
+    first = jax.vmap(lambda w: jnp.searchsorted(w, jnp.arange(time), side="left"))(window)
+    index = first[..., None] + jnp.arange(slots)  # (batch, time, slots)
+    safe = jnp.minimum(index, count - 1)
+    rows = jnp.arange(batch)[:, None, None]
+    valid = (index < count) & (window[rows, safe] == jnp.arange(time)[None, :, None])
+    local = position[rows, safe] - jnp.arange(time)[None, :, None] * substeps
+    local = jnp.clip(local, 0.0, float(substeps))
+    index = jnp.where(valid, index, count)
+    return jnp.moveaxis(index, 1, 0), jnp.moveaxis(local, 1, 0)
+
+
+def _sample_window(start, trajectory, local):
+    """Interpolate one window's trajectory: `start` `(batch, n)` at the window's start,
+    `trajectory` `(substeps, batch, n)` after each sub-step, at positions `local`
+    `(batch, slots)` → `(batch, slots, n)`."""
+    points = jnp.concatenate([start[None], trajectory])
+    return _sample(points, local, 1.0)
+
+
+def _gather_samples(per_window, index, count):
+    """Samples found per window `(time, batch, slots, n)` → `(batch, count, n)`."""
+    _, batch, _, n = per_window.shape
+    values = jnp.moveaxis(per_window, 0, 1).reshape(batch, -1, n)
+    index = jnp.moveaxis(index, 0, 1).reshape(batch, -1)
+    rows = jnp.arange(batch)[:, None]
+    out = jnp.zeros((batch, count, n), per_window.dtype)
+    return out.at[rows, index].set(values, mode="drop")
 
 
 def _read_madc(trace, h, count, config: ChipConfig, noise):
