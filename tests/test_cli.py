@@ -41,9 +41,13 @@ def test_train_tiny_numeric_writes_everything(tmp_path, capsys):
 
 
 def test_train_tiny_chip_model_with_transfer(tmp_path, capsys):
-    args = ["train", "--epochs", "1", *TINY, "--transfer", "2", "--output", str(tmp_path)]
-    assert main([*args, "--no-progress", "--no-plots"]) == 0
-    final = json.loads((tmp_path / "metrics.json").read_text())["final"]
+    args = ["train", "--epochs", "1", "--pretrain-epochs", "1", *TINY, "--transfer", "2"]
+    assert main([*args, "--output", str(tmp_path), "--no-progress", "--no-plots"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(metrics["pretrain_history"]) == 1 and len(metrics["history"]) == 1
+    assert metrics["config"]["gradient"] == "inject" and metrics["config"]["chip_seed"] == 0
+    assert (tmp_path / "pretrain" / "checkpoint.npz").exists()
+    final = metrics["final"]
     assert len(final["transfer_accuracy"]) == 2 and final["transfer_chip_seeds"] == [1, 2]
     assert "on 2 other chip instances" in capsys.readouterr().out
 
@@ -53,6 +57,8 @@ def test_train_argument_errors(tmp_path):
         main(["train", "--batch-size", "0", "--output", str(tmp_path)])
     with pytest.raises(ValueError, match="`--batch-size` must not exceed `--train-size`"):
         main(["train", "--train-size", "10", "--batch-size", "20", "--output", str(tmp_path)])
+    with pytest.raises(ValueError, match="`--pretrain-epochs` must be a positive int; got -1"):
+        main(["train", "--pretrain-epochs", "-1", "--output", str(tmp_path)])
     with pytest.raises(SystemExit):
         main(["train", "--backend", "gpu"])
 

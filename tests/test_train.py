@@ -28,12 +28,12 @@ def small_job(hidden: int = 16):
 
 def test_train_step_lowers_the_loss():
     network, loss, train, _ = small_job()
-    step = bj.make_train_step(loss, optax.adam(1e-2))
+    step = bj.make_train_step(loss, optax.adam(3e-2))
     opt_state = step.init(network)
     batch = jax.tree.map(jnp.asarray, train)
     key = jax.random.key(0)
     first = None
-    for _ in range(15):
+    for _ in range(20):
         network, opt_state, metrics = step(network, opt_state, batch, key=key)
         first = float(metrics["loss"]) if first is None else first
     assert set(metrics) == {"loss", "accuracy"}
@@ -77,11 +77,29 @@ def test_train_step_constrain_and_errors():
     step = bj.make_train_step(loss, optax.sgd(1e3), constrain=clip)
     batch = jax.tree.map(jnp.asarray, train)
     new, _, _ = step(network, step.init(network), batch, key=jax.random.key(0))
-    assert float(jnp.max(jnp.abs(new.layers[0].weight))) <= 63 / 64 + 1e-6
+    bound = 63 / network.layers[0].transform.scale
+    assert float(jnp.max(jnp.abs(new.layers[0].weight))) <= bound + 1e-6
     with pytest.raises(TypeError, match="optax.GradientTransformation"):
         bj.make_train_step(loss, "adam")
     with pytest.raises(TypeError, match="`backend` must be a bss2jax backend"):
         step(network, step.init(network), batch, key=jax.random.key(0), backend="chip")
+
+
+def test_training_noise_perturbs_weights_and_neurons():
+    network, _, _, _ = small_job()
+    key = jax.random.key(4)
+    same = _yinyang.perturb(network, key, 0.0, 0.0)
+    assert tree_allclose(same, network, rtol=0, atol=0)
+    noisy = _yinyang.perturb(network, key, 0.05, 0.1, 0.03)
+    ratio = noisy.layers[0].weight / network.layers[0].weight
+    assert 0.02 < float(jnp.std(ratio)) < 0.3 and abs(float(jnp.mean(ratio)) - 1) < 0.05
+    lif = noisy.layers[1]
+    assert lif.threshold.model.shape == (16,) and float(jnp.std(lif.threshold.model)) > 0.01
+    np.testing.assert_array_equal(lif.threshold.hardware, 150.0)  # chip values untouched
+    assert float(jnp.std(noisy.layers[3].tau_mem)) > 0
+    config = _yinyang.CHIP_PRETRAINING
+    assert _yinyang.YinYangLoss.from_config(config).neuron_noise == config.neuron_noise
+    assert _yinyang.YinYangLoss.from_config(config, training=False).weight_noise == 0.0
 
 
 def test_loss_must_return_a_scalar():
