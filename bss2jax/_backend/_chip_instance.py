@@ -43,7 +43,15 @@ _FIELDS = {
 
 
 class ChipInstanceError(ValueError):
-    """A chip-instance file or array that is malformed; says what is wrong."""
+    """A chip-instance file or array that is malformed; says what is wrong.
+
+    ```python
+    try:
+        chip = bj.ChipInstance.load("chip-a.npz")
+    except bj.ChipInstanceError as error:
+        print(error)   # e.g. "'chip-a.npz': field 'leak' is missing."
+    ```
+    """
 
 
 @dataclasses.dataclass(frozen=True)

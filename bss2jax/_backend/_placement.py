@@ -28,7 +28,15 @@ INPUTS_PER_CIRCUIT = SYNAPSE_ROWS // 2
 
 
 class PlacementError(BackendError):
-    """A network that does not fit the chip; names the limit and the numbers."""
+    """A network that does not fit the chip; names the limit and the numbers.
+
+    ```python
+    try:
+        bj.place(net)
+    except bj.PlacementError:
+        placement = bj.place(net, partition=True)   # sequential runs instead
+    ```
+    """
 
 
 def circuits_per_neuron(fan_in: int) -> int:
