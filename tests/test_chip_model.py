@@ -364,3 +364,36 @@ def test_recording_is_the_public_to_dense_conversion_of_the_raw_readout(interpol
     )
     assert float(spikes.sum()) > 5
     assert np.array_equal(rec.spikes, spikes)
+
+
+def test_through_gradient_matches_finite_differences_below_threshold():
+    # Below threshold and without saturation the chip model is linear in the chip weights;
+    # a central difference over +-10 chip weight units (wide enough to average over the
+    # rounding) agrees with the straight-through gradient within 2 %.
+    backend = bj.ChipModel(
+        bj.ChipInstance.nominal(), QUIET.replace(saturation=None), gradient="through"
+    )
+    x = jnp.zeros((40, 1, 2)).at[jnp.array([5, 12, 20]), 0, 0].set(1.0)
+    x = x.at[jnp.array([8, 25]), 0, 1].set(1.0)
+    lif = bj.LIF(
+        1,
+        leak=bj.Mixed(0.0, 80.0),
+        reset=bj.Mixed(0.0, 80.0),
+        threshold=bj.Mixed(1.0, 200.0),
+        trace_offset=80.0,
+        trace_scale=1 / 40,
+    )
+
+    @jax.jit
+    def loss(weight):
+        synapse = bj.Synapse(2, 1, weight=weight, transform=bj.linear_saturating(50.0))
+        (out,) = bj.run(bj.Sequential([synapse, lif]), x, backend=backend)
+        return out.membrane_cadc.sum()
+
+    weight = jnp.array([[0.4, -0.3]])
+    grad = np.asarray(jax.jit(jax.grad(loss))(weight))[0]
+    step = 10 / 50.0
+    for i in range(2):
+        difference = loss(weight.at[0, i].add(step)) - loss(weight.at[0, i].add(-step))
+        assert grad[i] == pytest.approx(float(difference) / (2 * step), rel=0.02)
+    assert grad[0] > 0 and grad[1] > 0  # more weight, higher trace (less inhibition)
