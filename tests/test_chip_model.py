@@ -397,3 +397,26 @@ def test_through_gradient_matches_finite_differences_below_threshold():
         difference = loss(weight.at[0, i].add(step)) - loss(weight.at[0, i].add(-step))
         assert grad[i] == pytest.approx(float(difference) / (2 * step), rel=0.02)
     assert grad[0] > 0 and grad[1] > 0  # more weight, higher trace (less inhibition)
+
+
+def test_reset_relaxation_with_a_short_refractory_time_does_not_reach_reset():
+    x = jnp.zeros((30, 1, 1)).at[5:25].set(1.0)
+    synapse = bj.Synapse(1, 1, weight=jnp.full((1, 1), 40.0))
+
+    def spikes(refractory, tau):
+        net = bj.Sequential([synapse, bj.LIF(1, refractory_time=refractory)])
+        backend = bj.ChipModel(bj.ChipInstance.nominal(), QUIET.replace(reset_time_constant=tau))
+        raw = backend.record(net, x, dt=DT, key=None)[0]
+        steps = np.flatnonzero(np.isfinite(np.asarray(raw.spike_times[:, 0, 0])))
+        between = np.asarray(raw.membrane[steps[0] + 1 : steps[-1] + 1, 0, 0])
+        return len(steps), between  # the membrane from the first to the last spike
+
+    count, between = spikes(1e-6, None)
+    assert count >= 2 and between.min() == pytest.approx(80.0)
+    # relaxing with tau = 0.5 us for 1 us gets within exp(-2) of reset: the same rate
+    assert spikes(1e-6, 0.5e-6)[0] == count
+    # for 0.2 us it stays far above reset and fires much more often
+    fast, between = spikes(0.2e-6, 0.5e-6)
+    assert fast > 2 * count and between.min() > 100
+    with pytest.raises(ValueError, match="`reset_time_constant`"):
+        bj.ChipConfig(reset_time_constant=-1.0)

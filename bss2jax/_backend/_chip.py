@@ -27,6 +27,7 @@ spikes through `spikes_to_dense` (`round(t / dt)`).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import equinox as eqx
@@ -255,6 +256,7 @@ def _record(model: ChipModel, network, inputs, key, dt: float, lean: bool = Fals
     average_exc = cv["tau_exc"] / h * (1 - decay_exc)
     average_inh = cv["tau_inh"] / h * (1 - decay_inh)
     decay_adapt = jnp.exp(-h / nv["tau_adap"])
+    decay_reset = math.exp(-h / config.reset_time_constant) if config.reset_time_constant else 0.0
     noise_scale = config.membrane_noise * jnp.sqrt(1 - decay_mem**2)
     refractory_steps = nv["refractory"].astype(jnp.int32)
     threshold = jnp.where(fire, nv["threshold"], jnp.inf)
@@ -355,7 +357,11 @@ def _record(model: ChipModel, network, inputs, key, dt: float, lean: bool = Fals
         i_exc = i_exc * decay_exc
         i_inh = i_inh * decay_inh
         resting = refractory > 0
-        v_new = jnp.where(resting, nv["reset"], v_new)
+        if config.reset_time_constant is None:
+            v_new = jnp.where(resting, nv["reset"], v_new)
+        else:  # the reset conductance pulls the membrane down while refractory
+            relaxed = nv["reset"] + (v - nv["reset"]) * decay_reset
+            v_new = jnp.where(resting, relaxed, v_new)
         x = jnp.where(resting | ~fire, -jnp.inf, v_new - threshold)
         z = spike_function(nv["trace_scale"] * jnp.where(jnp.isinf(x), -1e3, x))
         crossed = x > 0
@@ -365,8 +371,9 @@ def _record(model: ChipModel, network, inputs, key, dt: float, lean: bool = Fals
         stamp = jnp.ceil((t_start + fraction * h) / config.clock_period - 1e-6)
         stamp = stamp * config.clock_period + config.spike_latency
         spike_time = jnp.where(crossed, stamp, jnp.inf)
-        z_stop = lax.stop_gradient(z)
-        v_new = (1 - z_stop) * v_new + z_stop * nv["reset"]
+        if config.reset_time_constant is None:
+            z_stop = lax.stop_gradient(z)
+            v_new = (1 - z_stop) * v_new + z_stop * nv["reset"]
         refractory = jnp.where(crossed, refractory_steps, jnp.maximum(refractory - 1, 0))
         if any_adapt:
             adapt = adapt * decay_adapt

@@ -40,6 +40,10 @@ class ChipConfig:
     - `spike_latency` (s) added to every spike time; `clock_period`: the FPGA clock the
       spike times are rounded up to (8 ns).
     - `potential_range`: the membrane is clipped to this range (LSB).
+    - `reset_time_constant`: None resets the membrane at once and clamps it while
+      refractory (the default); a time (s, ~0.5 us on the chip) instead relaxes it toward
+      the reset potential during the refractory time, so a short refractory time does not
+      reach it (haldls note).
     - `cadc_memory`: "sram" (period 1.7 us) or "dram" (6 us); `cadc_period` overrides it.
       `cadc_jitter`: uniform jitter of each sample time (± s). `cadc_noise`: read noise
       std (LSB).
@@ -63,6 +67,7 @@ class ChipConfig:
     spike_latency: float = 80e-9
     clock_period: float = 8e-9
     potential_range: tuple[float, float] = (0.0, 255.0)
+    reset_time_constant: float | None = None
     cadc_memory: Literal["sram", "dram"] = "sram"
     cadc_period: float | None = None
     cadc_jitter: float = 0.1e-6
@@ -98,6 +103,13 @@ class ChipConfig:
             _is_number(self.saturation) and self.saturation > 0
         ):
             raise ValueError(f"`saturation` must be positive or None; got {self.saturation!r}.")
+        if self.reset_time_constant is not None and not (
+            _is_number(self.reset_time_constant) and self.reset_time_constant > 0
+        ):
+            raise ValueError(
+                "`reset_time_constant` must be positive (seconds) or None; got "
+                f"{self.reset_time_constant!r}."
+            )
         if self.cadc_memory not in ("sram", "dram"):
             raise ValueError(f"`cadc_memory` must be 'sram' or 'dram'; got {self.cadc_memory!r}.")
         if self.cadc_period is not None and not (
