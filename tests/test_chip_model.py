@@ -178,7 +178,7 @@ def test_run_with_chip_model_injects_under_jit_and_grad():
         (o,) = bj.run(net, x, backend=backend, key=key)
         return (o.membrane_cadc**2).mean() + o.spikes.mean()
 
-    grad = jax.grad(loss)(net)
+    grad = eqx.filter_jit(jax.grad(loss))(net)
     assert np.all(np.isfinite(grad.layers[0].weight)) and np.any(grad.layers[0].weight != 0)
 
 
@@ -203,8 +203,8 @@ def test_through_gradient_differentiates_the_chip_model():
         (o,) = bj.run(net, x, backend=backend, key=key)
         return o.membrane_cadc.mean() + o.spikes.sum(), o
 
-    (value_i, out_i), grad_i = jax.value_and_grad(loss, has_aux=True)(net, inject)
-    (value_t, out_t), grad_t = jax.value_and_grad(loss, has_aux=True)(net, through)
+    (value_i, out_i), grad_i = eqx.filter_jit(jax.value_and_grad(loss, has_aux=True))(net, inject)
+    (value_t, out_t), grad_t = eqx.filter_jit(jax.value_and_grad(loss, has_aux=True))(net, through)
     # the same observation forward
     assert np.allclose(out_i.membrane_cadc, out_t.membrane_cadc, atol=1e-6)
     assert np.array_equal(out_i.spikes, out_t.spikes) and float(out_t.spikes.sum()) > 0
