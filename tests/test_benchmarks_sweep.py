@@ -23,11 +23,12 @@ def _module():
 def test_sweep_chips_benchmark_smoke(tmp_path):
     module = _module()
     output, checkpoint = tmp_path / "sweep.json", tmp_path / "network.npz"
-    argv = [*TINY, "--checkpoint", str(checkpoint), "--output", str(output)]
+    # chunks of 2 chips: the last chunk is padded
+    argv = [*TINY, "--chunk-size", "2", "--checkpoint", str(checkpoint), "--output", str(output)]
     report = module.main(argv)
     assert json.loads(output.read_text()) == report
     assert checkpoint.exists() and report["training"]["source"] == "trained in the numerics"
-    assert report["workload"]["chips"] == 3
+    assert report["workload"]["chips"] == 3 and report["workload"]["chunk_size"] == 2
     results = report["results"]
     assert {"vmap", "loop", "sweep"} <= set(results)
     for name in ("vmap", "loop", "sweep"):
@@ -38,8 +39,9 @@ def test_sweep_chips_benchmark_smoke(tmp_path):
     assert 0.0 <= report["accuracy"]["min"] <= report["accuracy"]["max"] <= 1.0
     assert report["jax"] and report["device"]
 
-    # a second run loads the network the first one wrote instead of training
+    # a second run loads the network the first one wrote instead of training; all chips in
+    # one vmapped call
     again = module.main([*TINY, "--checkpoint", str(checkpoint), "--cases", "vmap"])
     assert again["training"]["source"] == str(checkpoint)
-    assert set(again["results"]) == {"vmap"}
+    assert set(again["results"]) == {"vmap"} and again["workload"]["chunk_size"] == 3
     assert np.isclose(again["accuracy"]["mean"], report["accuracy"]["mean"])
