@@ -16,7 +16,9 @@ import equinox as eqx
 import jax
 
 from ._neurons import AbstractNeuron
+from ._parameters import Frozen, Mixed
 from ._synapse import Synapse
+from .kernels.cuba import CubaParams
 
 INPUT = "input"
 """Name of the external spike source in a `Network`'s projections."""
@@ -349,8 +351,6 @@ def trainable_filter(network: AbstractNetwork, *, neuron_parameters: bool = Fals
     grads = jax.grad(lambda p: loss(eqx.combine(p, static)))(params)
     ```
     """
-    from ._neurons import AbstractNeuron
-    from ._parameters import Frozen, Mixed
 
     def is_node(x):
         return isinstance(x, Synapse | AbstractNeuron)
@@ -361,20 +361,7 @@ def trainable_filter(network: AbstractNetwork, *, neuron_parameters: bool = Fals
         marked = jax.tree.map(lambda _: False, node)
         if not neuron_parameters:
             return marked
-        for name in (
-            "leak",
-            "reset",
-            "threshold",
-            "tau_mem",
-            "tau_syn",
-            "membrane_capacitance",
-            "refractory_time",
-            "exponential_slope",
-            "exponential_threshold",
-            "subthreshold_adaptation_strength",
-            "spike_triggered_adaptation_increment",
-            "tau_adap",
-        ):
+        for name in CubaParams._fields:
             value = getattr(node, name)
             if isinstance(value, Frozen):
                 continue
