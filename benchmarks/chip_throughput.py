@@ -5,9 +5,11 @@ neuron (all 512 circuits), 34 us per sample (dt = 1.7 us, 20 steps, as the CADC 
 tau_mem = tau_syn = 6 us, noise on, a calibrated random chip, batch 100, Bernoulli input
 spikes. Times the chip model's `observe` (emulation plus readout onto the grid) and, with
 `--run`, the whole `bj.run` with the observation injected. Compile time is measured apart;
-the steady state is the median of `--repeats` calls, each `block_until_ready`.
+the steady state is the median of `--repeats` calls, each `block_until_ready`. With
+`--grad`, also the value and gradient of a cross-entropy on the readout's maximum over
+time, with the numerics' gradient (`inject`) and the chip model's own (`through`).
 
-    python benchmarks/chip_throughput.py                    # full size, CPU here
+    python benchmarks/chip_throughput.py --run --grad       # full size, CPU here
     python benchmarks/chip_throughput.py --inputs 8 --hidden 6 --outputs 2 --time 4 \
         --batch 2 --repeats 2                               # smoke size
 
@@ -77,6 +79,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--rate", type=float, default=0.05, help="input spike probability")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--run", action="store_true", help="also time bj.run (injection)")
+    parser.add_argument(
+        "--grad",
+        action="store_true",
+        help="also time a training gradient, with gradient='inject' and 'through'",
+    )
     parser.add_argument("--noiseless", action="store_true", help="switch all noise off")
     parser.add_argument("--output", type=str, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -100,8 +107,27 @@ def main(argv=None) -> dict:
     def forward(network, inputs, key):
         return bj.run(network, inputs, backend=backend, dt=args.dt, key=key)
 
+    labels = jnp.arange(args.batch) % args.outputs
+
+    def gradient_of(mode):
+        chip_model = bj.ChipModel(chip, config, gradient=mode)
+
+        @eqx.filter_jit
+        def value_and_grad(network, inputs, key):
+            def loss(network):
+                _, readout = bj.run(network, inputs, backend=chip_model, dt=args.dt, key=key)
+                logits = readout.membrane_cadc.max(0)
+                log_p = jax.nn.log_softmax(logits)
+                return -jnp.take_along_axis(log_p, labels[:, None], 1).mean()
+
+            return eqx.filter_value_and_grad(loss)(network)
+
+        return value_and_grad
+
     results = {}
     cases = [("observe", observe)] + ([("run", forward)] if args.run else [])
+    if args.grad:
+        cases += [("grad_inject", gradient_of("inject")), ("grad_through", gradient_of("through"))]
     for name, fn in cases:
         start = time.perf_counter()
         jax.block_until_ready(fn(network, inputs, k_noise))

@@ -15,11 +15,12 @@ def test_chip_throughput_benchmark_smoke(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     output = tmp_path / "chip.json"
-    argv = "--inputs 8 --hidden 6 --outputs 2 --time 4 --batch 2 --repeats 2 --run".split()
+    argv = "--inputs 8 --hidden 6 --outputs 2 --time 4 --batch 2 --repeats 2 --grad"
+    argv = argv.split()
     report = module.main([*argv, "--output", str(output)])
     assert json.loads(output.read_text()) == report
     assert report["workload"]["circuits"] == 8
-    assert set(report["results"]) == {"observe", "run"}
+    assert set(report["results"]) == {"observe", "grad_inject", "grad_through"}
     for result in report["results"].values():
         for name in ("first_call_s", "median_s", "samples_per_second"):
             assert math.isfinite(result[name]) and result[name] > 0
