@@ -56,6 +56,7 @@ class YinYangConfig:
     hidden_trace_scale: float = 1.0 / 70.0
     readout_trace_scale: float = 1.0 / 70.0
     readout_scale: float = 10.0
+    decoder: str = "max"
     init_hidden: tuple[float, float] = (0.2, 0.3)
     init_output: tuple[float, float] = (0.0, 0.1)
     weight_noise: float = 0.0
@@ -73,12 +74,12 @@ class YinYangConfig:
         return dataclasses.asdict(self)
 
 
-CHIP_PRETRAINING = YinYangConfig(weight_noise=0.03, gain_noise=0.05, neuron_noise=0.03)
+CHIP_PRETRAINING = YinYangConfig(epochs=40, weight_noise=0.03, gain_noise=0.05, neuron_noise=0.03)
 """Numerics phase of the chip job: with noise that stands for the chips' mismatch."""
 CHIP_FINE_TUNING = YinYangConfig(
-    epochs=3, lr=1e-3, lr_decay=0.7, weight_noise=0.03, gain_noise=0.05, neuron_noise=0.0
+    epochs=8, lr=2e-3, lr_decay=0.8, weight_noise=0.0, gain_noise=0.0, neuron_noise=0.0
 )
-"""Chip phase: a few epochs with the chip model in the loop (weight noise only)."""
+"""Chip phase: a few epochs with the chip model in the loop, adapting to its chip."""
 
 
 def yin_yang_network(config: YinYangConfig, *, key: jax.Array) -> Sequential:
@@ -145,6 +146,7 @@ class YinYangLoss(eqx.Module):
     t_bias: float = eqx.field(static=True)
     repetitions: int = eqx.field(static=True)
     readout_scale: float = eqx.field(static=True)
+    decoder: str = eqx.field(static=True)
     weight_noise: float = eqx.field(static=True)
     gain_noise: float = eqx.field(static=True)
     neuron_noise: float = eqx.field(static=True)
@@ -165,6 +167,7 @@ class YinYangLoss(eqx.Module):
             t_bias=config.t_bias,
             repetitions=config.repetitions,
             readout_scale=config.readout_scale,
+            decoder=config.decoder,
             firing_upper=config.firing_upper,
             firing_lower=config.firing_lower,
             firing_weight=config.firing_weight,
@@ -189,7 +192,8 @@ class YinYangLoss(eqx.Module):
                 network, noise_key, self.weight_noise, self.gain_noise, self.neuron_noise
             )
         hidden, readout = run(network, spikes, backend=backend, dt=self.dt, key=key)
-        return self.readout_scale * bd.max_over_time(readout.membrane_cadc), hidden.spikes
+        decode = {"max": bd.max_over_time, "mean": bd.mean_over_time}[self.decoder]
+        return self.readout_scale * decode(readout.membrane_cadc), hidden.spikes
 
     def __call__(self, network, batch, *, key, backend):
         coordinates, labels = batch
@@ -208,9 +212,9 @@ def perturb(network, key, weight_noise: float, gain_noise: float, neuron_noise: 
     Every weight is multiplied by `(1 + weight_noise * N(0, 1))` and every row (target
     neuron; one factor for its excitatory and one for its inhibitory inputs) by
     `(1 + gain_noise * N(0, 1))`. With `neuron_noise`, every LIF's model threshold and leak
-    move by `neuron_noise * N(0, 1)` (model units, per neuron) and every population's
-    time constants by a factor `exp(neuron_noise * N(0, 1))` (for numerics only: the time
-    constants are chip values too).
+    move by `neuron_noise * N(0, 1)` (model units, per neuron; their chip values by the
+    same amount in LSB, like the chip's calibration residuals) and every population's time
+    constants by a factor `exp(neuron_noise * N(0, 1))`.
     """
     layers = list(network.layers)
     for index, layer in enumerate(layers):
@@ -226,10 +230,12 @@ def perturb(network, key, weight_noise: float, gain_noise: float, neuron_noise: 
             k_leak, k_threshold, k_mem, k_syn = jax.random.split(k_neuron, 4)
             size = layer.size
 
-            def shifted(value, k, size=size):
+            span = _chip_per_model_unit(layer) if layer.fire else 1.0
+
+            def shifted(value, k, size=size, span=span):
                 noise = neuron_noise * jax.random.normal(k, (size,))
                 if isinstance(value, Mixed):
-                    return Mixed(value.model + noise, jnp.broadcast_to(value.hardware, (size,)))
+                    return Mixed(value.model + noise, value.hardware + span * noise)
                 return value + noise
 
             def scaled(value, k, size=size):
@@ -244,6 +250,15 @@ def perturb(network, key, weight_noise: float, gain_noise: float, neuron_noise: 
                 lambda n, names=names: [getattr(n, name) for name in names], layer, values
             )
     return eqx.tree_at(lambda n: n.layers, network, tuple(layers))
+
+
+def _chip_per_model_unit(neuron):
+    """Chip LSB per model unit of potential: (threshold - leak) on the chip over the model's."""
+    from ._parameters import hardware_value, model_value
+
+    chip = hardware_value(neuron.threshold) - hardware_value(neuron.leak)
+    model = model_value(neuron.threshold) - model_value(neuron.leak)
+    return chip / model
 
 
 def clip_weights(network):
@@ -324,6 +339,13 @@ def add_train_arguments(parser) -> None:
         help="relative weight noise in training on the backend (default 0 numeric, "
         f"{CHIP_FINE_TUNING.weight_noise} chip)",
     )
+    parser.add_argument(
+        "--gain-noise",
+        type=float,
+        default=None,
+        help="relative per-neuron gain noise in training on the backend (default 0 numeric, "
+        f"{CHIP_FINE_TUNING.gain_noise} chip)",
+    )
     parser.add_argument("--train-size", type=int, default=default.train_size)
     parser.add_argument("--test-size", type=int, default=default.test_size)
     parser.add_argument("--hidden", type=int, default=default.hidden, help="hidden LIF neurons")
@@ -360,7 +382,7 @@ def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig]:
     )
     changes = {
         name: getattr(args, name)
-        for name in ("epochs", "lr", "lr_decay", "weight_noise")
+        for name in ("epochs", "lr", "lr_decay", "weight_noise", "gain_noise")
         if getattr(args, name) is not None
     }
     main = dataclasses.replace(main, **common, **changes)
@@ -413,7 +435,7 @@ def _default_output(args) -> str:
 def _run_config(config: YinYangConfig, args, phase: str) -> dict:
     values = {k: v for k, v in config.to_dict().items() if k != "epochs"}
     values |= {"phase": phase, "backend": args.backend, "seed": args.seed}
-    if args.backend == "chip":
+    if args.backend == "chip" and phase == "main":
         values |= {"gradient": args.gradient, "chip_seed": args.chip_seed}
     return values
 
