@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._parameters import hardware_value, model_value
+from ..kernels.cuba import CubaParams
 from ._base import BackendError
 from ._chip_config import (
     REFERENCE_CAPACITANCE,
@@ -159,7 +160,7 @@ def _neuron_arrays(network, placement: Placement, chip: ChipInstance, config, h)
         def full(value, n=n):
             return jnp.broadcast_to(jnp.asarray(value, jnp.float32), (n,))
 
-        hw = {name: full(hardware_value(getattr(neuron, name))) for name in _HW_NAMES}
+        hw = {name: full(hardware_value(getattr(neuron, name))) for name in CubaParams._fields}
         per_neuron["leak"].append(hw["leak"] + chip.leak[first])
         per_neuron["reset"].append(hw["reset"] + chip.reset[first])
         per_neuron["threshold"].append(hw["threshold"] + chip.threshold[first])
@@ -184,19 +185,3 @@ def _neuron_arrays(network, placement: Placement, chip: ChipInstance, config, h)
     neuron_values = {k: jnp.concatenate(v) for k, v in per_neuron.items()}
     circuit_values = {k: jnp.concatenate(v) for k, v in per_circuit.items()}
     return neuron_values, circuit_values
-
-
-_HW_NAMES = (
-    "leak",
-    "reset",
-    "threshold",
-    "tau_mem",
-    "tau_syn",
-    "membrane_capacitance",
-    "refractory_time",
-    "exponential_slope",
-    "exponential_threshold",
-    "subthreshold_adaptation_strength",
-    "spike_triggered_adaptation_increment",
-    "tau_adap",
-)
