@@ -454,7 +454,7 @@ def fit(
     result.history[-1]["test_accuracy"]
     ```
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")

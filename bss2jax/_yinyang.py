@@ -555,7 +555,7 @@ def train_command(args) -> int:
         metrics["pretrain_history"] = pretrain_history
     write_json(output / "metrics.json", metrics)
     if not args.no_plots:
-        plot_curves(result.history, output / "curves.png", pretrain_history)
+        plot_curves(result.history, output / "curves.png", pretrain_history, args.backend)
         plot_decision_map(
             result.network,
             eval_loss,
@@ -596,7 +596,9 @@ def _print_epoch(epochs: int, phase: str = "main"):
     return report
 
 
-def plot_curves(history: list, path, pretrain_history: list | None = None) -> None:
+def plot_curves(
+    history: list, path, pretrain_history: list | None = None, label: str | None = None
+) -> None:
     """Loss and accuracy per epoch, train and test, into a PNG at `path`.
 
     Epochs of a numerics pretraining (if any) come first, drawn dashed.
@@ -624,7 +626,7 @@ def plot_curves(history: list, path, pretrain_history: list | None = None) -> No
                     [h[name] for h in history],
                     marker="o",
                     color=colour,
-                    label=split,
+                    label=split if label is None else f"{split} ({label})",
                 )
         if metric == "accuracy":
             axis.set_ylim(max(0.0, axis.get_ylim()[0]), 1.0)
