@@ -346,6 +346,13 @@ def add_train_arguments(parser) -> None:
         help="relative per-neuron gain noise in training on the backend (default 0 numeric, "
         f"{CHIP_FINE_TUNING.gain_noise} chip)",
     )
+    parser.add_argument(
+        "--neuron-noise",
+        type=float,
+        default=None,
+        help="per-neuron noise on thresholds, leaks (model units; chip values alike) and "
+        "time constants (relative) in training on the backend (default 0)",
+    )
     parser.add_argument("--train-size", type=int, default=default.train_size)
     parser.add_argument("--test-size", type=int, default=default.test_size)
     parser.add_argument("--hidden", type=int, default=default.hidden, help="hidden LIF neurons")
@@ -382,7 +389,7 @@ def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig]:
     )
     changes = {
         name: getattr(args, name)
-        for name in ("epochs", "lr", "lr_decay", "weight_noise", "gain_noise")
+        for name in ("epochs", "lr", "lr_decay", "weight_noise", "gain_noise", "neuron_noise")
         if getattr(args, name) is not None
     }
     main = dataclasses.replace(main, **common, **changes)
