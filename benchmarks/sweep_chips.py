@@ -15,7 +15,8 @@ test samples. Three ways, in the same process, on the same chips and keys:
 
 The first call of each is timed apart (compilation plus one run; for the loop, the first
 chip alone is compiled and timed before the first whole loop); the steady state is the
-median of `--repeats` further calls, each `block_until_ready`. The JSON has the JAX version,
+median of `--repeats` further calls, each `block_until_ready` (wall time, and the process's
+CPU time, which other jobs on a shared machine disturb less). The JSON has the JAX version,
 the device, the per-chip accuracies' summary and the largest difference between the ways.
 
     python benchmarks/sweep_chips.py                        # full size (64 chips)
@@ -163,15 +164,20 @@ def trained_network(args) -> tuple[bj.Sequential, dict]:
 
 
 def _time(fn, repeats):
+    """First call, then `repeats` timed calls: wall seconds, and the process's CPU seconds
+    (all threads; less sensitive than wall time to other jobs on a shared machine)."""
     start = time.perf_counter()
     out = jax.block_until_ready(fn())
     first = time.perf_counter() - start
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
-    return out, first, statistics.median(times) if times else float("nan"), times
+        cpu.append(time.process_time() - start_cpu)
+    median = statistics.median(times) if times else float("nan")
+    cpu_median = statistics.median(cpu) if cpu else float("nan")
+    return out, first, median, times, cpu_median
 
 
 def main(argv=None) -> dict:
@@ -240,9 +246,14 @@ def main(argv=None) -> dict:
         def vmapped():
             return jnp.concatenate([batched(c, k) for c, k in pieces])[: args.chips]
 
-        out, first, median, times = _time(vmapped, args.repeats)
+        out, first, median, times, cpu = _time(vmapped, args.repeats)
         accuracies["vmap"] = np.asarray(out)
-        results["vmap"] = {"first_call_s": first, "median_s": median, "times_s": times}
+        results["vmap"] = {
+            "first_call_s": first,
+            "median_s": median,
+            "times_s": times,
+            "cpu_median_s": cpu,
+        }
     if "loop" in cases:
         single = jax.jit(accuracy)
         # the same instances, unstacked before timing: the loop times only the calls
@@ -257,13 +268,14 @@ def main(argv=None) -> dict:
         start = time.perf_counter()
         jax.block_until_ready(single(chip_list[0], key_list[0]))
         compile_s = time.perf_counter() - start
-        out, first, median, times = _time(loop, args.repeats)
+        out, first, median, times, cpu = _time(loop, args.repeats)
         accuracies["loop"] = np.asarray(out)
         results["loop"] = {
             "first_chip_s": compile_s,
             "first_call_s": first,
             "median_s": median,
             "times_s": times,
+            "cpu_median_s": cpu,
         }
     if "sweep" in cases:
 
@@ -272,9 +284,14 @@ def main(argv=None) -> dict:
                 accuracy, {"chip": chips, "key": keys}, product=False, chunk_size=chunk
             ).values
 
-        out, first, median, times = _time(swept, args.repeats)
+        out, first, median, times, cpu = _time(swept, args.repeats)
         accuracies["sweep"] = np.asarray(out)
-        results["sweep"] = {"first_call_s": first, "median_s": median, "times_s": times}
+        results["sweep"] = {
+            "first_call_s": first,
+            "median_s": median,
+            "times_s": times,
+            "cpu_median_s": cpu,
+        }
     for result in results.values():
         result["chips_per_second"] = args.chips / result["median_s"]
         result["samples_per_second"] = args.chips * args.test_size / result["median_s"]

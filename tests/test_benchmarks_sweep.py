@@ -34,6 +34,7 @@ def test_sweep_chips_benchmark_smoke(tmp_path):
     for name in ("vmap", "loop", "sweep"):
         for field in ("first_call_s", "median_s", "chips_per_second"):
             assert math.isfinite(results[name][field]) and results[name][field] > 0
+        assert math.isfinite(results[name]["cpu_median_s"]) and results[name]["cpu_median_s"] >= 0
     # one vmap call, a loop and bj.sweep give the same accuracies (same chips, same keys)
     assert report["accuracy"]["max_difference_between_cases"] <= 1e-6
     assert 0.0 <= report["accuracy"]["min"] <= report["accuracy"]["max"] <= 1.0
