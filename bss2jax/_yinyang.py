@@ -69,6 +69,7 @@ class YinYangConfig:
     lr_decay: float = 0.9
     epochs: int = 30
     batch_size: int = 50
+    trainable: str = "all"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -261,6 +262,12 @@ def _chip_per_model_unit(neuron):
     return chip / model
 
 
+def readout_weights(network):
+    """Filter spec: only the readout projection's (the last synapse's) weights train."""
+    spec = jax.tree_util.tree_map(lambda _: False, network)
+    return eqx.tree_at(lambda n: n.layers[-2].weight, spec, True)
+
+
 def clip_weights(network):
     """Keep every weight inside the chip's range: `|w| <= 63 / scale` (hxtorch's clamp)."""
     layers = list(network.layers)
@@ -353,6 +360,13 @@ def add_train_arguments(parser) -> None:
         help="per-neuron noise on thresholds, leaks (model units; chip values alike) and "
         "time constants (relative) in training on the backend (default 0)",
     )
+    parser.add_argument(
+        "--trainable",
+        choices=("all", "readout"),
+        default=None,
+        help="weights trained on the backend: all, or the readout's only (chip default all; "
+        "readout keeps the robust hidden layer of the numerics phase and transfers better)",
+    )
     parser.add_argument("--train-size", type=int, default=default.train_size)
     parser.add_argument("--test-size", type=int, default=default.test_size)
     parser.add_argument("--hidden", type=int, default=default.hidden, help="hidden LIF neurons")
@@ -389,7 +403,15 @@ def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig]:
     )
     changes = {
         name: getattr(args, name)
-        for name in ("epochs", "lr", "lr_decay", "weight_noise", "gain_noise", "neuron_noise")
+        for name in (
+            "epochs",
+            "lr",
+            "lr_decay",
+            "weight_noise",
+            "gain_noise",
+            "neuron_noise",
+            "trainable",
+        )
         if getattr(args, name) is not None
     }
     main = dataclasses.replace(main, **common, **changes)
@@ -462,6 +484,7 @@ def _fit_phase(network, config, args, *, backend, output, key, phase, train, tes
         key=key,
         backend=backend,
         eval_loss=YinYangLoss.from_config(config, training=False),
+        trainable=readout_weights if config.trainable == "readout" else None,
         constrain=clip_weights,
         output=output,
         checkpoint_every=args.checkpoint_every,

@@ -105,6 +105,15 @@ def test_training_noise_perturbs_weights_and_neurons():
     assert _yinyang.YinYangLoss.from_config(config, training=False).weight_noise == 0.0
 
 
+def test_readout_only_training_keeps_the_hidden_layer():
+    network, loss, train, _ = small_job()
+    step = bj.make_train_step(loss, optax.adam(1e-2), trainable=_yinyang.readout_weights)
+    batch = jax.tree.map(jnp.asarray, train)
+    new, _, _ = step(network, step.init(network), batch, key=jax.random.key(0))
+    np.testing.assert_array_equal(new.layers[0].weight, network.layers[0].weight)
+    assert not np.allclose(new.layers[2].weight, network.layers[2].weight)
+
+
 def test_loss_must_return_a_scalar():
     network, _, train, _ = small_job()
     step = bj.make_train_step(lambda n, b, *, key, backend: jnp.ones(3), optax.sgd(0.1))
