@@ -322,7 +322,8 @@ def add_train_arguments(parser) -> None:
         "--pretrain-epochs",
         type=int,
         default=CHIP_PRETRAINING.epochs,
-        help="chip backend: epochs of numerics (with mismatch noise) before the chip epochs",
+        help="chip backend: epochs of numerics (with mismatch noise) before the chip epochs "
+        f"(default {CHIP_PRETRAINING.epochs})",
     )
     parser.add_argument("--batch-size", type=int, default=default.batch_size)
     parser.add_argument(
@@ -343,15 +344,13 @@ def add_train_arguments(parser) -> None:
         "--weight-noise",
         type=float,
         default=None,
-        help="relative weight noise in training on the backend (default 0 numeric, "
-        f"{CHIP_FINE_TUNING.weight_noise} chip)",
+        help="relative weight noise in training on the backend (default 0)",
     )
     parser.add_argument(
         "--gain-noise",
         type=float,
         default=None,
-        help="relative per-neuron gain noise in training on the backend (default 0 numeric, "
-        f"{CHIP_FINE_TUNING.gain_noise} chip)",
+        help="relative per-neuron gain noise in training on the backend (default 0)",
     )
     parser.add_argument(
         "--neuron-noise",
