@@ -7,6 +7,7 @@ chunks of a fixed size (the last chunk is padded, so there is still one compilat
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -66,6 +67,24 @@ def _axis_length(name, values) -> int:
     return length
 
 
+@functools.lru_cache(maxsize=64)
+def _evaluator(fn, names):
+    """The jitted, vmapped evaluation of `fn`; cached, so a repeated sweep compiles once."""
+
+    @jax.jit
+    def evaluate(columns, axes):
+        def one(row):
+            point = {
+                name: jax.tree.map(lambda a, i=row[k]: a[i], axes[name])
+                for k, name in enumerate(names)
+            }
+            return fn(**point)
+
+        return jax.vmap(one)(columns)
+
+    return evaluate
+
+
 def sweep(
     fn: Callable[..., Any],
     axes: Mapping[str, Any],
@@ -117,17 +136,10 @@ def sweep(
         raise ValueError(f"`chunk_size` must be a positive int; got {chunk_size!r}.")
     chunk_size = min(chunk_size, points)
 
-    @jax.jit
-    def evaluate(columns, axes):
-        def one(row):
-            point = {
-                name: jax.tree.map(lambda a, i=row[k]: a[i], axes[name])
-                for k, name in enumerate(names)
-            }
-            return fn(**point)
-
-        return jax.vmap(one)(columns)
-
+    try:
+        evaluate = _evaluator(fn, names)
+    except TypeError:  # an unhashable callable (e.g. a module with array fields): no cache
+        evaluate = _evaluator.__wrapped__(fn, names)
     axes = {name: jax.tree.map(jnp.asarray, axes[name]) for name in names}
     chunks = []
     for start in range(0, points, chunk_size):

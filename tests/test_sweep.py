@@ -67,3 +67,15 @@ def test_bad_arguments():
         bj.sweep(spike_count, {"tau_mem": jnp.ones(2), "scale": jnp.ones(2)}, chunk_size=0)
     with pytest.raises(ValueError, match="same leading length"):
         bj.sweep(lambda a: a, {"a": (jnp.ones(2), jnp.ones(3))})
+
+
+def test_repeated_sweep_compiles_once():
+    import equinox as eqx
+
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def double(a):
+        return 2 * a
+
+    for _ in range(3):
+        result = bj.sweep(double, {"a": jnp.arange(4.0)})
+    np.testing.assert_array_equal(np.asarray(result.values), 2 * np.arange(4.0))
