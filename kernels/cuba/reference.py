@@ -253,14 +253,21 @@ def step_with(
         v = (1 - z_stop) * v + z_stop * k.reset
 
     if flags.fire and flags.refractory:
-        in_refractory = (r > 0).astype(dtype)
-        v = (1 - in_refractory) * v + in_refractory * k.reset
+        # Masks by `where` (equal to hxtorch's `(1 - m) * x + m * y` for m in {0, 1}, value
+        # and gradient) keep a boolean residual for the backward pass instead of a float.
+        in_refractory = r > 0
+        v = jnp.where(in_refractory, k.reset, v)
         if hardware.membrane is not None:
             v = inject(v, hardware.membrane)
-        z = (1 - in_refractory) * z
+        z = jnp.where(in_refractory, 0.0, z).astype(dtype)
         if hardware.spikes is not None:
             z = inject(z, hardware.spikes)
-        r = (1 - z) * jax.nn.relu(r - in_refractory) + z * k.refractory_steps
+        # The counter only feeds the comparison `r > 0`, which has no derivative: computing
+        # it from the spike value alone leaves its zero gradient out of the backward pass.
+        z_value = lax.stop_gradient(z)
+        r = (1 - z_value) * jax.nn.relu(r - in_refractory.astype(dtype)) + z_value * (
+            k.refractory_steps
+        )
 
     output = StepOutput(z, v, i, w if flags.adaptation else None)
     return CubaState(v, i, w, r), output
