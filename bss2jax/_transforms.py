@@ -66,6 +66,8 @@ def linear_saturating(scale: float = 1.0) -> LinearSaturating:
     syn = bj.Synapse(128, 3, key=key, transform=bj.linear_saturating(55.0))
     ```
     """
+    if isinstance(scale, jax.core.Tracer):  # a scale swept under vmap/jit
+        return LinearSaturating(scale)
     if not scale > 0:
         raise ValueError(f"`scale` must be positive; got {scale!r}.")
     return LinearSaturating(float(scale))

@@ -79,3 +79,14 @@ def test_repeated_sweep_compiles_once():
     for _ in range(3):
         result = bj.sweep(double, {"a": jnp.arange(4.0)})
     np.testing.assert_array_equal(np.asarray(result.values), 2 * np.arange(4.0))
+
+
+def test_weight_scale_can_be_swept():
+    def hardware_sum(scale):
+        synapse = bj.Synapse(2, 1, weight=jnp.array([[0.5, -0.25]]))
+        synapse = bj.Synapse(2, 1, weight=synapse.weight, transform=bj.linear_saturating(scale))
+        return synapse.hardware_weight().sum()
+
+    result = bj.sweep(hardware_sum, {"scale": jnp.array([10.0, 40.0])})
+    # round(5) + round(-2.5) = 5 - 3 = 2; round(20) + round(-10) = 10 (half away from zero).
+    np.testing.assert_array_equal(np.asarray(result.values), [2.0, 10.0])
