@@ -5,42 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _yinyang
-
-
-def _demo(args: argparse.Namespace) -> int:
-    """The intro tutorial's first network: one Synapse onto one LIF, four input spikes."""
-    import jax.numpy as jnp
-    import numpy as np
-
-    import bss2jax as bj
-
-    inputs = jnp.zeros((50, 1, 1)).at[jnp.array([10, 15, 20, 30])].set(1.0)
-    net = bj.Sequential(
-        [
-            bj.Synapse(1, 1, weight=jnp.full((1, 1), 63.0)),
-            bj.LIF(1, enable_madc_recording=True),
-        ]
-    )
-    (lif,) = bj.run(net, inputs, backend=bj.Numeric(), dt=args.dt)
-    spikes = np.flatnonzero(np.asarray(lif.spikes[:, 0, 0]))
-    membrane = np.asarray(lif.membrane_cadc[:, 0, 0])
-    print("bss2jax demo: Synapse(1 -> 1, weight 63) -> LIF (hxtorch defaults), Numeric backend")
-    print(f"input spikes at steps {[10, 15, 20, 30]} (dt = {args.dt:g} s)")
-    print(f"output spikes at steps {spikes.tolist()}")
-    print("membrane (model units = CADC LSB), one value per step:")
-    for start in range(0, len(membrane), 10):
-        row = " ".join(f"{v:7.2f}" for v in membrane[start : start + 10])
-        print(f"  t={start:3d}: {row}")
-    return 0
+from . import _demo, _yinyang
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bss2jax", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="emulate the intro tutorial's first network")
+    demo = commands.add_parser("demo", help="hxtorch's intro tutorial end to end on the chip model")
     demo.add_argument("--dt", type=float, default=1e-6, help="grid step in seconds")
-    demo.set_defaults(func=_demo)
+    demo.add_argument("--epochs", type=int, default=200, help="training epochs (section 4)")
+    demo.add_argument("--learning-rate", type=float, default=2e-3, help="Adam's step size")
+    demo.add_argument("--repetitions", type=int, default=10, help="runs averaged to align")
+    demo.add_argument("--seed", type=int, default=0, help="chip instance, noise and data")
+    demo.add_argument("--output", help="folder for the figures (PNG); none by default")
+    demo.set_defaults(func=_demo.demo_command)
     train = commands.add_parser(
         "train", help="train hxtorch's Yin-Yang network (the main job); resumable"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,10 +17,21 @@ from bss2jax._cli import main
 TINY = ["--train-size", "60", "--test-size", "30", "--hidden", "8", "--batch-size", "20"]
 
 
-def test_demo_runs(capsys):
-    assert main(["demo"]) == 0
+def test_demo_runs_the_tutorial_and_training_lowers_the_loss(tmp_path, capsys):
+    args = ["demo", "--epochs", "30", "--learning-rate", "1e-2", "--repetitions", "3"]
+    assert main([*args, "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "output spikes at steps" in out and "membrane" in out
+    for section in ("1. one LIF on the chip model", "2. the same network", "3. align", "4. train"):
+        assert section in out
+    before, after = (float(x) for x in re.search(r"MSE (\S+) -> (\S+) ", out).groups())
+    assert after < 0.2 * before
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "1_chip_traces.png",
+        "2_mock_traces.png",
+        "3_aligned_psp.png",
+        "4_targets.png",
+        "4_loss.png",
+    }
 
 
 def test_train_tiny_numeric_writes_everything(tmp_path, capsys):
