@@ -91,3 +91,22 @@ class SyntheticBackend(bj.AbstractBackend):
 def bernoulli_spikes(key, shape, p, dtype=jnp.float32):
     """0/1 spikes of the given `(time, batch, in)` shape with probability `p`."""
     return (jax.random.uniform(key, shape) < p).astype(dtype)
+
+
+def sent_request(net, inputs, *, dt, key=None):
+    """The `ExperimentRequest` that `bj.Hardware` builds for `net` on `inputs`.
+
+    A spy client records the request and fails the run, so no chip (model) is needed.
+    """
+    import pytest
+
+    seen = []
+
+    class Spy(bj.AbstractClient):
+        def execute(self, request):
+            seen.append(request)
+            raise bj.HardwareError("spy")
+
+    with pytest.raises(bj.HardwareError, match="spy"):
+        bj.Hardware(Spy(), retries=0).observe(net, inputs, dt=dt, key=key)
+    return seen[0]

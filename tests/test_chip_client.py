@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import sent_request
 
 import bss2jax as bj
 from bss2jax._backend._hardware_host import _seed
@@ -147,8 +148,7 @@ def test_client_answers_like_the_chip_model_in_process(client, small):
 
 def test_raw_answer_has_irregular_sample_times(client, small):
     net, inputs = small
-    backend = bj.Hardware(client)
-    request = client_request(backend, net, inputs)
+    request = sent_request(net, inputs, dt=DT)
     answer = client.execute(request)
     cadc = answer.cadc[0]
     periods = np.diff(np.sort(cadc.times[(cadc.neurons == 0) & (cadc.batch == 0)]))
@@ -162,20 +162,6 @@ def test_raw_answer_has_irregular_sample_times(client, small):
     assert spikes.times.size and np.all(
         np.abs(spikes.times / 8e-9 - np.round(spikes.times / 8e-9)) < 1e-3
     )
-
-
-def client_request(backend, net, inputs):
-    """The `ExperimentRequest` that `backend` sends for `net` on `inputs` (via a spy)."""
-    seen = []
-
-    class Spy(bj.AbstractClient):
-        def execute(self, request):
-            seen.append(request)
-            raise bj.HardwareError("spy")
-
-    with pytest.raises(bj.HardwareError, match="spy"):
-        bj.Hardware(Spy(), retries=0).observe(net, inputs, dt=DT, key=None)
-    return seen[0]
 
 
 def test_configuration_is_written_once(client, small):
@@ -192,7 +178,7 @@ def test_configuration_is_written_once(client, small):
 
 def test_worker_errors_and_restart(client, small):
     net, inputs = small
-    request = client_request(bj.Hardware(client), net, inputs)
+    request = sent_request(net, inputs, dt=DT)
     population = dataclasses.replace(
         request.populations[0], tau_mem=-request.populations[0].tau_mem
     )

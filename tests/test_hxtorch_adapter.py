@@ -12,25 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import sent_request
 
 import bss2jax as bj
 from bss2jax import _hxtorch_adapter as adapter
 
 DT = 1e-6
-
-
-def request_for(net, inputs, *, key=None):
-    """The `ExperimentRequest` that `Hardware` builds for `net` on `inputs`."""
-    seen = []
-
-    class Spy(bj.AbstractClient):
-        def execute(self, request):
-            seen.append(request)
-            raise bj.HardwareError("spy")
-
-    with pytest.raises(bj.HardwareError, match="spy"):
-        bj.Hardware(Spy(), retries=0).observe(net, inputs, dt=DT, key=key)
-    return seen[0]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +39,7 @@ def inputs():
 
 @pytest.fixture(scope="module")
 def request_(net, inputs):
-    return request_for(net, inputs)
+    return sent_request(net, inputs, dt=DT)
 
 
 def test_hxtorch_is_not_imported_with_bss2jax():
@@ -137,7 +124,7 @@ def test_what_hxtorch_cannot_express(request_, inputs, getkey):
     adapter.check_mappable(request_)
     adex = bj.Sequential([bj.Synapse(10, 2, key=getkey()), bj.AdEx(2)])
     with pytest.raises(bj.HardwareError, match="maps LIF and LI populations only"):
-        adapter.check_mappable(request_for(adex, inputs))
+        adapter.check_mappable(sent_request(adex, inputs, dt=DT))
     recurrent = bj.Network(
         {"a": bj.LIF(3)},
         [
@@ -147,7 +134,7 @@ def test_what_hxtorch_cannot_express(request_, inputs, getkey):
         input_size=10,
     )
     with pytest.raises(bj.HardwareError, match="exactly one incoming projection"):
-        adapter.check_mappable(request_for(recurrent, inputs))
+        adapter.check_mappable(sent_request(recurrent, inputs, dt=DT))
 
 
 def test_raw_data_from_hxtorch_handles(request_):
@@ -237,6 +224,7 @@ def _fake_hxtorch(log):
 
     class LIF(Population):
         def post_process(self, hw_data, runtime):
+            # What hxtorch itself raises here; the adapter must read the raw data instead.
             raise NotImplementedError("MADCHandle to dense torch Tensor is not implemented yet.")
 
     class LI(Population):
