@@ -15,6 +15,7 @@ from ._backend import (
     Placement as Placement,
     PlacementError as PlacementError,
     PopulationPlacement as PopulationPlacement,
+    RandomChips as RandomChips,
     RawPopulationRecording as RawPopulationRecording,
     Replay as Replay,
     ReplayClient as ReplayClient,

@@ -34,8 +34,10 @@ class YinYangConfig:
     """Hyperparameters of one training phase of the Yin-Yang job.
 
     The defaults are the numerics phase: 30 epochs of Adam at 5e-3, decaying by 0.9 per
-    epoch, no training noise (`bss2jax train --backend numeric`). `CHIP_PRETRAINING` and
-    `CHIP_FINE_TUNING` are the two phases of the chip job.
+    epoch, no training noise (`bss2jax train --backend numeric`). `CHIP_PRETRAINING`,
+    `CHIP_RANDOM` and `CHIP_FINE_TUNING` are the three phases of the chip job.
+    `anchor_probability` (chip phases): the chance that a batch runs on the chip trained
+    on rather than on a freshly drawn one (1: always that chip).
     """
 
     train_size: int = 5000
@@ -70,17 +72,19 @@ class YinYangConfig:
     epochs: int = 30
     batch_size: int = 50
     trainable: str = "all"
+    anchor_probability: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-CHIP_PRETRAINING = YinYangConfig(epochs=40, weight_noise=0.03, gain_noise=0.05, neuron_noise=0.03)
-"""Numerics phase of the chip job: with noise that stands for the chips' mismatch."""
-CHIP_FINE_TUNING = YinYangConfig(
-    epochs=8, lr=2e-3, lr_decay=0.8, weight_noise=0.0, gain_noise=0.0, neuron_noise=0.0
-)
-"""Chip phase: a few epochs with the chip model in the loop, adapting to its chip."""
+CHIP_PRETRAINING = YinYangConfig(epochs=30)
+"""Phase 1 of the chip job: ideal numerics."""
+CHIP_RANDOM = YinYangConfig(epochs=20, lr=5e-3, lr_decay=0.9)
+"""Phase 2: the chip model on a new random chip instance every batch, gradient "through"."""
+CHIP_FINE_TUNING = YinYangConfig(epochs=4, lr=5e-4, lr_decay=0.8, anchor_probability=0.3)
+"""Phase 3: the chip in the loop (inject mode), each batch on it with probability 0.3 and
+on a random chip otherwise, so that the network adapts to its chip without leaning on it."""
 
 
 def yin_yang_network(config: YinYangConfig, *, key: jax.Array) -> Sequential:
@@ -322,8 +326,22 @@ def add_train_arguments(parser) -> None:
         "--pretrain-epochs",
         type=int,
         default=CHIP_PRETRAINING.epochs,
-        help="chip backend: epochs of numerics (with mismatch noise) before the chip epochs "
-        f"(default {CHIP_PRETRAINING.epochs})",
+        help=f"chip backend: epochs of ideal numerics first (default {CHIP_PRETRAINING.epochs})",
+    )
+    parser.add_argument(
+        "--random-chip-epochs",
+        type=int,
+        default=CHIP_RANDOM.epochs,
+        help="chip backend: then epochs on the chip model with a new random chip instance "
+        f"per batch, gradient through (default {CHIP_RANDOM.epochs}; 0 skips them)",
+    )
+    parser.add_argument(
+        "--anchor-probability",
+        type=float,
+        default=None,
+        help="chip backend, last phase: chance that a batch runs on the chip trained on "
+        "rather than on a random chip (default "
+        f"{CHIP_FINE_TUNING.anchor_probability}; 1 trains on that chip alone)",
     )
     parser.add_argument("--batch-size", type=int, default=default.batch_size)
     parser.add_argument(
@@ -390,8 +408,8 @@ def add_train_arguments(parser) -> None:
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
 
 
-def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig]:
-    """The (numerics pretraining or None, main) phases that `bss2jax train args` runs."""
+def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig | None, YinYangConfig]:
+    """The phases `bss2jax train args` runs: (numerics or None, random chips or None, main)."""
     chip = args.backend == "chip"
     main = CHIP_FINE_TUNING if chip else YinYangConfig()
     common = dict(
@@ -410,45 +428,68 @@ def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig]:
             "gain_noise",
             "neuron_noise",
             "trainable",
+            "anchor_probability",
         )
-        if getattr(args, name) is not None
+        if getattr(args, name, None) is not None
     }
     main = dataclasses.replace(main, **common, **changes)
-    pretraining = None
+    pretraining = random_chips = None
     if chip and args.pretrain_epochs:
         pretraining = dataclasses.replace(CHIP_PRETRAINING, **common, epochs=args.pretrain_epochs)
-    for config in (pretraining, main):
+    random_epochs = getattr(args, "random_chip_epochs", 0)
+    if chip and random_epochs:
+        random_chips = dataclasses.replace(CHIP_RANDOM, **common, epochs=random_epochs)
+    phase_flags = {"pretrain": "--pretrain-epochs", "random": "--random-chip-epochs"}
+    for phase, config in (("pretrain", pretraining), ("random", random_chips), ("main", main)):
         if config is None:
             continue
         for name in ("epochs", "batch_size", "train_size", "test_size", "hidden"):
             value = getattr(config, name)
             if value < 1:
-                flag = "--pretrain-epochs" if config is pretraining and name == "epochs" else None
+                flag = phase_flags.get(phase) if name == "epochs" else None
                 flag = flag or f"--{name.replace('_', '-')}"
                 raise ValueError(f"`{flag}` must be a positive int; got {value}.")
+    if not 0.0 <= main.anchor_probability <= 1.0:
+        raise ValueError(
+            f"`--anchor-probability` must lie in [0, 1]; got {main.anchor_probability}."
+        )
     if main.batch_size > main.train_size:
         raise ValueError(
             f"`--batch-size` must not exceed `--train-size` ({main.train_size}); got "
             f"{main.batch_size}."
         )
-    if args.pretrain_epochs < 0:
-        raise ValueError(f"`--pretrain-epochs` must be >= 0; got {args.pretrain_epochs}.")
-    return pretraining, main
+    for flag, value in (
+        ("--pretrain-epochs", args.pretrain_epochs),
+        ("--random-chip-epochs", random_epochs),
+    ):
+        if value < 0:
+            raise ValueError(f"`{flag}` must be >= 0; got {value}.")
+    return pretraining, random_chips, main
 
 
 DEFAULT_BACKEND = "chip"
 
 
-def make_backend(name: str, *, gradient: str = "inject", chip_seed: int = 0):
-    """The backend called `name` ("numeric" or "chip": a seeded chip instance)."""
+def make_backend(
+    name: str, *, gradient: str = "inject", chip_seed: int = 0, anchor_probability: float = 1.0
+):
+    """The backend called `name` ("numeric" or "chip": a seeded chip instance).
+
+    With `anchor_probability < 1` the chip backend is `RandomChips` anchored to that
+    instance: each call runs on it with that probability, else on a freshly drawn chip.
+    """
     from ._backend import Numeric
 
     if name == "numeric":
         return Numeric()
     if name == "chip":
-        from ._backend import ChipInstance, ChipModel
+        from ._backend import ChipInstance, ChipModel, RandomChips
 
         chip = ChipInstance.random(jax.random.PRNGKey(chip_seed))
+        if anchor_probability < 1.0:
+            return RandomChips(
+                gradient=gradient, anchor=chip, anchor_probability=anchor_probability
+            )
         return ChipModel(chip, gradient=gradient)
     raise ValueError(f"`backend` must be one of {BACKENDS}; got {name!r}.")
 
@@ -465,10 +506,16 @@ def _run_config(config: YinYangConfig, args, phase: str) -> dict:
     values |= {"phase": phase, "backend": args.backend, "seed": args.seed}
     if args.backend == "chip" and phase == "main":
         values |= {"gradient": args.gradient, "chip_seed": args.chip_seed}
+    if phase == "random":
+        values |= {"gradient": "through", "chip_seed": args.chip_seed}
+    if phase != "main" or args.backend != "chip":
+        values.pop("anchor_probability")
     return values
 
 
-def _fit_phase(network, config, args, *, backend, output, key, phase, train, test):
+def _fit_phase(
+    network, config, args, *, backend, output, key, phase, train, test, eval_backend=None
+):
     from ._train import fit
 
     batches = config.train_size // config.batch_size
@@ -482,6 +529,7 @@ def _fit_phase(network, config, args, *, backend, output, key, phase, train, tes
         batch_size=config.batch_size,
         key=key,
         backend=backend,
+        eval_backend=eval_backend,
         eval_loss=YinYangLoss.from_config(config, training=False),
         trainable=readout_weights if config.trainable == "readout" else None,
         constrain=clip_weights,
@@ -506,8 +554,14 @@ def train_command(args) -> int:
 
     if args.transfer < 0:
         raise ValueError(f"`--transfer` must be a non-negative int; got {args.transfer}.")
-    pretraining, config = train_configs(args)
+    pretraining, random_chips, config = train_configs(args)
     backend = make_backend(args.backend, gradient=args.gradient, chip_seed=args.chip_seed)
+    train_backend = make_backend(
+        args.backend,
+        gradient=args.gradient,
+        chip_seed=args.chip_seed,
+        anchor_probability=config.anchor_probability,
+    )
     output = Path(args.output or _default_output(args))
     train, test = bd.yin_yang_splits(config.train_size, config.test_size)
     key = jax.random.key(args.seed)
@@ -516,6 +570,10 @@ def train_command(args) -> int:
         f" ({args.gradient} mode, chip {args.chip_seed})" if args.backend == "chip" else ""
     )
     plan = f"{config.epochs} epochs on {where}"
+    if args.backend == "chip" and config.anchor_probability < 1:
+        plan += f" with probability {config.anchor_probability:g}, else a random chip"
+    if random_chips is not None:
+        plan = f"{random_chips.epochs} epochs on random chips (through), then " + plan
     if pretraining is not None:
         plan = f"{pretraining.epochs} epochs of numerics, then " + plan
     print(
@@ -540,11 +598,30 @@ def train_command(args) -> int:
         )
         network, pretrain_history = result.network, result.history
         resumed.append(result.resumed_step)
+    random_history = []
+    if random_chips is not None:
+        from ._backend import RandomChips
+
+        result = _fit_phase(
+            network,
+            random_chips,
+            args,
+            backend=RandomChips(gradient="through"),
+            eval_backend=backend,
+            output=output / "random-chips",
+            key=jax.random.fold_in(key, 5),
+            phase="random",
+            train=train,
+            test=test,
+        )
+        network, random_history = result.network, result.history
+        resumed.append(result.resumed_step)
     result = _fit_phase(
         network,
         config,
         args,
-        backend=backend,
+        backend=train_backend,
+        eval_backend=backend,
         output=output,
         key=jax.random.fold_in(key, 1),
         phase="main",
@@ -582,9 +659,19 @@ def train_command(args) -> int:
             "epochs": pretraining.epochs
         }
         metrics["pretrain_history"] = pretrain_history
+    if random_chips is not None:
+        metrics["random_chips_config"] = _run_config(random_chips, args, "random") | {
+            "epochs": random_chips.epochs
+        }
+        metrics["random_chips_history"] = random_history
     write_json(output / "metrics.json", metrics)
     if not args.no_plots:
-        plot_curves(result.history, output / "curves.png", pretrain_history, args.backend)
+        plot_curves(
+            result.history,
+            output / "curves.png",
+            [("numerics", pretrain_history), ("random chips", random_history)],
+            args.backend,
+        )
         plot_decision_map(
             result.network,
             eval_loss,
@@ -611,7 +698,7 @@ def train_command(args) -> int:
 
 def _print_epoch(epochs: int, phase: str = "main"):
     def report(record: dict) -> None:
-        label = "numerics epoch" if phase == "pretrain" else "epoch"
+        label = {"pretrain": "numerics epoch", "random": "random-chip epoch"}.get(phase, "epoch")
         parts = [f"{label} {record['epoch']}/{epochs}"]
         for split in ("train", "test"):
             if f"{split}_loss" in record:
@@ -625,30 +712,31 @@ def _print_epoch(epochs: int, phase: str = "main"):
     return report
 
 
-def plot_curves(
-    history: list, path, pretrain_history: list | None = None, label: str | None = None
-) -> None:
+def plot_curves(history: list, path, earlier: list | None = None, label: str | None = None) -> None:
     """Loss and accuracy per epoch, train and test, into a PNG at `path`.
 
-    Epochs of a numerics pretraining (if any) come first, drawn dashed.
+    `earlier`: `(name, history)` of the phases before (e.g. numerics), drawn first, in
+    other line styles.
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    pretrain_history = pretrain_history or []
-    offset = len(pretrain_history)
+    earlier = [(name, h) for name, h in (earlier or []) if h]
     figure = Figure(figsize=(9, 3.5), layout="constrained")
     for axis, metric in zip(figure.subplots(1, 2), ("loss", "accuracy"), strict=True):
         for split, colour in (("train", "C0"), ("test", "C1")):
             name = f"{split}_{metric}"
-            if pretrain_history and all(name in h for h in pretrain_history):
-                axis.plot(
-                    [h["epoch"] for h in pretrain_history],
-                    [h[name] for h in pretrain_history],
-                    "--",
-                    color=colour,
-                    label=f"{split} (numerics)",
-                )
+            offset = 0
+            for (phase, records), style in zip(earlier, ("--", ":", "-."), strict=False):
+                if all(name in h for h in records):
+                    axis.plot(
+                        [offset + h["epoch"] for h in records],
+                        [h[name] for h in records],
+                        style,
+                        color=colour,
+                        label=f"{split} ({phase})",
+                    )
+                offset += len(records)
             if all(name in h for h in history):
                 axis.plot(
                     [offset + h["epoch"] for h in history],

@@ -19,4 +19,5 @@ from ._placement import (
     neurons_per_run as neurons_per_run,
     place as place,
 )
+from ._random_chips import RandomChips as RandomChips
 from ._replay import Replay as Replay, ReplayClient as ReplayClient, ReplayError as ReplayError
