@@ -82,7 +82,7 @@ CHIP_PRETRAINING = YinYangConfig(epochs=30)
 """Phase 1 of the chip job: ideal numerics."""
 CHIP_RANDOM = YinYangConfig(epochs=20, lr=5e-3, lr_decay=0.9)
 """Phase 2: the chip model on a new random chip instance every batch, gradient "through"."""
-CHIP_FINE_TUNING = YinYangConfig(epochs=4, lr=5e-4, lr_decay=0.8, anchor_probability=0.3)
+CHIP_FINE_TUNING = YinYangConfig(epochs=6, lr=1e-3, lr_decay=0.8, anchor_probability=0.3)
 """Phase 3: the chip in the loop (inject mode), each batch on it with probability 0.3 and
 on a random chip otherwise, so that the network adapts to its chip without leaning on it."""
 

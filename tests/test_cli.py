@@ -53,12 +53,17 @@ def test_train_tiny_numeric_writes_everything(tmp_path, capsys):
 
 
 def test_train_tiny_chip_model_with_transfer(tmp_path, capsys):
-    args = ["train", "--epochs", "1", "--pretrain-epochs", "1", *TINY, "--transfer", "2"]
+    args = ["train", "--epochs", "1", "--pretrain-epochs", "1", "--random-chip-epochs", "1"]
+    args += [*TINY, "--transfer", "2"]
     assert main([*args, "--output", str(tmp_path), "--no-progress", "--no-plots"]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert len(metrics["pretrain_history"]) == 1 and len(metrics["history"]) == 1
+    assert len(metrics["random_chips_history"]) == 1
+    assert metrics["random_chips_config"]["gradient"] == "through"
     assert metrics["config"]["gradient"] == "inject" and metrics["config"]["chip_seed"] == 0
+    assert metrics["config"]["anchor_probability"] == 0.3
     assert (tmp_path / "pretrain" / "checkpoint.npz").exists()
+    assert (tmp_path / "random-chips" / "checkpoint.npz").exists()
     final = metrics["final"]
     assert len(final["transfer_accuracy"]) == 2 and final["transfer_chip_seeds"] == [1, 2]
     assert "on 2 other chip instances" in capsys.readouterr().out
@@ -71,6 +76,10 @@ def test_train_argument_errors(tmp_path):
         main(["train", "--train-size", "10", "--batch-size", "20", "--output", str(tmp_path)])
     with pytest.raises(ValueError, match="`--pretrain-epochs` must be a positive int; got -1"):
         main(["train", "--pretrain-epochs", "-1", "--output", str(tmp_path)])
+    with pytest.raises(ValueError, match="`--random-chip-epochs` must be a positive int; got -2"):
+        main(["train", "--random-chip-epochs", "-2", "--output", str(tmp_path)])
+    with pytest.raises(ValueError, match=r"`--anchor-probability` must lie in \[0, 1\]; got 1.5"):
+        main(["train", "--anchor-probability", "1.5", "--output", str(tmp_path)])
     with pytest.raises(SystemExit):
         main(["train", "--backend", "gpu"])
 

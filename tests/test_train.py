@@ -100,7 +100,7 @@ def test_training_noise_perturbs_weights_and_neurons():
         lif.threshold.hardware - 150.0, 70.0 * (lif.threshold.model - 1.0), rtol=1e-4, atol=1e-4
     )
     assert float(jnp.std(noisy.layers[3].tau_mem)) > 0
-    config = _yinyang.CHIP_PRETRAINING
+    config = _yinyang.YinYangConfig(weight_noise=0.03, neuron_noise=0.03)
     assert _yinyang.YinYangLoss.from_config(config).neuron_noise == config.neuron_noise
     assert _yinyang.YinYangLoss.from_config(config, training=False).weight_noise == 0.0
 
