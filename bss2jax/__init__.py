@@ -1,6 +1,6 @@
 """bss2jax: emulate and train spiking networks for the BrainScaleS-2 chip, in JAX."""
 
-from . import data as data, kernels as kernels
+from . import data as data, kernels as kernels, yinyang as yinyang
 from ._align import Alignment as Alignment, align as align
 from ._backend import (
     AbstractBackend as AbstractBackend,

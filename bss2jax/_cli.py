@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _demo, _yinyang
+from . import _demo, _train_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     train = commands.add_parser(
         "train", help="train hxtorch's Yin-Yang network (the main job); resumable"
     )
-    _yinyang.add_train_arguments(train)
-    train.set_defaults(func=_yinyang.train_command)
+    _train_command.add_train_arguments(train)
+    train.set_defaults(func=_train_command.train_command)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -14,16 +14,16 @@ from helpers import tree_allclose
 
 import bss2jax as bj
 import bss2jax.data as bd
-from bss2jax import _yinyang
+from bss2jax import yinyang
 
 ADAM = optax.adam(5e-3)  # one object: the compiled step is cached per optimiser
 
 
 def small_job(hidden: int = 16):
-    config = _yinyang.YinYangConfig(train_size=120, test_size=60, hidden=hidden, batch_size=20)
+    config = yinyang.YinYangConfig(train_size=120, test_size=60, hidden=hidden, batch_size=20)
     train, test = bd.yin_yang_splits(config.train_size, config.test_size)
-    network = _yinyang.yin_yang_network(config, key=jax.random.key(0))
-    return network, _yinyang.YinYangLoss.from_config(config), train, test
+    network = yinyang.yin_yang_network(config, key=jax.random.key(0))
+    return network, yinyang.YinYangLoss.from_config(config), train, test
 
 
 def test_train_step_lowers_the_loss():
@@ -73,7 +73,7 @@ def test_train_step_trains_weights_only_and_keeps_masks():
 
 def test_train_step_constrain_and_errors():
     network, loss, train, _ = small_job()
-    clip = _yinyang.clip_weights
+    clip = yinyang.clip_weights
     step = bj.make_train_step(loss, optax.sgd(1e3), constrain=clip)
     batch = jax.tree.map(jnp.asarray, train)
     new, _, _ = step(network, step.init(network), batch, key=jax.random.key(0))
@@ -88,9 +88,9 @@ def test_train_step_constrain_and_errors():
 def test_training_noise_perturbs_weights_and_neurons():
     network, _, _, _ = small_job()
     key = jax.random.key(4)
-    same = _yinyang.perturb(network, key, 0.0, 0.0)
+    same = yinyang.perturb(network, key, 0.0, 0.0)
     assert tree_allclose(same, network, rtol=0, atol=0)
-    noisy = _yinyang.perturb(network, key, 0.05, 0.1, 0.03)
+    noisy = yinyang.perturb(network, key, 0.05, 0.1, 0.03)
     ratio = noisy.layers[0].weight / network.layers[0].weight
     assert 0.02 < float(jnp.std(ratio)) < 0.3 and abs(float(jnp.mean(ratio)) - 1) < 0.05
     lif = noisy.layers[1]
@@ -100,14 +100,14 @@ def test_training_noise_perturbs_weights_and_neurons():
         lif.threshold.hardware - 150.0, 70.0 * (lif.threshold.model - 1.0), rtol=1e-4, atol=1e-4
     )
     assert float(jnp.std(noisy.layers[3].tau_mem)) > 0
-    config = _yinyang.YinYangConfig(weight_noise=0.03, neuron_noise=0.03)
-    assert _yinyang.YinYangLoss.from_config(config).neuron_noise == config.neuron_noise
-    assert _yinyang.YinYangLoss.from_config(config, training=False).weight_noise == 0.0
+    config = yinyang.YinYangConfig(weight_noise=0.03, neuron_noise=0.03)
+    assert yinyang.YinYangLoss.from_config(config).neuron_noise == config.neuron_noise
+    assert yinyang.YinYangLoss.from_config(config, training=False).weight_noise == 0.0
 
 
 def test_readout_only_training_keeps_the_hidden_layer():
     network, loss, train, _ = small_job()
-    step = bj.make_train_step(loss, optax.adam(1e-2), trainable=_yinyang.readout_weights)
+    step = bj.make_train_step(loss, optax.adam(1e-2), trainable=yinyang.readout_weights)
     batch = jax.tree.map(jnp.asarray, train)
     new, _, _ = step(network, step.init(network), batch, key=jax.random.key(0))
     np.testing.assert_array_equal(new.layers[0].weight, network.layers[0].weight)
