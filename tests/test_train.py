@@ -255,15 +255,18 @@ def test_evaluate_on_several_backends():
     ids=["numeric", "chip-inject", "chip-through"],
 )
 def test_yin_yang_accuracy_gate(tmp_path, options, threshold):
-    """The main job with its defaults reaches the issue's accuracy on the test split."""
+    """The main job reaches the issue's accuracy, mean over seeds 0, 1, 2 (as reported)."""
     from bss2jax._cli import main
 
-    assert main(["train", *options, "--output", str(tmp_path), "--no-progress"]) == 0
-    final = json.loads((tmp_path / "metrics.json").read_text())["final"]
-    assert final["test_accuracy"] >= threshold
-    if "transfer_mean_drop" in final and final["transfer_mean_drop"] > 0.02:
-        # Known gap (see benchmarks/README.md): chip-in-the-loop epochs adapt the network
-        # to its chip; other chip instances lose more than the 2 points the issue asks for.
-        pytest.xfail(
-            f"transfer to other chips loses {100 * final['transfer_mean_drop']:.1f} points"
-        )
+    finals = []
+    for seed in (0, 1, 2):
+        output = tmp_path / f"seed{seed}"
+        args = ["train", *options, "--seed", str(seed), "--output", str(output)]
+        assert main([*args, "--no-progress", "--no-plots"]) == 0
+        finals.append(json.loads((output / "metrics.json").read_text())["final"])
+    assert np.mean([f["test_accuracy"] for f in finals]) >= threshold
+    drops = [f["transfer_mean_drop"] for f in finals if "transfer_mean_drop" in f]
+    if drops and np.mean(drops) > 0.02:
+        # Known gap (benchmarks/README.md): chip 0 and the other chips trade against each
+        # other; the issue asks for at most 2 points lost on other chips.
+        pytest.xfail(f"transfer to other chips loses {100 * np.mean(drops):.2f} points")
