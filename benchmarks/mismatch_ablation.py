@@ -27,9 +27,11 @@ import bss2jax as bj
 from bss2jax import data as bd, yinyang
 from bss2jax._train import write_json
 
+PHASES = {"main": ".", "random-chips": "random-chips", "pretrain": "pretrain"}
 
-def load_run(folder: Path):
-    """The trained network and the config of a `bss2jax train` output folder."""
+
+def load_run(folder: Path, phase: str = "main"):
+    """The network of a `bss2jax train` output folder after `phase`, and its config."""
     metrics = json.loads((folder / "metrics.json").read_text())
     values = metrics["config"]
     fields = {f for f in yinyang.YinYangConfig.__dataclass_fields__}
@@ -43,7 +45,8 @@ def load_run(folder: Path):
         else bj.trainable_filter(network)
     )
     opt_state = yinyang.optimiser(config, 1).init(eqx.filter(network, spec))
-    (network, _), _ = bj.load_checkpoint(folder / "checkpoint.npz", (network, opt_state))
+    checkpoint = folder / PHASES[phase] / "checkpoint.npz"
+    (network, _), _ = bj.load_checkpoint(checkpoint, (network, opt_state))
     return network, config, values
 
 
@@ -65,12 +68,18 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--donors", default="1,2,3", help="seeds of the chip instances to take fields from"
     )
+    parser.add_argument(
+        "--phase",
+        choices=tuple(PHASES),
+        default="main",
+        help="the network after which phase of the run (default: the end)",
+    )
     parser.add_argument("--test-size", type=int, default=None, help="default: the run's")
     parser.add_argument("--output", default=None, help="write the JSON report here")
     args = parser.parse_args(argv)
 
     folder = Path(args.run)
-    network, config, values = load_run(folder)
+    network, config, values = load_run(folder, args.phase)
     chip_seed = int(values.get("chip_seed", 0))
     donors = [int(s) for s in args.donors.split(",") if s.strip()]
     if not donors or chip_seed in donors:
@@ -94,13 +103,18 @@ def main(argv=None) -> dict:
     base = accuracy(own)
     report = {
         "run": str(folder),
+        "phase": args.phase,
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
         "python": platform.python_version(),
         "chip_seed": chip_seed,
         "donor_seeds": donors,
         "test_size": int(len(test.labels)),
-        "accuracy": {"trained_chip": base, "donors": [accuracy(c) for c in others]},
+        "accuracy": {
+            "trained_chip": base,
+            "donors": [accuracy(c) for c in others],
+            "nominal_chip": accuracy(bj.ChipInstance.nominal()),
+        },
         "swap_one_field": {},
         "swap_circuits": {},
     }

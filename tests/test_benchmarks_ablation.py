@@ -34,6 +34,7 @@ def test_mismatch_ablation_smoke(tmp_path):
     assert report["test_size"] == 20
     accuracy = report["accuracy"]
     assert 0.0 <= accuracy["trained_chip"] <= 1.0 and len(accuracy["donors"]) == 2
+    assert 0.0 <= accuracy["nominal_chip"] <= 1.0 and report["phase"] == "main"
     fields = set(report["swap_one_field"])
     assert {"threshold", "tau_mem", "synapse_gain", "cadc_offset"} <= fields
     for group in ("swap_one_field", "swap_circuits"):
@@ -42,5 +43,7 @@ def test_mismatch_ablation_smoke(tmp_path):
             mean = sum(entry["accuracy"]) / 2
             assert entry["drop"] == pytest.approx(accuracy["trained_chip"] - mean, abs=1e-6)
     assert set(report["swap_circuits"]) == {"hidden", "readout"}
+    pretrained = module.main(["--run", str(run), "--phase", "pretrain", "--donors", "1"])
+    assert pretrained["phase"] == "pretrain" and len(pretrained["accuracy"]["donors"]) == 1
     with pytest.raises(ValueError, match="`--donors` must name chip seeds other than"):
         module.main(["--run", str(run), "--donors", "0,1"])
