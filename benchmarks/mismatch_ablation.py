@@ -130,10 +130,10 @@ def main(argv=None) -> dict:
         hybrid = [accuracy(_mix(own, o, population.circuits)) for o in others]
         report["swap_circuits"][label] = {"accuracy": hybrid, "drop": base - float(np.mean(hybrid))}
 
+    donor_text = ", ".join(f"{100 * a:.1f}" for a in report["accuracy"]["donors"])
     print(
-        f"trained-on chip {chip_seed}: {100 * base:.1f} %; donors {donors}: "
-        + ", ".join(f"{100 * a:.1f}" for a in report["accuracy"]["donors"])
-        + " %"
+        f"trained-on chip {chip_seed}: {100 * base:.1f} %; donors {donors}: {donor_text} %; "
+        f"nominal chip {100 * report['accuracy']['nominal_chip']:.1f} %"
     )
     print("drop (points) when the trained-on chip takes from the donors:")
     for group in ("swap_one_field", "swap_circuits"):
