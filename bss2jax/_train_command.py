@@ -17,6 +17,7 @@ import numpy as np
 from . import data as bd
 from .yinyang import (
     CHIP_FINE_TUNING,
+    CHIP_FINE_TUNING_THROUGH,
     CHIP_PRETRAINING,
     CHIP_RANDOM,
     YinYangConfig,
@@ -74,7 +75,8 @@ def add_train_arguments(parser) -> None:
         default=None,
         help="chip backend, last phase: chance that a batch runs on the chip trained on "
         "rather than on a random chip (default "
-        f"{CHIP_FINE_TUNING.anchor_probability}; 1 trains on that chip alone)",
+        f"{CHIP_FINE_TUNING.anchor_probability}, {CHIP_FINE_TUNING_THROUGH.anchor_probability} "
+        "with --gradient through; 1 trains on that chip alone)",
     )
     parser.add_argument("--batch-size", type=int, default=default.batch_size)
     parser.add_argument(
@@ -82,7 +84,7 @@ def add_train_arguments(parser) -> None:
         type=float,
         default=None,
         help=f"Adam's learning rate on the backend (default {default.lr} numeric, "
-        f"{CHIP_FINE_TUNING.lr} chip)",
+        f"{CHIP_FINE_TUNING.lr} chip, {CHIP_FINE_TUNING_THROUGH.lr} chip through)",
     )
     parser.add_argument(
         "--lr-decay",
@@ -144,7 +146,9 @@ def add_train_arguments(parser) -> None:
 def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig | None, YinYangConfig]:
     """The phases `bss2jax train args` runs: (numerics or None, random chips or None, main)."""
     chip = args.backend == "chip"
-    main = CHIP_FINE_TUNING if chip else YinYangConfig()
+    main = YinYangConfig()
+    if chip:
+        main = CHIP_FINE_TUNING_THROUGH if args.gradient == "through" else CHIP_FINE_TUNING
     common = dict(
         batch_size=args.batch_size,
         train_size=args.train_size,

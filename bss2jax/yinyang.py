@@ -92,6 +92,9 @@ CHIP_RANDOM = YinYangConfig(epochs=20, lr=5e-3, lr_decay=0.9)
 CHIP_FINE_TUNING = YinYangConfig(epochs=6, lr=3e-4, lr_decay=0.8, anchor_probability=0.3)
 """Phase 3: the chip in the loop (inject mode), each batch on it with probability 0.3 and
 on a random chip otherwise, so that the network adapts to its chip without leaning on it."""
+CHIP_FINE_TUNING_THROUGH = dataclasses.replace(CHIP_FINE_TUNING, lr=1e-3, anchor_probability=0.5)
+"""Phase 3 with gradient "through": the chip's own model gives the gradient, so the phase
+leans harder on that chip (more accuracy there, less on others)."""
 
 
 def yin_yang_network(config: YinYangConfig, *, key: jax.Array) -> Sequential:

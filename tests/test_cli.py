@@ -69,6 +69,28 @@ def test_train_tiny_chip_model_with_transfer(tmp_path, capsys):
     assert "on 2 other chip instances" in capsys.readouterr().out
 
 
+def test_train_phase_defaults_follow_the_gradient_mode():
+    import argparse
+
+    from bss2jax import yinyang
+    from bss2jax._train_command import add_train_arguments, train_configs
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    pretrain, random_chips, inject = train_configs(parser.parse_args([]))
+    assert pretrain.epochs == yinyang.CHIP_PRETRAINING.epochs
+    assert random_chips.epochs == yinyang.CHIP_RANDOM.epochs
+    assert (inject.lr, inject.anchor_probability) == (3e-4, 0.3)
+    *_, through = train_configs(parser.parse_args(["--gradient", "through"]))
+    assert (through.lr, through.anchor_probability) == (1e-3, 0.5)
+    *_, chosen = train_configs(parser.parse_args(["--gradient", "through", "--lr", "2e-3"]))
+    assert (chosen.lr, chosen.anchor_probability) == (2e-3, 0.5)
+    none = train_configs(parser.parse_args(["--backend", "numeric"]))
+    assert none[0] is None and none[1] is None and none[2].anchor_probability == 1.0
+    skipped = train_configs(parser.parse_args(["--random-chip-epochs", "0"]))
+    assert skipped[1] is None
+
+
 def test_train_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="`--batch-size` must be a positive int; got 0"):
         main(["train", "--batch-size", "0", "--output", str(tmp_path)])
