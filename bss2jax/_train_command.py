@@ -116,8 +116,8 @@ def add_train_arguments(parser) -> None:
         "--trainable",
         choices=("all", "readout"),
         default=None,
-        help="weights trained on the backend: all, or the readout's only (chip default all; "
-        "readout keeps the robust hidden layer of the numerics phase and transfers better)",
+        help="weights trained in the last phase: all, or the readout's only (default all; "
+        "readout keeps the hidden layer of the earlier phases)",
     )
     parser.add_argument("--train-size", type=int, default=default.train_size)
     parser.add_argument("--test-size", type=int, default=default.test_size)
