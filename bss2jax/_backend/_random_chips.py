@@ -42,7 +42,10 @@ class RandomChips(AbstractBackend):
 
     ```python
     backend = bj.RandomChips(gradient="through")
-    step = bj.make_train_step(loss, optax.adam(5e-3))   # each batch meets another chip
+    step = bj.make_train_step(loss, optax.adam(5e-3))
+    net, opt_state, metrics = step(net, opt_state, batch, key=key, backend=backend)
+    # each call (each key) meets another chip; with the anchor, chip 0 three times in ten:
+    backend = bj.RandomChips(anchor=chip0, anchor_probability=0.3)
     ```
     """
 
