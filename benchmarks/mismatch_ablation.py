@@ -51,7 +51,7 @@ def load_run(folder: Path, phase: str = "main"):
 
 
 def _mix(chip, donor, circuits):
-    mask = np.zeros(bj.ChipInstance.nominal().leak.shape[0], bool)
+    mask = np.zeros(chip.leak.shape[0], bool)
     mask[np.asarray(circuits).ravel()] = True
     mask = jnp.asarray(mask)
 

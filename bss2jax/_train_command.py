@@ -207,26 +207,16 @@ def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig | None, Yin
 DEFAULT_BACKEND = "chip"
 
 
-def make_backend(
-    name: str, *, gradient: str = "inject", chip_seed: int = 0, anchor_probability: float = 1.0
-):
-    """The backend called `name` ("numeric" or "chip": a seeded chip instance).
-
-    With `anchor_probability < 1` the chip backend is `RandomChips` anchored to that
-    instance: each call runs on it with that probability, else on a freshly drawn chip.
-    """
+def make_backend(name: str, *, gradient: str = "inject", chip_seed: int = 0):
+    """The backend called `name` ("numeric" or "chip": a seeded chip instance)."""
     from ._backend import Numeric
 
     if name == "numeric":
         return Numeric()
     if name == "chip":
-        from ._backend import ChipInstance, ChipModel, RandomChips
+        from ._backend import ChipInstance, ChipModel
 
         chip = ChipInstance.random(jax.random.PRNGKey(chip_seed))
-        if anchor_probability < 1.0:
-            return RandomChips(
-                gradient=gradient, anchor=chip, anchor_probability=anchor_probability
-            )
         return ChipModel(chip, gradient=gradient)
     raise ValueError(f"`backend` must be one of {BACKENDS}; got {name!r}.")
 
@@ -281,24 +271,25 @@ def _fit_phase(
 def train_command(args) -> int:
     """`bss2jax train`: train the Yin-Yang network; print, save metrics, checkpoint, plots.
 
-    With the chip backend the job has two phases: `--pretrain-epochs` of numerics with
-    noise that stands for the chips' mismatch (checkpointed in `<output>/pretrain`), then
-    `--epochs` with the chip model in the loop. A rerun with the same output folder
-    resumes whichever phase was interrupted.
+    With the chip backend the job has three phases: `--pretrain-epochs` of ideal numerics
+    (checkpointed in `<output>/pretrain`), `--random-chip-epochs` on a new random chip per
+    batch (`<output>/random-chips`), then `--epochs` with the chip in the loop (`<output>`).
+    A rerun with the same output folder resumes whichever phase was interrupted.
     """
-    from ._backend import Numeric
+    from ._backend import Numeric, RandomChips
     from ._train import evaluate_backends, write_json
 
     if args.transfer < 0:
         raise ValueError(f"`--transfer` must be a non-negative int; got {args.transfer}.")
     pretraining, random_chips, config = train_configs(args)
     backend = make_backend(args.backend, gradient=args.gradient, chip_seed=args.chip_seed)
-    train_backend = make_backend(
-        args.backend,
-        gradient=args.gradient,
-        chip_seed=args.chip_seed,
-        anchor_probability=config.anchor_probability,
-    )
+    train_backend = backend
+    if args.backend == "chip" and config.anchor_probability < 1:
+        train_backend = RandomChips(
+            gradient=args.gradient,
+            anchor=backend.chip,
+            anchor_probability=config.anchor_probability,
+        )
     output = Path(args.output or _default_output(args))
     train, test = bd.yin_yang_splits(config.train_size, config.test_size)
     key = jax.random.key(args.seed)
@@ -319,40 +310,43 @@ def train_command(args) -> int:
         f"batches of {config.batch_size}; output {output}",
         flush=True,
     )
-    started = time.perf_counter()
-    pretrain_history, resumed = [], []
-    if pretraining is not None:
-        result = _fit_phase(
-            network,
-            pretraining,
-            args,
-            backend=Numeric(),
-            output=output / "pretrain",
-            key=jax.random.fold_in(key, 4),
-            phase="pretrain",
-            train=train,
-            test=test,
-        )
-        network, pretrain_history = result.network, result.history
-        resumed.append(result.resumed_step)
-    random_history = []
-    if random_chips is not None:
-        from ._backend import RandomChips
-
-        result = _fit_phase(
-            network,
+    # phase, its config, training backend, folder, key index, metrics name, plot label
+    earlier = [
+        ("pretrain", pretraining, Numeric(), "pretrain", 4, "pretrain", "numerics"),
+        (
+            "random",
             random_chips,
+            RandomChips(gradient="through"),
+            "random-chips",
+            5,
+            "random_chips",
+            "random chips",
+        ),
+    ]
+    started = time.perf_counter()
+    resumed, histories, metrics = [], [], {}
+    for phase, phase_config, phase_backend, folder, index, name, label in earlier:
+        if phase_config is None:
+            continue
+        result = _fit_phase(
+            network,
+            phase_config,
             args,
-            backend=RandomChips(gradient="through"),
-            eval_backend=backend,
-            output=output / "random-chips",
-            key=jax.random.fold_in(key, 5),
-            phase="random",
+            backend=phase_backend,
+            eval_backend=None if phase == "pretrain" else backend,
+            output=output / folder,
+            key=jax.random.fold_in(key, index),
+            phase=phase,
             train=train,
             test=test,
         )
-        network, random_history = result.network, result.history
+        network = result.network
         resumed.append(result.resumed_step)
+        histories.append((label, result.history))
+        metrics[f"{name}_config"] = _run_config(phase_config, args, phase) | {
+            "epochs": phase_config.epochs
+        }
+        metrics[f"{name}_history"] = result.history
     result = _fit_phase(
         network,
         config,
@@ -390,25 +384,11 @@ def train_command(args) -> int:
         "config": _run_config(config, args, "main") | {"epochs": config.epochs},
         "history": result.history,
         "final": summary,
+        **metrics,
     }
-    if pretraining is not None:
-        metrics["pretrain_config"] = _run_config(pretraining, args, "pretrain") | {
-            "epochs": pretraining.epochs
-        }
-        metrics["pretrain_history"] = pretrain_history
-    if random_chips is not None:
-        metrics["random_chips_config"] = _run_config(random_chips, args, "random") | {
-            "epochs": random_chips.epochs
-        }
-        metrics["random_chips_history"] = random_history
     write_json(output / "metrics.json", metrics)
     if not args.no_plots:
-        plot_curves(
-            result.history,
-            output / "curves.png",
-            [("numerics", pretrain_history), ("random chips", random_history)],
-            args.backend,
-        )
+        plot_curves(result.history, output / "curves.png", histories, args.backend)
         plot_decision_map(
             result.network,
             eval_loss,

@@ -95,7 +95,10 @@ class RandomChips(AbstractBackend):
 
     def chip(self, key: jax.Array) -> ChipInstance:
         """The chip instance a call with `key` runs on."""
-        chip_key, coin_key, _ = _chip_keys(key)
+        chip_key, coin_key, _ = jax.random.split(key, 3)
+        return self._draw(chip_key, coin_key)
+
+    def _draw(self, chip_key, coin_key) -> ChipInstance:
         chip = ChipInstance.random(chip_key, self.profile)
         if self.anchor is not None and self.anchor_probability > 0:
             coin = jax.random.bernoulli(coin_key, self.anchor_probability)
@@ -108,9 +111,6 @@ class RandomChips(AbstractBackend):
                 "`key` is required: RandomChips draws a chip instance from it at every call "
                 "(pass key=jax.random.key(...))."
             )
-        model = ChipModel(self.chip(key), self.config, gradient=self.gradient)
-        return model.observe(network, inputs, dt=dt, key=_chip_keys(key)[2])
-
-
-def _chip_keys(key):
-    return jax.random.split(key, 3)
+        chip_key, coin_key, noise_key = jax.random.split(key, 3)
+        model = ChipModel(self._draw(chip_key, coin_key), self.config, gradient=self.gradient)
+        return model.observe(network, inputs, dt=dt, key=noise_key)
