@@ -95,9 +95,42 @@ def test_anchor_is_chosen_with_its_probability():
     assert np.all(np.asarray(jnp.std(chips.threshold[~on_anchor], axis=1)) > 1.0)
 
 
+def test_several_chips_per_call_run_the_groups_of_the_batch_on_their_own_chips():
+    backend = bj.RandomChips(
+        chips_per_call=2, anchor=bj.ChipInstance.nominal(), anchor_probability=0.5
+    )
+    network, inputs = _network(), _inputs(batch=4)
+    key = jax.random.PRNGKey(4)  # a key whose first group lands on the anchor, the second not
+    chips = backend.chip(key)
+    assert chips.threshold.shape == (2, 512)
+    got = backend.observe(network, inputs, dt=DT, key=key)
+    parts = []
+    for k, group_key in enumerate(jax.random.split(key, 2)):
+        chip_key, coin_key, noise_key = jax.random.split(group_key, 3)
+        chip = jax.tree.map(lambda c, k=k: c[k], chips)
+        assert eqx.tree_equal(chip, backend._draw(chip_key, coin_key))
+        model = bj.ChipModel(chip)
+        parts.append(model.observe(network, inputs[:, 2 * k : 2 * k + 2], dt=DT, key=noise_key))
+    for name, population in got.populations.items():
+        for field in ("spikes", "membrane_cadc", "membrane_madc"):
+            value = getattr(population, field)
+            if value is None:
+                continue
+            expected = jnp.concatenate([getattr(p.populations[name], field) for p in parts], 1)
+            np.testing.assert_array_equal(value, expected)
+        for field in ("madc_time", "madc_value"):
+            value = getattr(population, field)
+            if value is not None:
+                expected = jnp.concatenate([getattr(p.populations[name], field) for p in parts])
+                np.testing.assert_array_equal(value, expected)
+    # each group tossed its own coin: the first ran on the anchor, the second on a random chip
+    assert np.all(chips.threshold[0] == 0.0) and float(jnp.std(chips.threshold[1])) > 1.0
+
+
 @pytest.mark.parametrize("gradient", ["inject", "through"])
-def test_gradients_flow_under_jit(gradient):
-    backend = bj.RandomChips(gradient=gradient)
+@pytest.mark.parametrize("chips_per_call", [1, 3])
+def test_gradients_flow_under_jit(gradient, chips_per_call):
+    backend = bj.RandomChips(gradient=gradient, chips_per_call=chips_per_call)
     network = _network()
 
     @eqx.filter_jit
@@ -126,5 +159,16 @@ def test_bad_arguments_are_named():
             bj.RandomChips(anchor=anchor, anchor_probability=bad)
     with pytest.raises(ValueError, match="there is no `anchor`"):
         bj.RandomChips(anchor_probability=0.5)
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="`chips_per_call` must be an int >= 1"):
+            bj.RandomChips(chips_per_call=bad)
+    with pytest.raises(bj.BackendError, match="multiple of 2; got 3"):
+        bj.run(
+            _network(),
+            _inputs(batch=3),
+            backend=bj.RandomChips(chips_per_call=2),
+            dt=DT,
+            key=jax.random.PRNGKey(0),
+        )
     with pytest.raises(ValueError, match="`key` is required"):
         bj.run(_network(), _inputs(), backend=bj.RandomChips(), dt=DT, key=None)

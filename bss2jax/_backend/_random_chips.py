@@ -8,7 +8,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._base import AbstractBackend
+from .._observables import PopulationRecording, Recording
+from ._base import AbstractBackend, BackendError
 from ._chip import ChipModel
 from ._chip_config import ChipConfig
 from ._chip_instance import ChipInstance, MismatchProfile
@@ -30,8 +31,12 @@ class RandomChips(AbstractBackend):
       the drawn chip itself, so the gradient knows that chip's mismatch.
     - `anchor`: a `ChipInstance`, or None.
     - `anchor_probability`: in [0, 1]; the chance that a call runs on `anchor`.
+    - `chips_per_call`: int >= 1. With `K > 1` the batch is cut into `K` equal groups of
+      consecutive samples, each run on its own chip (and anchored on its own coin): one
+      gradient step then averages over `K` chips at the cost of a batch of the same
+      size, which steadies training across chips. The batch size must be a multiple of `K`.
 
-    Semantics, per call (one chip for the whole batch):
+    Semantics, per call (`chips_per_call=1`: one chip for the whole batch):
     ```python
     chip_key, coin_key, key = split(key, 3)
     chip = ChipInstance.random(chip_key, profile)
@@ -39,6 +44,8 @@ class RandomChips(AbstractBackend):
         chip = anchor
     return ChipModel(chip, config, gradient=gradient).observe(network, inputs, dt=dt, key=key)
     ```
+    With `K > 1`, group `k` (samples `k * B/K` to `(k + 1) * B/K - 1`) does the same with
+    `split(key, K)[k]` in place of `key`; the groups' recordings are joined along the batch.
 
     ```python
     backend = bj.RandomChips(gradient="through")
@@ -46,6 +53,8 @@ class RandomChips(AbstractBackend):
     net, opt_state, metrics = step(net, opt_state, batch, key=key, backend=backend)
     # each call (each key) meets another chip; with the anchor, chip 0 three times in ten:
     backend = bj.RandomChips(anchor=chip0, anchor_probability=0.3)
+    # five chips per step, a fifth of the batch on each:
+    backend = bj.RandomChips(gradient="through", chips_per_call=5)
     ```
     """
 
@@ -54,6 +63,7 @@ class RandomChips(AbstractBackend):
     gradient: str = eqx.field(static=True)
     anchor: ChipInstance | None
     anchor_probability: float = eqx.field(static=True)
+    chips_per_call: int = eqx.field(static=True)
 
     def __init__(
         self,
@@ -63,6 +73,7 @@ class RandomChips(AbstractBackend):
         gradient: Literal["inject", "through"] = "inject",
         anchor: ChipInstance | None = None,
         anchor_probability: float = 0.0,
+        chips_per_call: int = 1,
     ):
         profile = MismatchProfile.calibrated() if profile is None else profile
         if not isinstance(profile, MismatchProfile):
@@ -87,16 +98,26 @@ class RandomChips(AbstractBackend):
                 f"`anchor_probability` is {anchor_probability} but there is no `anchor`; pass "
                 "the chip instance to come back to."
             )
+        if (
+            isinstance(chips_per_call, bool)
+            or not isinstance(chips_per_call, int)
+            or chips_per_call < 1
+        ):
+            raise ValueError(f"`chips_per_call` must be an int >= 1; got {chips_per_call!r}.")
         self.profile = profile
         self.config = config
         self.gradient = gradient
         self.anchor = anchor
         self.anchor_probability = float(anchor_probability)
+        self.chips_per_call = chips_per_call
 
     def chip(self, key: jax.Array) -> ChipInstance:
-        """The chip instance a call with `key` runs on."""
-        chip_key, coin_key, _ = jax.random.split(key, 3)
-        return self._draw(chip_key, coin_key)
+        """The chip instance a call with `key` runs on; with `chips_per_call=K > 1`, the
+        `K` instances of its groups, stacked (`ChipInstance.stack`)."""
+        if self.chips_per_call == 1:
+            return self._draw(*jax.random.split(key, 3)[:2])
+        keys = jax.random.split(key, self.chips_per_call)
+        return jax.vmap(lambda k: self._draw(*jax.random.split(k, 3)[:2]))(keys)
 
     def _draw(self, chip_key, coin_key) -> ChipInstance:
         chip = ChipInstance.random(chip_key, self.profile)
@@ -111,6 +132,47 @@ class RandomChips(AbstractBackend):
                 "`key` is required: RandomChips draws a chip instance from it at every call "
                 "(pass key=jax.random.key(...))."
             )
+        if self.chips_per_call == 1:
+            return self._observe_one(network, inputs, key, dt)
+        groups = self.chips_per_call
+        time, batch = inputs.shape[:2]
+        if batch % groups:
+            raise BackendError(
+                f"RandomChips(chips_per_call={groups}) cuts the batch into {groups} equal "
+                f"groups, so the batch size must be a multiple of {groups}; got {batch}."
+            )
+        grouped = jnp.moveaxis(inputs.reshape(time, groups, batch // groups, -1), 1, 0)
+        keys = jax.random.split(key, groups)
+        recording = jax.vmap(lambda x, k: self._observe_one(network, x, k, dt))(grouped, keys)
+        return Recording({name: _join_groups(p) for name, p in recording.populations.items()})
+
+    def _observe_one(self, network, inputs, key, dt):
         chip_key, coin_key, noise_key = jax.random.split(key, 3)
         model = ChipModel(self._draw(chip_key, coin_key), self.config, gradient=self.gradient)
         return model.observe(network, inputs, dt=dt, key=noise_key)
+
+
+def _join_groups(recording: PopulationRecording) -> PopulationRecording:
+    """Recordings of `K` groups stacked on a leading axis → one recording of the whole batch.
+
+    Grid traces are `(K, time, B/K, ...)` → `(time, B, ...)`; raw MADC samples are
+    `(K, B/K, samples)` → `(B, samples)`.
+    """
+
+    def grid(trace):
+        if trace is None:
+            return None
+        trace = jnp.moveaxis(trace, 0, 1)
+        return trace.reshape(trace.shape[0], -1, *trace.shape[3:])
+
+    def raw(samples):
+        return None if samples is None else samples.reshape(-1, *samples.shape[2:])
+
+    return PopulationRecording(
+        spikes=grid(recording.spikes),
+        membrane_cadc=grid(recording.membrane_cadc),
+        membrane_madc=grid(recording.membrane_madc),
+        madc_time=raw(recording.madc_time),
+        madc_value=raw(recording.madc_value),
+        differentiable=recording.differentiable,
+    )
