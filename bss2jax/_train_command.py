@@ -60,14 +60,15 @@ def add_train_arguments(parser) -> None:
         "--pretrain-epochs",
         type=int,
         default=CHIP_PRETRAINING.epochs,
-        help=f"chip backend: epochs of ideal numerics first (default {CHIP_PRETRAINING.epochs})",
+        help="chip backend: epochs of numerics first, with training noise standing for a "
+        f"chip's mismatch (default {CHIP_PRETRAINING.epochs})",
     )
     parser.add_argument(
         "--random-chip-epochs",
         type=int,
-        default=CHIP_RANDOM.epochs,
-        help="chip backend: then epochs on the chip model with a new random chip instance "
-        f"per batch, gradient through (default {CHIP_RANDOM.epochs}; 0 skips them)",
+        default=0,
+        help="chip backend: then epochs on the chip model with new random chip instances "
+        f"({CHIP_RANDOM.chips_per_call} per batch), gradient through (default 0: skipped)",
     )
     parser.add_argument(
         "--anchor-probability",
@@ -77,6 +78,13 @@ def add_train_arguments(parser) -> None:
         "rather than on a random chip (default "
         f"{CHIP_FINE_TUNING.anchor_probability}, {CHIP_FINE_TUNING_THROUGH.anchor_probability} "
         "with --gradient through; 1 trains on that chip alone)",
+    )
+    parser.add_argument(
+        "--chips-per-call",
+        type=int,
+        default=None,
+        help="chip backend, last phase: chips per batch, each running an equal share of it "
+        f"(default {CHIP_FINE_TUNING.chips_per_call}; the batch size must be a multiple)",
     )
     parser.add_argument("--batch-size", type=int, default=default.batch_size)
     parser.add_argument(
@@ -166,6 +174,7 @@ def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig | None, Yin
             "neuron_noise",
             "trainable",
             "anchor_probability",
+            "chips_per_call",
         )
         if getattr(args, name, None) is not None
     }
@@ -186,6 +195,18 @@ def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig | None, Yin
                 flag = phase_flags.get(phase) if name == "epochs" else None
                 flag = flag or f"--{name.replace('_', '-')}"
                 raise ValueError(f"`{flag}` must be a positive int; got {value}.")
+    for config in (random_chips, main if chip else None):
+        if config is None:
+            continue
+        if config.chips_per_call < 1:
+            raise ValueError(
+                f"`--chips-per-call` must be a positive int; got {config.chips_per_call}."
+            )
+        if config.batch_size % config.chips_per_call:
+            raise ValueError(
+                f"`--batch-size` must be a multiple of the chips per batch "
+                f"({config.chips_per_call}); got {config.batch_size}."
+            )
     if not 0.0 <= main.anchor_probability <= 1.0:
         raise ValueError(
             f"`--anchor-probability` must lie in [0, 1]; got {main.anchor_probability}."
@@ -237,6 +258,8 @@ def _run_config(config: YinYangConfig, args, phase: str) -> dict:
         values |= {"gradient": "through", "chip_seed": args.chip_seed}
     if phase != "main" or args.backend != "chip":
         values.pop("anchor_probability")
+        if phase != "random":
+            values.pop("chips_per_call")
     return values
 
 
@@ -271,9 +294,10 @@ def _fit_phase(
 def train_command(args) -> int:
     """`bss2jax train`: train the Yin-Yang network; print, save metrics, checkpoint, plots.
 
-    With the chip backend the job has three phases: `--pretrain-epochs` of ideal numerics
-    (checkpointed in `<output>/pretrain`), `--random-chip-epochs` on a new random chip per
-    batch (`<output>/random-chips`), then `--epochs` with the chip in the loop (`<output>`).
+    With the chip backend the job has up to three phases: `--pretrain-epochs` of numerics
+    with mismatch-like training noise (checkpointed in `<output>/pretrain`), optionally
+    `--random-chip-epochs` on new random chips per batch (`<output>/random-chips`), then
+    `--epochs` with the chip in the loop (`<output>`).
     A rerun with the same output folder resumes whichever phase was interrupted.
     """
     from ._backend import Numeric, RandomChips
@@ -289,6 +313,7 @@ def train_command(args) -> int:
             gradient=args.gradient,
             anchor=backend.chip,
             anchor_probability=config.anchor_probability,
+            chips_per_call=config.chips_per_call,
         )
     output = Path(args.output or _default_output(args))
     train, test = bd.yin_yang_splits(config.train_size, config.test_size)
@@ -299,11 +324,14 @@ def train_command(args) -> int:
     )
     plan = f"{config.epochs} epochs on {where}"
     if args.backend == "chip" and config.anchor_probability < 1:
-        plan += f" with probability {config.anchor_probability:g}, else a random chip"
+        plan += (
+            f", each of {config.chips_per_call} parts of a batch on it with probability "
+            f"{config.anchor_probability:g}, else on a random chip"
+        )
     if random_chips is not None:
         plan = f"{random_chips.epochs} epochs on random chips (through), then " + plan
     if pretraining is not None:
-        plan = f"{pretraining.epochs} epochs of numerics, then " + plan
+        plan = f"{pretraining.epochs} epochs of numerics with mismatch noise, then " + plan
     print(
         f"bss2jax train: Yin-Yang {config.train_size} train / {config.test_size} test, "
         f"{5 * config.repetitions} inputs -> {config.hidden} LIF -> 3 LI; {plan}; "
@@ -316,7 +344,9 @@ def train_command(args) -> int:
         (
             "random",
             random_chips,
-            RandomChips(gradient="through"),
+            None
+            if random_chips is None
+            else RandomChips(gradient="through", chips_per_call=random_chips.chips_per_call),
             "random-chips",
             5,
             "random_chips",

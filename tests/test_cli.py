@@ -62,6 +62,10 @@ def test_train_tiny_chip_model_with_transfer(tmp_path, capsys):
     assert metrics["random_chips_config"]["gradient"] == "through"
     assert metrics["config"]["gradient"] == "inject" and metrics["config"]["chip_seed"] == 0
     assert metrics["config"]["anchor_probability"] == 0.3
+    assert metrics["config"]["chips_per_call"] == 5
+    assert metrics["random_chips_config"]["chips_per_call"] == 5
+    assert metrics["pretrain_config"]["weight_noise"] == 0.05
+    assert "chips_per_call" not in metrics["pretrain_config"]
     assert (tmp_path / "pretrain" / "checkpoint.npz").exists()
     assert (tmp_path / "random-chips" / "checkpoint.npz").exists()
     final = metrics["final"]
@@ -79,16 +83,19 @@ def test_train_phase_defaults_follow_the_gradient_mode():
     add_train_arguments(parser)
     pretrain, random_chips, inject = train_configs(parser.parse_args([]))
     assert pretrain.epochs == yinyang.CHIP_PRETRAINING.epochs
-    assert random_chips.epochs == yinyang.CHIP_RANDOM.epochs
-    assert (inject.lr, inject.anchor_probability) == (3e-4, 0.3)
+    assert pretrain.weight_noise == yinyang.CHIP_PRETRAINING.weight_noise > 0
+    assert random_chips is None  # off by default
+    assert (inject.lr, inject.anchor_probability, inject.chips_per_call) == (3e-4, 0.3, 5)
     *_, through = train_configs(parser.parse_args(["--gradient", "through"]))
     assert (through.lr, through.anchor_probability) == (1e-3, 0.5)
     *_, chosen = train_configs(parser.parse_args(["--gradient", "through", "--lr", "2e-3"]))
     assert (chosen.lr, chosen.anchor_probability) == (2e-3, 0.5)
     none = train_configs(parser.parse_args(["--backend", "numeric"]))
     assert none[0] is None and none[1] is None and none[2].anchor_probability == 1.0
-    skipped = train_configs(parser.parse_args(["--random-chip-epochs", "0"]))
-    assert skipped[1] is None
+    _, random_chips, _ = train_configs(parser.parse_args(["--random-chip-epochs", "3"]))
+    assert random_chips.epochs == 3 and random_chips.chips_per_call == 5
+    *_, one = train_configs(parser.parse_args(["--chips-per-call", "1"]))
+    assert one.chips_per_call == 1
 
 
 def test_train_argument_errors(tmp_path):
@@ -102,6 +109,10 @@ def test_train_argument_errors(tmp_path):
         main(["train", "--random-chip-epochs", "-2", "--output", str(tmp_path)])
     with pytest.raises(ValueError, match=r"`--anchor-probability` must lie in \[0, 1\]; got 1.5"):
         main(["train", "--anchor-probability", "1.5", "--output", str(tmp_path)])
+    with pytest.raises(ValueError, match="`--chips-per-call` must be a positive int; got 0"):
+        main(["train", "--chips-per-call", "0", "--output", str(tmp_path)])
+    with pytest.raises(ValueError, match=r"multiple of the chips per batch \(5\); got 22"):
+        main(["train", "--batch-size", "22", "--output", str(tmp_path)])
     with pytest.raises(SystemExit):
         main(["train", "--backend", "gpu"])
 
