@@ -64,6 +64,13 @@ def add_train_arguments(parser) -> None:
         f"chip's mismatch (default {CHIP_PRETRAINING.epochs})",
     )
     parser.add_argument(
+        "--pretrain-noise",
+        type=float,
+        default=1.0,
+        help="chip backend: factor on that training noise (default 1: weights 5 %%, "
+        "per-neuron gains 7 %%, leaks and thresholds 0.02, time constants 2 %%; 0: none)",
+    )
+    parser.add_argument(
         "--random-chip-epochs",
         type=int,
         default=0,
@@ -180,8 +187,19 @@ def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig | None, Yin
     }
     main = dataclasses.replace(main, **common, **changes)
     pretraining = random_chips = None
+    noise = getattr(args, "pretrain_noise", 1.0)
+    if not noise >= 0:
+        raise ValueError(f"`--pretrain-noise` must be a non-negative float; got {noise}.")
     if chip and args.pretrain_epochs:
-        pretraining = dataclasses.replace(CHIP_PRETRAINING, **common, epochs=args.pretrain_epochs)
+        pretraining = dataclasses.replace(
+            CHIP_PRETRAINING,
+            **common,
+            epochs=args.pretrain_epochs,
+            **{
+                name: noise * getattr(CHIP_PRETRAINING, name)
+                for name in ("weight_noise", "gain_noise", "neuron_noise")
+            },
+        )
     random_epochs = getattr(args, "random_chip_epochs", 0)
     if chip and random_epochs:
         random_chips = dataclasses.replace(CHIP_RANDOM, **common, epochs=random_epochs)

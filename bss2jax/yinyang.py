@@ -46,7 +46,9 @@ class YinYangConfig:
     between). `anchor_probability` (chip phases): the chance that a group of a batch runs
     on the chip trained on rather than on a freshly drawn one (1: always that chip).
     `chips_per_call` (chip phases): the batch is cut into this many groups, each on its
-    own chip (`bj.RandomChips(chips_per_call=...)`).
+    own chip (`bj.RandomChips(chips_per_call=...)`). `noise_draws`: likewise for the
+    training noise (`weight_noise`, `gain_noise`, `neuron_noise`): each group of a batch
+    runs with its own draw (`perturb`).
     """
 
     train_size: int = 5000
@@ -73,6 +75,7 @@ class YinYangConfig:
     weight_noise: float = 0.0
     gain_noise: float = 0.0
     neuron_noise: float = 0.0
+    noise_draws: int = 1
     firing_upper: float = 2.0
     firing_lower: float = 0.0
     firing_weight: float = 0.0
@@ -89,10 +92,15 @@ class YinYangConfig:
 
 
 CHIP_PRETRAINING = YinYangConfig(
-    epochs=100, lr_decay=0.97, weight_noise=0.05, gain_noise=0.07, neuron_noise=0.02
+    epochs=100,
+    lr_decay=0.97,
+    weight_noise=0.05,
+    gain_noise=0.07,
+    neuron_noise=0.02,
+    noise_draws=5,
 )
 """Phase 1 of the chip job: numerics with training noise that stands for a chip's mismatch
-(`perturb`, a new draw every batch), so that the network does not lean on any one
+(`perturb`, a new draw for every fifth of a batch), so that the network does not lean on any one
 synapse's or neuron's exact value. The spreads follow `bj.MismatchProfile()`: weights 5 %
 (per-synapse DAC gain), per-neuron gains 7 % (synaptic gain 5 % and the membrane time
 constant's 5 % share of the PSP gain, R = tau / C, combined), leaks and thresholds 0.02 model
@@ -181,6 +189,7 @@ class YinYangLoss(eqx.Module):
     weight_noise: float = eqx.field(static=True)
     gain_noise: float = eqx.field(static=True)
     neuron_noise: float = eqx.field(static=True)
+    noise_draws: int = eqx.field(static=True)
     firing_upper: float = eqx.field(static=True)
     firing_lower: float = eqx.field(static=True)
     firing_weight: float = eqx.field(static=True)
@@ -191,6 +200,7 @@ class YinYangLoss(eqx.Module):
             weight_noise=config.weight_noise if training else 0.0,
             gain_noise=config.gain_noise if training else 0.0,
             neuron_noise=config.neuron_noise if training else 0.0,
+            noise_draws=config.noise_draws if training else 1,
             steps=config.steps,
             dt=config.dt,
             t_early=config.t_early,
@@ -217,14 +227,43 @@ class YinYangLoss(eqx.Module):
             dt=self.dt,
         )
         spikes = jnp.tile(spikes, (1, 1, self.repetitions))
-        if self.weight_noise or self.gain_noise or self.neuron_noise:
-            key, noise_key = jax.random.split(key)
-            network = perturb(
-                network, noise_key, self.weight_noise, self.gain_noise, self.neuron_noise
-            )
-        hidden, readout = run(network, spikes, backend=backend, dt=self.dt, key=key)
+        noise = (self.weight_noise, self.gain_noise, self.neuron_noise)
+        if any(noise) and self.noise_draws > 1:
+            hidden, membrane = self._run_groups(network, spikes, key, backend, noise)
+        else:
+            if any(noise):
+                key, noise_key = jax.random.split(key)
+                network = perturb(network, noise_key, *noise)
+            hidden, readout = run(network, spikes, backend=backend, dt=self.dt, key=key)
+            hidden, membrane = hidden.spikes, readout.membrane_cadc
         decode = {"max": bd.max_over_time, "mean": bd.mean_over_time}[self.decoder]
-        return self.readout_scale * decode(readout.membrane_cadc), hidden.spikes
+        return self.readout_scale * decode(membrane), hidden
+
+    def _run_groups(self, network, spikes, key, backend, noise):
+        """`noise_draws` groups of the batch, each with its own draw of the training noise."""
+        from ._run import run
+
+        time, batch, features = spikes.shape
+        groups = self.noise_draws
+        if batch % groups:
+            raise ValueError(
+                f"`noise_draws` ({groups}) must divide the batch size; got a batch of {batch}."
+            )
+        grouped = jnp.moveaxis(spikes.reshape(time, groups, batch // groups, features), 1, 0)
+
+        def one(inputs, group_key):
+            noise_key, run_key = jax.random.split(group_key)
+            perturbed = perturb(network, noise_key, *noise)
+            hidden, readout = run(perturbed, inputs, backend=backend, dt=self.dt, key=run_key)
+            return hidden.spikes, readout.membrane_cadc
+
+        hidden, readout = jax.vmap(one)(grouped, jax.random.split(key, groups))
+
+        def join(trace):  # (groups, time, batch / groups, n) -> (time, batch, n)
+            trace = jnp.moveaxis(trace, 0, 1)
+            return trace.reshape(trace.shape[0], batch, -1)
+
+        return join(hidden), join(readout)
 
     def __call__(self, network, batch, *, key, backend):
         coordinates, labels = batch

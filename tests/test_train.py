@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import equinox as eqx
@@ -103,6 +104,34 @@ def test_training_noise_perturbs_weights_and_neurons():
     config = yinyang.YinYangConfig(weight_noise=0.03, neuron_noise=0.03)
     assert yinyang.YinYangLoss.from_config(config).neuron_noise == config.neuron_noise
     assert yinyang.YinYangLoss.from_config(config, training=False).weight_noise == 0.0
+
+
+def test_noise_draws_give_each_group_of_the_batch_its_own_perturbation():
+    network, _, train, _ = small_job(hidden=8)
+    config = yinyang.YinYangConfig(hidden=8, weight_noise=0.1, gain_noise=0.1, noise_draws=2)
+    loss = yinyang.YinYangLoss.from_config(config)
+    coordinates = train.coordinates[:6]
+    key = jax.random.key(2)
+    scores, spikes = loss.scores(network, coordinates, key=key, backend=bj.Numeric())
+    assert scores.shape == (6, 3) and spikes.shape == (config.steps, 6, 8)
+    clean = dataclasses.replace(config, weight_noise=0.0, gain_noise=0.0, noise_draws=1)
+    plain = yinyang.YinYangLoss.from_config(clean)
+    for group, group_key in enumerate(jax.random.split(key, 2)):
+        noise_key, run_key = jax.random.split(group_key)
+        perturbed = yinyang.perturb(network, noise_key, 0.1, 0.1, 0.0)
+        part = slice(3 * group, 3 * group + 3)
+        expected, hidden = plain.scores(
+            perturbed, coordinates[part], key=run_key, backend=bj.Numeric()
+        )
+        np.testing.assert_allclose(scores[part], expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(spikes[:, part], hidden)
+    # the two groups met different perturbations: the same samples score differently
+    twice = jnp.concatenate([coordinates[:3], coordinates[:3]])
+    doubled, _ = loss.scores(network, twice, key=key, backend=bj.Numeric())
+    assert not np.allclose(doubled[:3], doubled[3:])
+    assert yinyang.YinYangLoss.from_config(config, training=False).noise_draws == 1
+    with pytest.raises(ValueError, match=r"`noise_draws` \(2\) must divide the batch size"):
+        loss.scores(network, coordinates[:5], key=key, backend=bj.Numeric())
 
 
 def test_readout_only_training_keeps_the_hidden_layer():
