@@ -71,6 +71,13 @@ def add_train_arguments(parser) -> None:
         "per-neuron gains 7 %%, leaks and thresholds 0.02, time constants 2 %%; 0: none)",
     )
     parser.add_argument(
+        "--pretrain-noise-draws",
+        type=int,
+        default=CHIP_PRETRAINING.noise_draws,
+        help="chip backend: draws of that noise per batch, each for an equal part of it "
+        f"(default {CHIP_PRETRAINING.noise_draws}; the batch size must be a multiple)",
+    )
+    parser.add_argument(
         "--random-chip-epochs",
         type=int,
         default=0,
@@ -190,11 +197,18 @@ def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig | None, Yin
     noise = getattr(args, "pretrain_noise", 1.0)
     if not noise >= 0:
         raise ValueError(f"`--pretrain-noise` must be a non-negative float; got {noise}.")
+    draws = getattr(args, "pretrain_noise_draws", CHIP_PRETRAINING.noise_draws)
     if chip and args.pretrain_epochs:
+        if draws < 1 or args.batch_size % draws:
+            raise ValueError(
+                "`--pretrain-noise-draws` must be a positive int that divides the batch size "
+                f"({args.batch_size}); got {draws}."
+            )
         pretraining = dataclasses.replace(
             CHIP_PRETRAINING,
             **common,
             epochs=args.pretrain_epochs,
+            noise_draws=draws,
             **{
                 name: noise * getattr(CHIP_PRETRAINING, name)
                 for name in ("weight_noise", "gain_noise", "neuron_noise")

@@ -94,6 +94,8 @@ def test_train_phase_defaults_follow_the_gradient_mode():
     assert none[0] is None and none[1] is None and none[2].anchor_probability == 1.0
     _, random_chips, _ = train_configs(parser.parse_args(["--random-chip-epochs", "3"]))
     assert random_chips.epochs == 3 and random_chips.chips_per_call == 5
+    once, *_ = train_configs(parser.parse_args(["--pretrain-noise-draws", "1"]))
+    assert once.noise_draws == 1 and pretrain.noise_draws == yinyang.CHIP_PRETRAINING.noise_draws
     clean, *_ = train_configs(parser.parse_args(["--pretrain-noise", "0"]))
     assert (clean.weight_noise, clean.gain_noise, clean.neuron_noise) == (0, 0, 0)
     *_, one = train_configs(parser.parse_args(["--chips-per-call", "1"]))
@@ -113,6 +115,8 @@ def test_train_argument_errors(tmp_path):
         main(["train", "--anchor-probability", "1.5", "--output", str(tmp_path)])
     with pytest.raises(ValueError, match="`--pretrain-noise` must be a non-negative float"):
         main(["train", "--pretrain-noise", "-1", "--output", str(tmp_path)])
+    with pytest.raises(ValueError, match=r"divides the batch size \(50\); got 3"):
+        main(["train", "--pretrain-noise-draws", "3", "--output", str(tmp_path)])
     with pytest.raises(ValueError, match="`--chips-per-call` must be a positive int; got 0"):
         main(["train", "--chips-per-call", "0", "--output", str(tmp_path)])
     with pytest.raises(ValueError, match=r"multiple of the chips per batch \(5\); got 22"):
