@@ -120,7 +120,17 @@ def test_train_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="`--chips-per-call` must be a positive int; got 0"):
         main(["train", "--chips-per-call", "0", "--output", str(tmp_path)])
     with pytest.raises(ValueError, match=r"multiple of the chips per batch \(5\); got 22"):
-        main(["train", "--batch-size", "22", "--output", str(tmp_path)])
+        main(
+            [
+                "train",
+                "--batch-size",
+                "22",
+                "--pretrain-noise-draws",
+                "2",
+                "--output",
+                str(tmp_path),
+            ]
+        )
     with pytest.raises(SystemExit):
         main(["train", "--backend", "gpu"])
 
