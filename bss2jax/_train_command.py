@@ -356,10 +356,10 @@ def train_command(args) -> int:
     )
     plan = f"{config.epochs} epochs on {where}"
     if args.backend == "chip" and config.anchor_probability < 1:
+        parts = config.chips_per_call
         plan += (
-            f", each of {config.chips_per_call} parts of a batch on it with probability "
-            f"{config.anchor_probability:g}, else on a random chip"
-        )
+            f", each of {parts} parts of a batch" if parts > 1 else ", each batch"
+        ) + f" on it with probability {config.anchor_probability:g}, else on a random chip"
     if random_chips is not None:
         plan = f"{random_chips.epochs} epochs on random chips (through), then " + plan
     if pretraining is not None:
