@@ -84,6 +84,20 @@ def shift_time(trace: jax.Array, steps: int) -> jax.Array:
     return trace[index]
 
 
+def split_batch(trace: jax.Array, groups: int) -> jax.Array:
+    """`(time, batch, ...)` → `(groups, time, batch / groups, ...)`, consecutive samples per
+    group (for `jax.vmap` over the groups); `groups` must divide `batch`."""
+    time, batch = trace.shape[:2]
+    grouped = trace.reshape(time, groups, batch // groups, *trace.shape[2:])
+    return jnp.moveaxis(grouped, 1, 0)
+
+
+def join_batch(traces: jax.Array) -> jax.Array:
+    """The inverse of `split_batch`: `(groups, time, b, ...)` → `(time, groups * b, ...)`."""
+    traces = jnp.moveaxis(traces, 0, 1)
+    return traces.reshape(traces.shape[0], -1, *traces.shape[3:])
+
+
 def cadc_to_model(trace: jax.Array, neuron: AbstractNeuron) -> jax.Array:
     """Post-process a CADC trace `(time, batch, neurons)` on the grid into model units.
 

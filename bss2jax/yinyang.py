@@ -31,6 +31,7 @@ from . import data as bd
 from ._losses import accuracy, cross_entropy, firing_regulariser
 from ._network import Sequential
 from ._neurons import LI, LIF
+from ._observables import join_batch, split_batch
 from ._parameters import Mixed
 from ._synapse import Synapse
 from ._transforms import WEIGHT_MAX, LinearSaturating, linear_saturating
@@ -134,6 +135,14 @@ def yin_yang_network(config: YinYangConfig, *, key: jax.Array) -> Sequential:
         k_output, (3, config.hidden)
     )
     potentials = dict(leak=Mixed(0.0, 80.0), reset=Mixed(0.0, 80.0), threshold=Mixed(1.0, 150.0))
+    membrane = dict(
+        tau_mem=config.tau,
+        tau_syn=config.tau,
+        shift_cadc_to_first=True,
+        membrane_capacitance=Mixed(10e-6, config.capacitance),
+        integrator=config.integrator,
+        synapse_dac_bias=config.synapse_dac_bias,
+    )
     return Sequential(
         [
             Synapse(
@@ -142,34 +151,14 @@ def yin_yang_network(config: YinYangConfig, *, key: jax.Array) -> Sequential:
                 weight=hidden_weight,
                 transform=linear_saturating(config.weight_scale),
             ),
-            LIF(
-                config.hidden,
-                **potentials,
-                tau_mem=config.tau,
-                tau_syn=config.tau,
-                trace_scale=config.hidden_trace_scale,
-                shift_cadc_to_first=True,
-                membrane_capacitance=Mixed(10e-6, config.capacitance),
-                integrator=config.integrator,
-                synapse_dac_bias=config.synapse_dac_bias,
-            ),
+            LIF(config.hidden, **potentials, **membrane, trace_scale=config.hidden_trace_scale),
             Synapse(
                 config.hidden,
                 3,
                 weight=output_weight,
                 transform=linear_saturating(config.output_weight_scale),
             ),
-            LI(
-                3,
-                leak=Mixed(0.0, 80.0),
-                tau_mem=config.tau,
-                tau_syn=config.tau,
-                trace_scale=config.readout_trace_scale,
-                shift_cadc_to_first=True,
-                membrane_capacitance=Mixed(10e-6, config.capacitance),
-                integrator=config.integrator,
-                synapse_dac_bias=config.synapse_dac_bias,
-            ),
+            LI(3, leak=Mixed(0.0, 80.0), **membrane, trace_scale=config.readout_trace_scale),
         ]
     )
 
@@ -246,13 +235,11 @@ class YinYangLoss(eqx.Module):
         """`noise_draws` groups of the batch, each with its own draw of the training noise."""
         from ._run import run
 
-        time, batch, features = spikes.shape
-        groups = self.noise_draws
+        groups, batch = self.noise_draws, spikes.shape[1]
         if batch % groups:
             raise ValueError(
                 f"`noise_draws` ({groups}) must divide the batch size; got a batch of {batch}."
             )
-        grouped = jnp.moveaxis(spikes.reshape(time, groups, batch // groups, features), 1, 0)
 
         def one(inputs, group_key):
             noise_key, run_key = jax.random.split(group_key)
@@ -260,13 +247,8 @@ class YinYangLoss(eqx.Module):
             hidden, readout = run(perturbed, inputs, backend=backend, dt=self.dt, key=run_key)
             return hidden.spikes, readout.membrane_cadc
 
-        hidden, readout = jax.vmap(one)(grouped, jax.random.split(key, groups))
-
-        def join(trace):  # (groups, time, batch / groups, n) -> (time, batch, n)
-            trace = jnp.moveaxis(trace, 0, 1)
-            return trace.reshape(trace.shape[0], batch, -1)
-
-        return join(hidden), join(readout)
+        hidden, readout = jax.vmap(one)(split_batch(spikes, groups), jax.random.split(key, groups))
+        return join_batch(hidden), join_batch(readout)
 
     def __call__(self, network, batch, *, key, backend):
         coordinates, labels = batch

@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._observables import PopulationRecording, Recording
+from .._observables import PopulationRecording, Recording, join_batch, split_batch
 from ._base import AbstractBackend, BackendError
 from ._chip import ChipModel
 from ._chip_config import ChipConfig
@@ -135,15 +135,16 @@ class RandomChips(AbstractBackend):
         if self.chips_per_call == 1:
             return self._observe_one(network, inputs, key, dt)
         groups = self.chips_per_call
-        time, batch = inputs.shape[:2]
+        batch = inputs.shape[1]
         if batch % groups:
             raise BackendError(
                 f"RandomChips(chips_per_call={groups}) cuts the batch into {groups} equal "
                 f"groups, so the batch size must be a multiple of {groups}; got {batch}."
             )
-        grouped = jnp.moveaxis(inputs.reshape(time, groups, batch // groups, -1), 1, 0)
         keys = jax.random.split(key, groups)
-        recording = jax.vmap(lambda x, k: self._observe_one(network, x, k, dt))(grouped, keys)
+        recording = jax.vmap(lambda x, k: self._observe_one(network, x, k, dt))(
+            split_batch(inputs, groups), keys
+        )
         return Recording({name: _join_groups(p) for name, p in recording.populations.items()})
 
     def _observe_one(self, network, inputs, key, dt):
@@ -160,10 +161,7 @@ def _join_groups(recording: PopulationRecording) -> PopulationRecording:
     """
 
     def grid(trace):
-        if trace is None:
-            return None
-        trace = jnp.moveaxis(trace, 0, 1)
-        return trace.reshape(trace.shape[0], -1, *trace.shape[3:])
+        return None if trace is None else join_batch(trace)
 
     def raw(samples):
         return None if samples is None else samples.reshape(-1, *samples.shape[2:])
