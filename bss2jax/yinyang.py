@@ -106,14 +106,14 @@ any one synapse's or neuron's exact value. The spreads follow `bj.MismatchProfil
 weights 5 % (per-synapse DAC gain), per-neuron gains 7 % (synaptic gain 5 % and the
 membrane time constant's 5 % share of the PSP gain, R = tau / C, combined), leaks and
 thresholds 0.02 model units (1.4 chip LSB on the 70-LSB span; the profile says 1.5 and 2)
-and time constants 2 % (`neuron_noise` sets both; 0.02 scored better than 0.03 on held-out
-chips in one comparison). Five draws per batch instead of one: benchmarks/README.md.
+and time constants 2 % (`neuron_noise` sets both). Five draws per batch instead of one:
+benchmarks/README.md.
 """
 CHIP_RANDOM = YinYangConfig(epochs=10, lr=1e-3, lr_decay=0.9, chips_per_call=5)
 """An optional phase between the two (`bss2jax train --random-chip-epochs N`; off by
 default): the chip model, gradient "through", every fifth of a batch on a new random chip
 instance. After `CHIP_PRETRAINING` it changes little (benchmarks/README.md: 10 epochs cost
-0.1 points on the trained-on chip, gain 0.2 on others, and take 1-2 minutes more)."""
+0.1 points on the trained-on chip, gain 0.1 on others, and take 1-2 minutes more)."""
 CHIP_FINE_TUNING = YinYangConfig(
     epochs=6, lr=3e-4, lr_decay=0.8, anchor_probability=0.3, chips_per_call=5
 )
