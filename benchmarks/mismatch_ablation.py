@@ -25,7 +25,7 @@ import numpy as np
 
 import bss2jax as bj
 from bss2jax import data as bd, yinyang
-from bss2jax._train import write_json
+from bss2jax._misc import write_json
 
 PHASES = {"main": ".", "random-chips": "random-chips", "pretrain": "pretrain"}
 

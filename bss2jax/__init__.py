@@ -1,90 +1,62 @@
-"""bss2jax: emulate and train spiking networks for the BrainScaleS-2 chip, in JAX."""
+"""bss2jax: emulate and train spiking networks for the BrainScaleS-2 chip, in JAX.
 
-from . import data as data, kernels as kernels, yinyang as yinyang
+The names here are for users: networks, `run`, backends, training, alignment, sweeps.
+Client authors find the hardware contract in `bss2jax.hardware`; the numerical kernels
+are in `bss2jax.kernels`.
+"""
+
+from . import data as data, hardware as hardware, kernels as kernels, yinyang as yinyang
 from ._align import Alignment as Alignment, align as align
 from ._backend import (
     AbstractBackend as AbstractBackend,
-    BackendError as BackendError,
-    ChipConfig as ChipConfig,
-    ChipInstance as ChipInstance,
-    ChipInstanceError as ChipInstanceError,
     ChipModel as ChipModel,
     Hardware as Hardware,
-    MismatchProfile as MismatchProfile,
     Numeric as Numeric,
-    Placement as Placement,
-    PlacementError as PlacementError,
-    PopulationPlacement as PopulationPlacement,
     RandomChips as RandomChips,
-    RawPopulationRecording as RawPopulationRecording,
     Replay as Replay,
-    ReplayClient as ReplayClient,
-    ReplayError as ReplayError,
+)
+from ._chip._config import ChipConfig as ChipConfig
+from ._chip._instance import ChipInstance as ChipInstance, MismatchProfile as MismatchProfile
+from ._chip._placement import (
+    Placement as Placement,
+    PopulationPlacement as PopulationPlacement,
     circuits_per_neuron as circuits_per_neuron,
     neurons_per_run as neurons_per_run,
     place as place,
 )
-from ._chip_client import ChipModelClient as ChipModelClient
-from ._dense import (
-    cadc_to_dense as cadc_to_dense,
-    grid_length as grid_length,
-    madc_to_dense as madc_to_dense,
-    samples_to_dense as samples_to_dense,
-    spikes_to_dense as spikes_to_dense,
-)
-from ._hardware_io import (
-    AbstractClient as AbstractClient,
-    CADCSamples as CADCSamples,
-    ExperimentRequest as ExperimentRequest,
+from ._clients._chip_model import ChipModelClient as ChipModelClient
+from ._clients._hxtorch import HxtorchClient as HxtorchClient
+from ._errors import (
+    BackendError as BackendError,
+    ChipInstanceError as ChipInstanceError,
     HardwareError as HardwareError,
     HardwareTimeoutError as HardwareTimeoutError,
-    InputSpikes as InputSpikes,
-    MADCSamples as MADCSamples,
-    PopulationRequest as PopulationRequest,
-    ProjectionRequest as ProjectionRequest,
-    RawRecording as RawRecording,
-    SpikeEvents as SpikeEvents,
-    TransientHardwareError as TransientHardwareError,
-    split_weight as split_weight,
-    validate_recording as validate_recording,
-)
-from ._hxtorch_adapter import HxtorchClient as HxtorchClient
-from ._losses import (
-    accuracy as accuracy,
-    cross_entropy as cross_entropy,
-    firing_regulariser as firing_regulariser,
-    mse as mse,
-    weight_regulariser as weight_regulariser,
+    NetworkError as NetworkError,
+    PlacementError as PlacementError,
+    RecordingFileError as RecordingFileError,
+    ReplayError as ReplayError,
 )
 from ._network import (
     INPUT as INPUT,
     AbstractNetwork as AbstractNetwork,
     Network as Network,
-    NetworkError as NetworkError,
     Projection as Projection,
     Sequential as Sequential,
     trainable_filter as trainable_filter,
 )
 from ._neurons import LI as LI, LIF as LIF, AbstractNeuron as AbstractNeuron, AdEx as AdEx
-from ._observables import (
-    Observables as Observables,
-    PopulationRecording as PopulationRecording,
-    Recording as Recording,
-    cadc_to_model as cadc_to_model,
-    shift_time as shift_time,
-)
+from ._observables import Observables as Observables
 from ._parameters import (
     Frozen as Frozen,
     Mixed as Mixed,
     hardware_value as hardware_value,
     model_value as model_value,
 )
-from ._recording_file import (
-    RecordedRun as RecordedRun,
-    RecordingFileError as RecordingFileError,
-    load_run as load_run,
-    load_runs as load_runs,
-    save_run as save_run,
+from ._recording import (
+    PopulationRecording as PopulationRecording,
+    Recording as Recording,
+    cadc_to_model as cadc_to_model,
+    shift_time as shift_time,
 )
 from ._run import run as run
 from ._surrogate import (
@@ -108,6 +80,13 @@ from ._train import (
     make_train_step as make_train_step,
     save_checkpoint as save_checkpoint,
 )
+from ._train._losses import (
+    accuracy as accuracy,
+    cross_entropy as cross_entropy,
+    firing_regulariser as firing_regulariser,
+    mse as mse,
+    weight_regulariser as weight_regulariser,
+)
 from ._transforms import (
     AbstractWeightTransform as AbstractWeightTransform,
     ExponentialClamp as ExponentialClamp,
@@ -119,4 +98,90 @@ from ._transforms import (
 
 __version__ = "0.1.0"
 
-__all__ = [name for name in dir() if not name.startswith("_") and name != "kernels"]
+__all__ = [
+    # networks
+    "AbstractNetwork",
+    "Sequential",
+    "Network",
+    "Projection",
+    "INPUT",
+    "Synapse",
+    "AbstractNeuron",
+    "LIF",
+    "LI",
+    "AdEx",
+    "Mixed",
+    "Frozen",
+    "model_value",
+    "hardware_value",
+    "trainable_filter",
+    "AbstractWeightTransform",
+    "LinearSaturating",
+    "ExponentialClamp",
+    "linear_saturating",
+    "linear_exponential_clamp",
+    "round_half_away",
+    "AbstractSurrogate",
+    "SuperSpike",
+    "Sigmoid",
+    "ArcTan",
+    "Triangle",
+    "Gaussian",
+    "Boxcar",
+    # running
+    "run",
+    "Observables",
+    "Recording",
+    "PopulationRecording",
+    "cadc_to_model",
+    "shift_time",
+    # backends
+    "AbstractBackend",
+    "Numeric",
+    "ChipModel",
+    "RandomChips",
+    "Hardware",
+    "Replay",
+    "ChipConfig",
+    "ChipInstance",
+    "MismatchProfile",
+    "place",
+    "Placement",
+    "PopulationPlacement",
+    "circuits_per_neuron",
+    "neurons_per_run",
+    "ChipModelClient",
+    "HxtorchClient",
+    # training and analysis
+    "make_train_step",
+    "TrainStep",
+    "fit",
+    "FitResult",
+    "evaluate",
+    "evaluate_backends",
+    "save_checkpoint",
+    "load_checkpoint",
+    "cross_entropy",
+    "mse",
+    "accuracy",
+    "firing_regulariser",
+    "weight_regulariser",
+    "align",
+    "Alignment",
+    "sweep",
+    "SweepResult",
+    # errors
+    "NetworkError",
+    "BackendError",
+    "PlacementError",
+    "ChipInstanceError",
+    "HardwareError",
+    "HardwareTimeoutError",
+    "RecordingFileError",
+    "ReplayError",
+    # submodules
+    "data",
+    "hardware",
+    "kernels",
+    "yinyang",
+]

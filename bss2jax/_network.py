@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 
+from ._errors import NetworkError
 from ._neurons import AbstractNeuron
 from ._parameters import Frozen, Mixed
 from ._synapse import Synapse
@@ -22,10 +23,6 @@ from .kernels.cuba import CubaParams
 
 INPUT = "input"
 """Name of the external spike source in a `Network`'s projections."""
-
-
-class NetworkError(ValueError):
-    """A network that cannot be built as described; the message says what to change."""
 
 
 class Edge(NamedTuple):

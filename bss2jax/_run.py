@@ -7,8 +7,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._backend import AbstractBackend, Numeric
+from ._misc import check_dt as _check_dt
 from ._network import INPUT, AbstractNetwork, Stage
-from ._observables import Observables, PopulationRecording, Recording, cadc_to_model
+from ._observables import Observables
+from ._recording import PopulationRecording, Recording, cadc_to_model
 from .kernels import cuba
 
 
@@ -62,18 +64,6 @@ def run(
     for stage in network.plan():
         results.update(_run_stage(network, stage, spikes, observed, inputs, dt))
     return network.pack(results)
-
-
-def _check_dt(dt) -> float:
-    if isinstance(dt, jax.core.Tracer):
-        raise TypeError("`dt` must be a Python float (static), not a traced value.")
-    try:
-        dt = float(dt)
-    except (TypeError, ValueError):
-        raise TypeError(f"`dt` must be a positive float in seconds; got {dt!r}.") from None
-    if not dt > 0:
-        raise ValueError(f"`dt` must be a positive float in seconds; got {dt!r}.")
-    return dt
 
 
 def _check_recording(network, recording, time_batch) -> dict:

@@ -14,7 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-WEIGHT_MAX = 63
+from ._constants import WEIGHT_MAX
 
 
 def round_half_away(x: jax.Array) -> jax.Array:

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from ._misc import check_dt as _check_dt
+
 __all__ = [
     "YIN_YANG_CLASSES",
     "YinYang",
@@ -177,12 +179,6 @@ def _check_steps(steps):
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"`steps` must be a positive int (grid length); got {steps!r}.")
     return int(steps)
-
-
-def _check_dt(dt):
-    if isinstance(dt, jax.core.Tracer) or not isinstance(dt, (int, float)) or not dt > 0:
-        raise ValueError(f"`dt` must be a positive Python float in seconds; got {dt!r}.")
-    return float(dt)
 
 
 def spike_times_to_dense(

@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 
-import bss2jax as bj
+import bss2jax.hardware as bjh
 
 
-def irregular_recording(request: bj.ExperimentRequest, *, samples: int = 23) -> bj.RawRecording:
+def irregular_recording(request: bjh.ExperimentRequest, *, samples: int = 23) -> bjh.RawRecording:
     """A deterministic raw recording with irregular CADC/MADC times that differ per neuron.
 
     Every CADC channel gets exactly `samples` samples (sorted), so the expected dense trace
@@ -30,7 +30,7 @@ def irregular_recording(request: bj.ExperimentRequest, *, samples: int = 23) -> 
             b = np.broadcast_to(np.arange(batch)[:, None, None], shape)
             n = np.broadcast_to(np.arange(p.size)[None, :, None], shape)
             order = rng.permutation(times.size)  # clients may return samples in any order
-            cadc[p.key] = bj.CADCSamples(
+            cadc[p.key] = bjh.CADCSamples(
                 times=times.ravel()[order],
                 values=values.ravel()[order],
                 neurons=n.ravel()[order].astype(np.int32),
@@ -38,7 +38,7 @@ def irregular_recording(request: bj.ExperimentRequest, *, samples: int = 23) -> 
             )
         if p.record_spikes:
             events = 3 * batch * p.size
-            spikes[p.key] = bj.SpikeEvents(
+            spikes[p.key] = bjh.SpikeEvents(
                 times=rng.uniform(0.0, runtime, events),
                 neurons=rng.integers(0, p.size, events).astype(np.int32),
                 batch=rng.integers(0, batch, events).astype(np.int32),
@@ -48,11 +48,11 @@ def irregular_recording(request: bj.ExperimentRequest, *, samples: int = 23) -> 
         times = np.sort(rng.uniform(0.0, runtime, (batch, count)), axis=-1)
         values = rng.integers(0, 1024, (batch, count)).astype(np.float64)
         b = np.broadcast_to(np.arange(batch)[:, None], (batch, count))
-        madc[request.madc[0]] = bj.MADCSamples(times.ravel(), values.ravel(), b.ravel().copy())
-    return bj.RawRecording(spikes=spikes, cadc=cadc, madc=madc)
+        madc[request.madc[0]] = bjh.MADCSamples(times.ravel(), values.ravel(), b.ravel().copy())
+    return bjh.RawRecording(spikes=spikes, cadc=cadc, madc=madc)
 
 
-class FakeClient(bj.AbstractClient):
+class FakeClient(bjh.AbstractClient):
     """Answers with `irregular_recording`; keeps every request; can be told to misbehave.
 
     - `failures`: a list of exceptions raised by the next calls, one per call.

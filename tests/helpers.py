@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import bss2jax as bj
+import bss2jax.hardware as bjh
 
 
 def _default_tols(dtype):
@@ -102,7 +103,7 @@ def sent_request(net, inputs, *, dt, key=None):
 
     seen = []
 
-    class Spy(bj.AbstractClient):
+    class Spy(bjh.AbstractClient):
         def execute(self, request):
             seen.append(request)
             raise bj.HardwareError("spy")

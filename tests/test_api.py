@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import bss2jax as bj
+import bss2jax.hardware as bjh
 
 PACKAGE = pathlib.Path(bj.__file__).parent
 
@@ -56,19 +57,40 @@ def _own_docstring(name, obj):
     return _attribute_docstring(name)
 
 
-def test_all_is_consistent():
-    assert len(bj.__all__) == len(set(bj.__all__))
-    for name in bj.__all__:
+PUBLIC = [(bj, name) for name in bj.__all__] + [(bjh, name) for name in bjh.__all__]
+
+
+@pytest.mark.parametrize("module", [bj, bjh], ids=["bss2jax", "bss2jax.hardware"])
+def test_all_is_consistent(module):
+    assert len(module.__all__) == len(set(module.__all__))
+    for name in module.__all__:
         assert not name.startswith("_")
-        assert hasattr(bj, name), name
+        assert hasattr(module, name), name
+    # Every public name the module imports is listed: `__all__` is the surface, not a subset.
+    imported = {n for n in vars(module) if not n.startswith("_") and n != "annotations"}
+    assert imported == set(module.__all__), sorted(imported ^ set(module.__all__))
+
+
+def test_layers():
+    # Users' names at the root; the client contract only in `bss2jax.hardware`.
     for name in ("run", "Sequential", "Network", "LIF", "LI", "AdEx", "Synapse", "Numeric"):
         assert name in bj.__all__
+    for name in ("AbstractClient", "ExperimentRequest", "RawRecording", "validate_recording"):
+        assert name in bjh.__all__ and name not in bj.__all__
 
 
-@pytest.mark.parametrize("name", sorted(bj.__all__))
-def test_every_public_name_has_a_docstring(name):
-    doc = _own_docstring(name, getattr(bj, name))
-    assert doc is not None and len(doc.strip()) >= 10, f"`bj.{name}` has no docstring"
+def _module_name(value):
+    return getattr(value, "__name__", value)
+
+
+@pytest.mark.parametrize(
+    "module, name", sorted(PUBLIC, key=lambda p: (p[0].__name__, p[1])), ids=_module_name
+)
+def test_every_public_name_has_a_docstring(module, name):
+    doc = _own_docstring(name, getattr(module, name))
+    assert doc is not None and len(doc.strip()) >= 10, (
+        f"`{module.__name__}.{name}` has no docstring"
+    )
 
 
 def test_constant_docstring_found():

@@ -17,9 +17,9 @@ import pytest
 from helpers import sent_request
 
 import bss2jax as bj
-from bss2jax._backend._hardware_host import _seed
-from bss2jax._chip_client import network_from_request
-from bss2jax._hardware_io import configuration_hash
+from bss2jax._clients._chip_model import network_from_request
+from bss2jax._hardware._link import _seed
+from bss2jax.hardware import configuration_hash
 
 DT = 1e-6
 

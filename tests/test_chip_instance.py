@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import bss2jax as bj
-from bss2jax._backend._chip_instance import field_names
+from bss2jax._chip._instance import field_names
 
 
 def _draw(count, profile=None, seed=0):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import bss2jax as bj
+import bss2jax.hardware as bjh
 
 DT = 1e-6
 QUIET = bj.ChipConfig.noiseless()
@@ -343,7 +344,7 @@ def test_recording_is_the_public_to_dense_conversion_of_the_raw_readout(interpol
     rec = backend.observe(net, x, dt=DT, key=jax.random.PRNGKey(1)).populations[0]
     raw = backend.record(net, x, dt=DT, key=jax.random.PRNGKey(1))[0]
 
-    cadc = bj.cadc_to_dense(
+    cadc = bjh.cadc_to_dense(
         jnp.broadcast_to(raw.cadc_time[:, None], raw.cadc_value.shape),
         raw.cadc_value,
         dt=DT,
@@ -351,7 +352,7 @@ def test_recording_is_the_public_to_dense_conversion_of_the_raw_readout(interpol
         interpolation=interpolation,
     )
     assert np.allclose(rec.membrane_cadc, cadc, atol=1e-4)
-    madc = bj.madc_to_dense(
+    madc = bjh.madc_to_dense(
         raw.madc_time, raw.madc_value, dt=DT, length=40, interpolation=interpolation
     )
     assert np.allclose(rec.membrane_madc, madc, atol=1e-4)
@@ -359,7 +360,7 @@ def test_recording_is_the_public_to_dense_conversion_of_the_raw_readout(interpol
     step, batch, neuron = np.nonzero(np.isfinite(np.asarray(raw.spike_times)))
     times = np.asarray(raw.spike_times)[step, batch, neuron]
     inside = np.round(times / DT) < 40
-    spikes = bj.spikes_to_dense(
+    spikes = bjh.spikes_to_dense(
         times[inside], neuron[inside], batch[inside], dt=DT, shape=(40, 2, 5)
     )
     assert float(spikes.sum()) > 5

@@ -7,16 +7,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import bss2jax as bj
+import bss2jax.hardware as bjh
 
 DT = 1e-6
 
 
 def test_grid_length():
     # hxtorch: ceil(runtime / dt) + 1 grid points at k * dt.
-    assert bj.grid_length(10e-6, DT) == 11
-    assert bj.grid_length(10.5e-6, DT) == 12
-    assert bj.grid_length(3 * 0.1e-6, 0.1e-6) == 4  # no off-by-one from 2.9999999... steps
+    assert bjh.grid_length(10e-6, DT) == 11
+    assert bjh.grid_length(10.5e-6, DT) == 12
+    assert bjh.grid_length(3 * 0.1e-6, 0.1e-6) == 4  # no off-by-one from 2.9999999... steps
 
 
 def test_spikes_binned_by_round_and_duplicates_collapse():
@@ -25,7 +25,7 @@ def test_spikes_binned_by_round_and_duplicates_collapse():
     times = jnp.array([0.4, 0.6, 1.49, 1.51, 2.2, 3.7]) * DT
     neurons = jnp.array([0, 0, 0, 0, 1, 1])
     batch = jnp.array([0, 0, 0, 0, 0, 1])
-    dense = bj.spikes_to_dense(times, neurons, batch, dt=DT, shape=(5, 2, 2))
+    dense = bjh.spikes_to_dense(times, neurons, batch, dt=DT, shape=(5, 2, 2))
     expected = np.zeros((5, 2, 2), np.float32)
     expected[0, 0, 0] = expected[1, 0, 0] = expected[2, 0, 0] = 1.0
     expected[2, 0, 1] = 1.0
@@ -41,7 +41,7 @@ def test_spikes_off_grid_and_padding_are_ignored():
     times = jnp.array([-0.6, 5.2, 2.0, 3.1]) * DT
     zeros = jnp.zeros(4, jnp.int32)
     valid = jnp.array([True, True, False, True])
-    dense = bj.spikes_to_dense(times, zeros, zeros, dt=DT, shape=(5, 1, 1), valid=valid)
+    dense = bjh.spikes_to_dense(times, zeros, zeros, dt=DT, shape=(5, 1, 1), valid=valid)
     np.testing.assert_array_equal(dense[:, 0, 0], [0, 0, 0, 1, 0])
 
 
@@ -50,7 +50,7 @@ def test_samples_linear_with_edge_hold():
     # are 1/4 and 3/4 of the way: 15 and 25; after the last sample, 30 is held.
     times = jnp.array([0.5, 2.5]) * DT
     values = jnp.array([10.0, 30.0])
-    dense = bj.samples_to_dense(times, values, dt=DT, length=5)
+    dense = bjh.samples_to_dense(times, values, dt=DT, length=5)
     np.testing.assert_allclose(dense, [10.0, 15.0, 25.0, 30.0, 30.0], rtol=1e-6)
 
 
@@ -60,9 +60,9 @@ def test_samples_nearest_with_edge_hold():
     # from 3.8 (30); grid 4 is nearest to 3.8 (50).
     times = jnp.array([0.5, 2.5]) * DT
     values = jnp.array([10.0, 30.0])
-    dense = bj.samples_to_dense(times, values, dt=DT, length=5, interpolation="nearest")
+    dense = bjh.samples_to_dense(times, values, dt=DT, length=5, interpolation="nearest")
     np.testing.assert_array_equal(dense, [10.0, 10.0, 30.0, 30.0, 30.0])
-    dense = bj.samples_to_dense(
+    dense = bjh.samples_to_dense(
         jnp.array([0.5, 2.5, 3.8]) * DT, jnp.array([10.0, 30.0, 50.0]), dt=DT, length=5,
         interpolation="nearest",
     )  # fmt: skip
@@ -73,14 +73,14 @@ def test_cadc_many_channels_time_first(getkey):
     # (batch, neurons, samples) -> (length, batch, neurons), each channel on its own times.
     times = jnp.sort(jax.random.uniform(getkey(), (2, 3, 6), maxval=8e-6), axis=-1)
     values = jax.random.normal(getkey(), (2, 3, 6))
-    dense = bj.cadc_to_dense(times, values, dt=DT, length=9)
+    dense = bjh.cadc_to_dense(times, values, dt=DT, length=9)
     assert dense.shape == (9, 2, 3)
     dense_np, times_np, values_np = (np.asarray(a) for a in (dense, times, values))
     for b in range(2):
         for n in range(3):
             expected = np.interp(np.arange(9) * DT, times_np[b, n], values_np[b, n])
             np.testing.assert_allclose(dense_np[:, b, n], expected, rtol=1e-5, atol=1e-5)
-    madc = bj.madc_to_dense(times[:, 0], values[:, 0], dt=DT, length=9)
+    madc = bjh.madc_to_dense(times[:, 0], values[:, 0], dt=DT, length=9)
     np.testing.assert_array_equal(madc, dense[:, :, 0])
 
 
@@ -89,7 +89,7 @@ def test_jit_and_vmap(getkey):
     values = jax.random.normal(getkey(), (4, 6))
 
     def f(t, v):
-        return bj.samples_to_dense(t, v, dt=DT, length=9)
+        return bjh.samples_to_dense(t, v, dt=DT, length=9)
 
     np.testing.assert_allclose(jax.jit(f)(times, values), f(times, values), rtol=1e-6)
     np.testing.assert_allclose(jax.vmap(f, out_axes=1)(times, values), f(times, values),
@@ -98,6 +98,6 @@ def test_jit_and_vmap(getkey):
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="`interpolation`"):
-        bj.samples_to_dense(jnp.zeros(2), jnp.zeros(2), dt=DT, length=3, interpolation="nn")
+        bjh.samples_to_dense(jnp.zeros(2), jnp.zeros(2), dt=DT, length=3, interpolation="nn")
     with pytest.raises(ValueError, match="`times` and `values`"):
-        bj.samples_to_dense(jnp.zeros(2), jnp.zeros(3), dt=DT, length=3)
+        bjh.samples_to_dense(jnp.zeros(2), jnp.zeros(3), dt=DT, length=3)

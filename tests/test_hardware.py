@@ -14,6 +14,7 @@ from hardware_clients import FakeClient, irregular_recording
 from helpers import SyntheticBackend, tree_equal
 
 import bss2jax as bj
+import bss2jax.hardware as bjh
 
 DT = 1e-6
 TIME, BATCH = 20, 3
@@ -57,7 +58,7 @@ def channels(samples, batch, size):
 
 def expected_recording(request, raw):
     """The to-dense conversion of a raw recording, written out independently of Hardware."""
-    grid = bj.grid_length(request.runtime, request.dt)
+    grid = bjh.grid_length(request.runtime, request.dt)
     result = {}
     for p in request.populations:
         entry = {}
@@ -68,14 +69,14 @@ def expected_recording(request, raw):
             entry["spikes"] = dense
         if p.record_cadc:
             t, v = channels(raw.cadc[p.key], request.batch_size, p.size)
-            entry["membrane_cadc"] = bj.cadc_to_dense(
+            entry["membrane_cadc"] = bjh.cadc_to_dense(
                 jnp.asarray(t, jnp.float32), jnp.asarray(v, jnp.float32), dt=request.dt, length=grid
             )
         if request.madc is not None and request.madc[0] == p.key:
             m = raw.madc[p.key]
             t = m.times.reshape(request.batch_size, -1)
             v = m.values.reshape(request.batch_size, -1)
-            entry["membrane_madc"] = bj.madc_to_dense(
+            entry["membrane_madc"] = bjh.madc_to_dense(
                 jnp.asarray(t, jnp.float32), jnp.asarray(v, jnp.float32), dt=request.dt, length=grid
             )
             entry["madc_time"], entry["madc_value"] = t, v
@@ -253,7 +254,7 @@ def test_client_exception_under_jit_names_the_cause(net, inputs):
 
 
 def test_transient_errors_are_retried(net, inputs):
-    failures = [bj.TransientHardwareError("busy"), ConnectionError("reset by peer")]
+    failures = [bjh.TransientHardwareError("busy"), ConnectionError("reset by peer")]
     client = FakeClient(failures=list(failures))
     bj.Hardware(client, retries=2, retry_delay=0.0).observe(net, inputs, dt=DT, key=None)
     assert len(client.requests) == 3 and all(r.reconfigure for r in client.requests)
@@ -296,7 +297,7 @@ def nan_first(entry, request):
 
 
 MALFORMED = {
-    "not a recording": (lambda request, raw: {"cadc": {}}, "must return a bj.RawRecording"),
+    "not a recording": (lambda request, raw: {"cadc": {}}, "must return a bjh.RawRecording"),
     "NaN time": (with_entry("cadc", 1, nan_first), r"cadc\[1\]: `times` must be finite"),
     "late time": (
         with_entry("spikes", 0, lambda e, r: dataclasses.replace(e, times=e.times + r.runtime)),
@@ -414,13 +415,13 @@ def test_arguments_are_checked():
 
 
 def test_split_weight():
-    exc, inh = bj.split_weight(np.array([[3.0, -5.0, 0.0], [63.0, -63.0, -0.0]]))
+    exc, inh = bjh.split_weight(np.array([[3.0, -5.0, 0.0], [63.0, -63.0, -0.0]]))
     np.testing.assert_array_equal(exc, [[3, 0, 0], [63, 0, 0]])
     np.testing.assert_array_equal(inh, [[0, 5, 0], [0, 63, 0]])
     assert exc.dtype == inh.dtype == np.uint8
     for bad in (64.0, 1.5, np.nan):
         with pytest.raises(bj.HardwareError, match="integers in \\[-63, 63\\]"):
-            bj.split_weight(np.array([[1.0, bad]]))
+            bjh.split_weight(np.array([[1.0, bad]]))
 
 
 def test_recorded_runs_are_written(net, inputs, tmp_path):

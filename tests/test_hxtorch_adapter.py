@@ -15,7 +15,8 @@ import pytest
 from helpers import sent_request
 
 import bss2jax as bj
-from bss2jax import _hxtorch_adapter as adapter
+import bss2jax.hardware as bjh
+from bss2jax._clients import _hxtorch as adapter
 
 DT = 1e-6
 
@@ -70,7 +71,7 @@ def test_inputs_as_tensor_and_spike_time_lists(request_, inputs):
             np.testing.assert_allclose(lists[b][channel], steps * DT * 1e3)  # milliseconds
     late = dataclasses.replace(
         request_,
-        input_spikes=(bj.InputSpikes(np.array([request_.runtime]), np.array([0], np.int32)),)
+        input_spikes=(bjh.InputSpikes(np.array([request_.runtime]), np.array([0], np.int32)),)
         + request_.input_spikes[1:],
     )
     with pytest.raises(bj.HardwareError, match="batch entry 0 must lie in"):

@@ -15,6 +15,7 @@ from hardware_clients import FakeClient
 from helpers import tree_equal
 
 import bss2jax as bj
+import bss2jax.hardware as bjh
 
 DT = 1e-6
 
@@ -71,7 +72,7 @@ def test_replay_gives_the_same_gradient(net, inputs, session):
 
 def test_round_trip_of_a_run_file(session, tmp_path):
     folder, client, _ = session
-    run = bj.load_run(folder / "run-000000.npz")
+    run = bjh.load_run(folder / "run-000000.npz")
     request, original = client.requests[0], run.request
     assert original.request_hash == request.request_hash
     assert original.configuration_hash == request.configuration_hash
@@ -80,8 +81,8 @@ def test_round_trip_of_a_run_file(session, tmp_path):
     for a, b in zip(original.projections, request.projections, strict=True):
         np.testing.assert_array_equal(a.weight_exc, b.weight_exc)
         np.testing.assert_array_equal(a.weight_inh, b.weight_inh)
-    path = bj.save_run(tmp_path / "copy.npz", run)
-    again = bj.load_run(path)
+    path = bjh.save_run(tmp_path / "copy.npz", run)
+    again = bjh.load_run(path)
     assert again.request.request_hash == run.request.request_hash
     for field in ("spikes", "cadc", "madc"):
         for key, entry in getattr(run.recording, field).items():
@@ -96,7 +97,7 @@ def test_round_trip_of_a_run_file(session, tmp_path):
 
 def test_replay_from_recorded_runs_in_memory(net, inputs, session):
     folder, _, (first, _) = session
-    runs = bj.load_runs(folder)
+    runs = bjh.load_runs(folder)
     assert tree_equal(bj.run(net, inputs, backend=bj.Replay(runs), dt=DT), first)
     assert tree_equal(bj.run(net, inputs, backend=bj.Replay(runs[0]), dt=DT), first)
 
@@ -186,29 +187,29 @@ def test_bad_files_are_refused(session, tmp_path, case):
     change, message = BAD_FILES[case]
     path = _rewrite(folder / "run-000000.npz", tmp_path / "bad.npz", change)
     with pytest.raises(bj.RecordingFileError, match=message):
-        bj.load_run(path)
+        bjh.load_run(path)
 
 
 def test_pickled_and_garbage_files_are_refused(tmp_path):
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, __metadata__=np.array([{"format": "bss2jax-recorded-run"}], dtype=object))
     with pytest.raises(bj.RecordingFileError, match="not a readable .npz file|pickle"):
-        bj.load_run(pickled)
+        bjh.load_run(pickled)
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip file")
     with pytest.raises(bj.RecordingFileError, match="not a readable .npz file"):
-        bj.load_run(garbage)
+        bjh.load_run(garbage)
     (tmp_path / "empty").mkdir()
     with pytest.raises(bj.RecordingFileError, match="no recorded runs"):
-        bj.load_runs(tmp_path / "empty")
+        bjh.load_runs(tmp_path / "empty")
     with pytest.raises(FileNotFoundError):
-        bj.load_runs(tmp_path / "absent.npz")
+        bjh.load_runs(tmp_path / "absent.npz")
 
 
 def test_atomic_write_keeps_the_old_file(session, tmp_path, monkeypatch):
     folder, _, _ = session
-    run = bj.load_run(folder / "run-000000.npz")
-    path = bj.save_run(tmp_path / "run.npz", run)
+    run = bjh.load_run(folder / "run-000000.npz")
+    path = bjh.save_run(tmp_path / "run.npz", run)
     before = path.read_bytes()
 
     def fail(source, target):
@@ -216,7 +217,7 @@ def test_atomic_write_keeps_the_old_file(session, tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
-        bj.save_run(path, bj.load_run(folder / "run-000001.npz"))
+        bjh.save_run(path, bjh.load_run(folder / "run-000001.npz"))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]
 
@@ -228,9 +229,9 @@ def test_arguments_are_checked(session, tmp_path):
     with pytest.raises(ValueError, match="`match` must be one of"):
         bj.Replay(folder, match="nearest")
     with pytest.raises(ValueError, match="must end in '.npz'"):
-        bj.save_run(tmp_path / "run.bin", bj.load_run(folder / "run-000000.npz"))
-    with pytest.raises(TypeError, match="`run` must be a bj.RecordedRun"):
-        bj.save_run(tmp_path / "run.npz", {"request": None})
+        bjh.save_run(tmp_path / "run.bin", bjh.load_run(folder / "run-000000.npz"))
+    with pytest.raises(TypeError, match="`run` must be a bjh.RecordedRun"):
+        bjh.save_run(tmp_path / "run.npz", {"request": None})
 
 
 def test_named_populations_and_recurrence_round_trip(tmp_path, getkey):
@@ -253,6 +254,6 @@ def test_named_populations_and_recurrence_round_trip(tmp_path, getkey):
         ("hidden", "hidden", True),
         ("hidden", "out", False),
     ]
-    (run,) = bj.load_runs(tmp_path)
+    (run,) = bjh.load_runs(tmp_path)
     assert run.request.request_hash == request.request_hash
     assert tree_equal(bj.Replay(tmp_path).observe(net, inputs, dt=DT, key=None), live)

@@ -8,11 +8,7 @@ import equinox as eqx
 import jax
 
 from .._network import AbstractNetwork
-from .._observables import Recording
-
-
-class BackendError(ValueError):
-    """A network, input or option that this backend cannot handle; says what to change."""
+from .._recording import Recording
 
 
 class AbstractBackend(eqx.Module):

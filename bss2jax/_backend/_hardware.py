@@ -26,14 +26,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._chip._placement import place
 from .._dense import cadc_to_dense, grid_length, madc_to_dense, spikes_to_dense
-from .._hardware_io import FLAG_NAMES, PARAMETER_NAMES, TransientHardwareError
+from .._errors import BackendError, TransientHardwareError
+from .._hardware._link import _host_observe, _Link
+from .._hardware._protocol import (
+    FLAG_NAMES,
+    PARAMETER_NAMES,
+)
 from .._network import INPUT
-from .._observables import PopulationRecording, Recording
 from .._parameters import hardware_value
-from ._base import AbstractBackend, BackendError
-from ._hardware_host import _host_observe, _Link
-from ._placement import place
+from .._recording import PopulationRecording, Recording
+from ._base import AbstractBackend
 
 CADC_MIN_PERIOD = 0.5e-6
 """Shortest CADC sample period assumed for the default `cadc_samples` (1.85 MSa/s max)."""
@@ -234,7 +238,7 @@ def observe_through(link: _Link, limits: dict, vmap_method: str, network, inputs
     return _to_recording_jit(spec, flat)
 
 
-def _check_limits(**limits) -> dict:
+def check_limits(**limits) -> dict:
     for name, value in limits.items():
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -248,8 +252,8 @@ class Hardware(AbstractBackend):
 
     **Arguments:**
     - `client`: an object with `execute(ExperimentRequest) -> RawRecording` (see
-      `bj.AbstractClient`): `bj.ChipModelClient()` (the chip model in another process),
-      `bj.HxtorchClient(...)` (a real BSS-2 system through hxtorch), or your own.
+      `bss2jax.hardware.AbstractClient`): `bj.ChipModelClient()` (the chip model in
+      another process), `bj.HxtorchClient(...)` (a real BSS-2 system through hxtorch), or your own.
     - `timeout`: seconds one client call may take (None: no limit); past it the client's
       `cancel()` is called and `HardwareTimeoutError` raised.
     - `retries`: how often a call that raised one of `retry_on` is repeated (after
@@ -312,7 +316,7 @@ class Hardware(AbstractBackend):
         if not callable(getattr(client, "execute", None)):
             raise TypeError(
                 "`client` must have a method `execute(request) -> RawRecording` (see "
-                f"bj.AbstractClient); got {type(client).__name__}."
+                f"bss2jax.hardware.AbstractClient); got {type(client).__name__}."
             )
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(
@@ -327,7 +331,7 @@ class Hardware(AbstractBackend):
             raise TypeError(f"`retry_on` must be a tuple of exception types; got {retry_on!r}.")
         if vmap_method not in VMAP_METHODS:
             raise ValueError(f"`vmap_method` must be one of {VMAP_METHODS}; got {vmap_method!r}.")
-        _check_limits(
+        check_limits(
             cadc_samples=cadc_samples, madc_samples=madc_samples, max_spike_events=max_spike_events
         )
         self.client = client

@@ -8,11 +8,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._observables import PopulationRecording, Recording, join_batch, split_batch
-from ._base import AbstractBackend, BackendError
-from ._chip import ChipModel
-from ._chip_config import ChipConfig
-from ._chip_instance import ChipInstance, MismatchProfile
+from .._chip._config import ChipConfig
+from .._chip._instance import ChipInstance, MismatchProfile
+from .._errors import BackendError
+from .._misc import join_batch, split_batch
+from .._recording import PopulationRecording, Recording
+from ._base import AbstractBackend
+from ._chip_model import ChipModel
 
 
 class RandomChips(AbstractBackend):

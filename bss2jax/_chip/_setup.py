@@ -14,10 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._constants import CALIX_RANGES, INPUTS_PER_CIRCUIT
+from .._errors import BackendError
 from .._parameters import hardware_value, model_value
 from ..kernels.cuba import CubaParams
-from ._base import BackendError
-from ._chip_config import (
+from ._config import (
     REFERENCE_CAPACITANCE,
     REFERENCE_CAPACITANCE_TIME,
     REFERENCE_I_SYNIN_GM,
@@ -25,18 +26,12 @@ from ._chip_config import (
     SRAM_CADC_SAMPLES,
     ChipConfig,
 )
-from ._chip_instance import ChipInstance
-from ._chip_readout import _cadc_count, user_stacklevel
-from ._placement import INPUTS_PER_CIRCUIT, Placement
+from ._instance import ChipInstance
+from ._placement import Placement
+from ._readout import _cadc_count, user_stacklevel
 
-# calix `check_target` ranges for the hardware values (bss2-chip.md §2)
-_TARGET_RANGES = {
-    "leak": (50.0, 160.0, "CADC LSB"),
-    "reset": (50.0, 160.0, "CADC LSB"),
-    "threshold": (50.0, 220.0, "CADC LSB"),
-    "tau_mem": (0.5e-6, 60e-6, "s"),
-    "tau_syn": (0.3e-6, 30e-6, "s"),
-}
+TARGET_NAMES = ("leak", "reset", "threshold", "tau_mem", "tau_syn")
+"""The hardware values that `ChipModel` checks against calix's ranges."""
 
 
 def _check_network(network, placement: Placement, config: ChipConfig, time, dt) -> None:
@@ -44,7 +39,8 @@ def _check_network(network, placement: Placement, config: ChipConfig, time, dt) 
     madc_runs = {}
     for key in network.population_keys():
         neuron = network.population(key)
-        for name, (low, high, unit) in _TARGET_RANGES.items():
+        for name in TARGET_NAMES:
+            low, high, unit = CALIX_RANGES[name]
             if name == "threshold" and not neuron.fire:
                 continue
             if name == "reset" and not neuron.fire:

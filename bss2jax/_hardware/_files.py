@@ -17,12 +17,12 @@ import tempfile
 
 import numpy as np
 
-from ._hardware_io import (
+from .._errors import HardwareError, RecordingFileError
+from ._protocol import (
     FLAG_NAMES,
     PARAMETER_NAMES,
     CADCSamples,
     ExperimentRequest,
-    HardwareError,
     InputSpikes,
     MADCSamples,
     PopulationRequest,
@@ -36,18 +36,6 @@ FORMAT = "bss2jax-recorded-run"
 VERSION = 1
 
 
-class RecordingFileError(HardwareError):
-    """A recorded-run file that cannot be read: wrong format, version, or contents.
-
-    ```python
-    try:
-        run = bj.load_run("run-000000.npz")
-    except bj.RecordingFileError as error:
-        print(error)   # names the file and what is wrong with it
-    ```
-    """
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class RecordedRun:
     """One observed run: the `ExperimentRequest` sent and the `RawRecording` returned.
@@ -55,8 +43,8 @@ class RecordedRun:
     `info` holds free JSON-serialisable notes (client name, time).
 
     ```python
-    run = bj.RecordedRun(request, raw)
-    bj.save_run("session/run-000000.npz", run)
+    run = bjh.RecordedRun(request, raw)
+    bjh.save_run("session/run-000000.npz", run)
     backend = bj.Replay("session")
     ```
     """
@@ -137,7 +125,7 @@ def save_run(path, run: RecordedRun) -> pathlib.Path:
     **Returns:** the path written. A reader never sees a half-written file.
 
     ```python
-    bj.save_run("runs/run-000000.npz", bj.RecordedRun(request, raw))
+    bjh.save_run("runs/run-000000.npz", bjh.RecordedRun(request, raw))
     ```
     """
     path = pathlib.Path(path)
@@ -170,7 +158,7 @@ def load_run(path) -> RecordedRun:
     raises `RecordingFileError` naming what is wrong. Never unpickles.
 
     ```python
-    run = bj.load_run("runs/run-000000.npz")
+    run = bjh.load_run("runs/run-000000.npz")
     ```
     """
     path = pathlib.Path(path)
@@ -180,7 +168,7 @@ def load_run(path) -> RecordedRun:
 def encode_run(run: RecordedRun) -> bytes:
     """The bytes of `save_run`'s file format (an `.npz` archive) for `run`."""
     if not isinstance(run, RecordedRun):
-        raise TypeError(f"`run` must be a bj.RecordedRun; got {type(run).__name__}.")
+        raise TypeError(f"`run` must be a bjh.RecordedRun; got {type(run).__name__}.")
     return _encode(run)
 
 
@@ -220,7 +208,7 @@ def decode_run(data: bytes, *, name: str = "<bytes>", validate: bool = True) -> 
 
 
 def _decode(metadata, arrays) -> RecordedRun:
-    from ._hardware_io import configuration_hash
+    from ._protocol import configuration_hash
 
     populations = []
     for i, meta in enumerate(metadata["populations"]):
@@ -284,7 +272,7 @@ def load_runs(path) -> list[RecordedRun]:
     """All runs in `path`: one `.npz` file, or a folder of them (sorted by name).
 
     ```python
-    runs = bj.load_runs("session")
+    runs = bjh.load_runs("session")
     ```
     """
     path = pathlib.Path(path)

@@ -18,10 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-NEURON_CIRCUITS = 512
-"""Neuron circuits on one chip: 2 hemispheres of 256 columns."""
-SYNAPSE_ROWS = 256
-"""Synapse rows per hemisphere (each circuit sees all 256 rows of its hemisphere)."""
+from .._constants import NEURON_CIRCUITS, SYNAPSE_ROWS
+from .._errors import ChipInstanceError
 
 FORMAT_NAME = "bss2jax.ChipInstance"
 FORMAT_VERSION = 1
@@ -40,18 +38,6 @@ _FIELDS = {
     "cadc_offset": ((NEURON_CIRCUITS,), "offset"),
     "cadc_gain": ((NEURON_CIRCUITS,), "gain"),
 }
-
-
-class ChipInstanceError(ValueError):
-    """A chip-instance file or array that is malformed; says what is wrong.
-
-    ```python
-    try:
-        chip = bj.ChipInstance.load("chip-a.npz")
-    except bj.ChipInstanceError as error:
-        print(error)   # e.g. "'chip-a.npz': field 'leak' is missing."
-    ```
-    """
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,9 +17,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._dense import cadc_to_dense, madc_to_dense, spikes_to_dense
-from .._observables import PopulationRecording, Recording
+from .._recording import PopulationRecording, Recording
 from .._transforms import round_straight_through
-from ._chip_config import CADC_RELIABLE, ChipConfig
+from ._config import CADC_RELIABLE, ChipConfig
 
 
 class RawPopulationRecording(eqx.Module):

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._hardware_io import (
+from .._constants import CALIX_RANGES, FPGA_CLOCK
+from .._errors import HardwareError
+from .._hardware._protocol import (
     AbstractClient,
     CADCSamples,
     ExperimentRequest,
-    HardwareError,
     MADCSamples,
     PopulationRequest,
     ProjectionRequest,
@@ -27,22 +28,6 @@ from ._hardware_io import (
     SpikeEvents,
     configuration_hash,
 )
-
-FPGA_CLOCK = 125e6
-"""FPGA clock in Hz: hxtorch's timestamps count cycles of 8 ns."""
-
-CALIX_RANGES = {
-    "leak": (50.0, 160.0, "CADC LSB"),
-    "reset": (50.0, 160.0, "CADC LSB"),
-    "threshold": (50.0, 220.0, "CADC LSB"),
-    "tau_mem": (0.5e-6, 60e-6, "s"),
-    "tau_syn": (0.3e-6, 30e-6, "s"),
-    "refractory_time": (40e-9, 32e-6, "s"),
-    "membrane_capacitance": (0.0, 63.0, "LSB"),
-    "i_synin_gm": (30.0, 800.0, "DAC"),
-    "synapse_dac_bias": (30.0, 1022.0, "DAC"),
-}
-"""calix's `check_target` ranges (reference/bss2-chip.md §2): name → (low, high, unit)."""
 
 
 def hxtorch_weight(projection: ProjectionRequest) -> np.ndarray:

@@ -14,8 +14,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import data as bd
-from .yinyang import (
+from .. import data as bd
+from . import (
     CHIP_FINE_TUNING,
     CHIP_FINE_TUNING_THROUGH,
     CHIP_PRETRAINING,
@@ -262,12 +262,13 @@ DEFAULT_BACKEND = "chip"
 
 def make_backend(name: str, *, gradient: str = "inject", chip_seed: int = 0):
     """The backend called `name` ("numeric" or "chip": a seeded chip instance)."""
-    from ._backend import Numeric
+    from .._backend import Numeric
 
     if name == "numeric":
         return Numeric()
     if name == "chip":
-        from ._backend import ChipInstance, ChipModel
+        from .._backend import ChipModel
+        from .._chip._instance import ChipInstance
 
         chip = ChipInstance.random(jax.random.PRNGKey(chip_seed))
         return ChipModel(chip, gradient=gradient)
@@ -298,7 +299,7 @@ def _run_config(config: YinYangConfig, args, phase: str) -> dict:
 def _fit_phase(
     network, config, args, *, backend, output, key, phase, train, test, eval_backend=None
 ):
-    from ._train import fit
+    from .._train import fit
 
     batches = config.train_size // config.batch_size
     return fit(
@@ -332,8 +333,9 @@ def train_command(args) -> int:
     `--epochs` with the chip in the loop (`<output>`).
     A rerun with the same output folder resumes whichever phase was interrupted.
     """
-    from ._backend import Numeric, RandomChips
-    from ._train import evaluate_backends, write_json
+    from .._backend import Numeric, RandomChips
+    from .._misc import write_json
+    from .._train import evaluate_backends
 
     if args.transfer < 0:
         raise ValueError(f"`--transfer` must be a non-negative int; got {args.transfer}.")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from . import _demo, _train_command
+from ..yinyang import _command as _train_command
+from . import _demo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +26,3 @@ def main(argv: list[str] | None = None) -> int:
     train.set_defaults(func=_train_command.train_command)
     args = parser.parse_args(argv)
     return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

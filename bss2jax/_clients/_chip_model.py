@@ -7,7 +7,7 @@ like a chip's: CADC samples at irregular, jittered times, MADC samples at ~34 ns
 times on the 8 ns clock plus latency, membrane and read noise that differ between runs.
 Optional wall-clock delays emulate the round trip and the (slow) reconfiguration.
 
-The worker is one long-lived process (`python -m bss2jax._chip_worker`, started on the
+The worker is one long-lived process (`python -m bss2jax._clients._worker`, started on the
 first call; no re-import of the user's main module, so no `if __name__ == "__main__"`
 guard is needed), so its compiled chip model is reused across calls. Requests and
 recordings travel through its stdin/stdout in the safe recorded-run format (`.npz` +
@@ -31,15 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from ._hardware_io import (
+from .._errors import HardwareError, TransientHardwareError
+from .._hardware._protocol import (
     AbstractClient,
     CADCSamples,
     ExperimentRequest,
-    HardwareError,
     MADCSamples,
     RawRecording,
     SpikeEvents,
-    TransientHardwareError,
 )
 
 
@@ -52,11 +51,11 @@ def network_from_request(request: ExperimentRequest):
     """
     import jax.numpy as jnp
 
-    from ._network import INPUT, Network, Projection
-    from ._neurons import LI, LIF, AdEx
-    from ._parameters import Mixed
-    from ._synapse import Synapse
-    from ._transforms import linear_saturating
+    from .._network import INPUT, Network, Projection
+    from .._neurons import LI, LIF, AdEx
+    from .._parameters import Mixed
+    from .._synapse import Synapse
+    from .._transforms import linear_saturating
 
     names = {p.key: f"population_{i}" for i, p in enumerate(request.populations)}
     madc_key, madc_neuron = request.madc if request.madc is not None else (None, 0)
@@ -190,7 +189,7 @@ def _config_to_json(config) -> str:
 
 
 def _config_from_json(text: str):
-    from ._backend._chip import ChipConfig
+    from .._chip._config import ChipConfig
 
     fields = json.loads(text)
     fields["potential_range"] = tuple(fields["potential_range"])
@@ -207,9 +206,9 @@ def _serve(chip_path: str, config_json: str, seed: int, platform: str | None) ->
 
     if platform:
         jax.config.update("jax_platforms", platform)
-    from ._backend._chip import ChipModel
-    from ._backend._chip_instance import ChipInstance
-    from ._recording_file import RecordedRun, decode_run, encode_run
+    from .._backend._chip_model import ChipModel
+    from .._chip._instance import ChipInstance
+    from .._hardware._files import RecordedRun, decode_run, encode_run
 
     backend = ChipModel(ChipInstance.load(chip_path), _config_from_json(config_json))
     source = sys.stdin.buffer
@@ -292,8 +291,8 @@ class ChipModelClient(AbstractClient):
         platform: str | None = "cpu",
         answer_timeout: float = 600.0,
     ):
-        from ._backend._chip import ChipConfig
-        from ._backend._chip_instance import ChipInstance
+        from .._chip._config import ChipConfig
+        from .._chip._instance import ChipInstance
 
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"`seed` must be an int; got {seed!r}.")
@@ -341,7 +340,7 @@ class ChipModelClient(AbstractClient):
         command = [
             sys.executable,
             "-m",
-            "bss2jax._chip_worker",
+            "bss2jax._clients._worker",
             os.path.join(self._folder.name, "chip.npz"),
             _config_to_json(self.config),
             str(self.seed),
@@ -377,7 +376,7 @@ class ChipModelClient(AbstractClient):
         return self._process is not None and self._process.poll() is None
 
     def execute(self, request: ExperimentRequest) -> RawRecording:
-        from ._recording_file import RecordedRun, decode_run, encode_run
+        from .._hardware._files import RecordedRun, decode_run, encode_run
 
         with self._lock:
             if not self.running:

@@ -13,8 +13,6 @@ REFERENCE_CAPACITANCE = 63.0
 REFERENCE_CAPACITANCE_TIME = 10e-6
 REFERENCE_SYNAPSE_DAC_BIAS = 600.0
 REFERENCE_I_SYNIN_GM = 500.0
-MAX_RUNTIME = 2**32 / 125e6
-"""Longest run in seconds: the 32-bit FPGA timer at 125 MHz."""
 CADC_RELIABLE = (30.0, 210.0)
 SRAM_CADC_SAMPLES = 100
 """CADC samples per neuron that hxtorch's SRAM placement holds (grenade buffer size)."""

@@ -16,13 +16,12 @@ import time
 
 import numpy as np
 
-from .._hardware_io import (
+from .._errors import HardwareError, HardwareTimeoutError
+from ._protocol import (
     FLAG_NAMES,
     PARAMETER_NAMES,
     CADCSamples,
     ExperimentRequest,
-    HardwareError,
-    HardwareTimeoutError,
     InputSpikes,
     MADCSamples,
     PopulationRequest,
@@ -344,7 +343,7 @@ class _Link:
         raise AssertionError("unreachable")
 
     def _save(self, request, raw, *, attempts, options):
-        from .._recording_file import RecordedRun, save_run
+        from ._files import RecordedRun, save_run
 
         if self._next_file is None:
             existing = sorted(self.record_to.glob("run-*.npz")) if self.record_to.exists() else []

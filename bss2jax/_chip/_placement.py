@@ -17,26 +17,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._constants import HEMISPHERES, INPUTS_PER_CIRCUIT, NEURON_CIRCUITS
+from .._errors import PlacementError
 from .._network import INPUT, AbstractNetwork
-from ._base import BackendError
 
-NEURON_CIRCUITS = 512
-HEMISPHERES = 2
 COLUMNS = NEURON_CIRCUITS // HEMISPHERES
-SYNAPSE_ROWS = 256
-INPUTS_PER_CIRCUIT = SYNAPSE_ROWS // 2
-
-
-class PlacementError(BackendError):
-    """A network that does not fit the chip; names the limit and the numbers.
-
-    ```python
-    try:
-        bj.place(net)
-    except bj.PlacementError:
-        placement = bj.place(net, partition=True)   # sequential runs instead
-    ```
-    """
 
 
 def circuits_per_neuron(fan_in: int) -> int:

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from ._network import AbstractNetwork
+from .._network import AbstractNetwork
 
 
 def _check_scores(scores, labels):

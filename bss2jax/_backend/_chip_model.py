@@ -36,14 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._network import INPUT, AbstractNetwork
-from ._base import AbstractBackend
-from ._chip_config import (
-    MAX_RUNTIME,
-    ChipConfig,
-)
-from ._chip_instance import ChipInstance
-from ._chip_readout import (
+from .._chip._config import ChipConfig
+from .._chip._instance import ChipInstance
+from .._chip._placement import place
+from .._chip._readout import (
     RawPopulationRecording,
     _cadc_count,
     _cadc_slots,
@@ -60,8 +56,10 @@ from ._chip_readout import (
     _warn_cadc_range,
     _window_extremes,
 )
-from ._chip_setup import _check_network, _circuit_weights, _neuron_arrays
-from ._placement import place
+from .._chip._setup import _check_network, _circuit_weights, _neuron_arrays
+from .._constants import MAX_RUNTIME
+from .._network import INPUT, AbstractNetwork
+from ._base import AbstractBackend
 
 
 class ChipModel(AbstractBackend):

@@ -8,10 +8,10 @@ request from the network, validates the raw recording (`validate_recording`) and
 the grid with the same to-dense code every backend uses.
 
 ```python
-class MyClient(bj.AbstractClient):
+class MyClient(bjh.AbstractClient):
     def execute(self, request):
         ...  # configure the chip unless `request.reconfigure` is False, run, read back
-        return bj.RawRecording(spikes={...}, cadc={...}, madc={...})
+        return bjh.RawRecording(spikes={...}, cadc={...}, madc={...})
 ```
 """
 
@@ -25,51 +25,8 @@ from collections.abc import Hashable, Mapping
 
 import numpy as np
 
-CADC_RANGE = (0.0, 255.0)
-"""Values of a CADC sample, LSB (8 bit, after hxtorch's re-centring by +128)."""
-
-MADC_RANGE = (0.0, 1023.0)
-"""Values of an MADC sample, LSB (10 bit)."""
-
-WEIGHT_MAX = 63
-"""Largest synapse weight on the chip (6 bit, per excitatory or inhibitory row)."""
-
-
-class HardwareError(RuntimeError):
-    """A hardware run failed: the client raised, timed out, or returned malformed data.
-
-    The message names the cause. Outside `jit` it is raised as is; under `jit` JAX re-raises
-    a host-callback failure as `jax.errors.JaxRuntimeError`, whose message contains
-    `HardwareError: <cause>`.
-
-    ```python
-    try:
-        out = bj.run(net, x, backend=bj.Hardware(client))
-    except bj.HardwareError as error:
-        print("chip run failed:", error)
-    ```
-    """
-
-
-class TransientHardwareError(HardwareError):
-    """A failure that may pass when retried (a lost connection, a busy system).
-
-    Clients raise it to ask `Hardware` for a retry (`retries=`); other errors are final.
-
-    ```python
-    raise bj.TransientHardwareError("FPGA busy")   # inside a client's execute
-    ```
-    """
-
-
-class HardwareTimeoutError(HardwareError):
-    """The client did not answer within `Hardware(timeout=...)` seconds.
-
-    ```python
-    backend = bj.Hardware(client, timeout=60.0)   # a slower call raises this error
-    ```
-    """
-
+from .._constants import CADC_RANGE, MADC_RANGE, WEIGHT_MAX
+from .._errors import HardwareError
 
 PopulationKey = Hashable
 
@@ -188,7 +145,7 @@ class InputSpikes:
     is a spike at `k * dt` (hxtorch's `tensor_to_spike_times`).
 
     ```python
-    spikes = bj.InputSpikes(times=np.array([3e-6, 5e-6]), channels=np.array([0, 7], np.int32))
+    spikes = bjh.InputSpikes(times=np.array([3e-6, 5e-6]), channels=np.array([0, 7], np.int32))
     ```
     """
 
@@ -264,7 +221,7 @@ class SpikeEvents:
     `(events,)`, in any order.
 
     ```python
-    events = bj.SpikeEvents(times=np.array([12.3e-6]), neurons=np.array([2]), batch=np.array([0]))
+    events = bjh.SpikeEvents(times=np.array([12.3e-6]), neurons=np.array([2]), batch=np.array([0]))
     ```
     """
 
@@ -280,7 +237,7 @@ class CADCSamples:
     at least one sample; times may be irregular and differ between neurons.
 
     ```python
-    samples = bj.CADCSamples(
+    samples = bjh.CADCSamples(
         times=np.array([0.1e-6, 1.8e-6]), values=np.array([80.0, 93.0]),
         neurons=np.array([0, 0]), batch=np.array([0, 0]),
     )
@@ -299,7 +256,7 @@ class MADCSamples:
     `values` (LSB in [0, 1023]) and int `batch`; every batch entry needs samples.
 
     ```python
-    samples = bj.MADCSamples(
+    samples = bjh.MADCSamples(
         times=np.arange(3) * 34e-9, values=np.full(3, 300.0), batch=np.zeros(3, int)
     )
     ```
@@ -317,7 +274,7 @@ class RawRecording:
     the population named in `request.madc`), nothing more.
 
     ```python
-    raw = bj.RawRecording(spikes={0: events}, cadc={0: samples, 1: readout_samples})
+    raw = bjh.RawRecording(spikes={0: events}, cadc={0: samples, 1: readout_samples})
     ```
     """
 
@@ -334,10 +291,10 @@ class AbstractClient(abc.ABC):
     retry; any other exception fails the run with a `HardwareError`.
 
     ```python
-    class Echo(bj.AbstractClient):
+    class Echo(bjh.AbstractClient):
         def execute(self, request):
             ...   # run on the chip, read back
-            return bj.RawRecording(cadc={...})
+            return bjh.RawRecording(cadc={...})
     ```
     """
 
@@ -397,7 +354,7 @@ def split_weight(weight_hw: np.ndarray, *, name: str = "weight") -> tuple[np.nda
     else raises `HardwareError` (never clipped or rounded here).
 
     ```python
-    exc, inh = bj.split_weight(np.array([[3.0, -5.0]]))   # exc [[3, 0]], inh [[0, 5]]
+    exc, inh = bjh.split_weight(np.array([[3.0, -5.0]]))   # exc [[3, 0]], inh [[0, 5]]
     ```
     """
     weight = np.asarray(weight_hw, dtype=np.float64)
@@ -467,12 +424,12 @@ def validate_recording(request: ExperimentRequest, raw: RawRecording) -> RawReco
     **Returns:** the recording with every array as a numpy array.
 
     ```python
-    raw = bj.validate_recording(request, client.execute(request))   # or HardwareError
+    raw = bjh.validate_recording(request, client.execute(request))   # or HardwareError
     ```
     """
     if not isinstance(raw, RawRecording):
         raise HardwareError(
-            f"the client must return a bj.RawRecording; got {type(raw).__name__}: {raw!r:.200}."
+            f"the client must return a bjh.RawRecording; got {type(raw).__name__}: {raw!r:.200}."
         )
     runtime, batch = request.runtime, request.batch_size
     wanted = {

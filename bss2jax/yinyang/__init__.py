@@ -27,14 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import data as bd
-from ._losses import accuracy, cross_entropy, firing_regulariser
-from ._network import Sequential
-from ._neurons import LI, LIF
-from ._observables import join_batch, split_batch
-from ._parameters import Mixed
-from ._synapse import Synapse
-from ._transforms import WEIGHT_MAX, LinearSaturating, linear_saturating
+from .. import data as bd
+from .._constants import WEIGHT_MAX
+from .._misc import join_batch, split_batch
+from .._network import Sequential
+from .._neurons import LI, LIF
+from .._parameters import Mixed
+from .._synapse import Synapse
+from .._train._losses import accuracy, cross_entropy, firing_regulariser
+from .._transforms import LinearSaturating, linear_saturating
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +209,7 @@ class YinYangLoss(eqx.Module):
 
     def scores(self, network, coordinates, *, key, backend):
         """Decoded readout `(batch, 3)` and the hidden spikes `(time, batch, hidden)`."""
-        from ._run import run
+        from .._run import run
 
         spikes = bd.encode_coordinates(
             coordinates,
@@ -233,7 +234,7 @@ class YinYangLoss(eqx.Module):
 
     def _run_groups(self, network, spikes, key, backend, noise):
         """`noise_draws` groups of the batch, each with its own draw of the training noise."""
-        from ._run import run
+        from .._run import run
 
         groups, batch = self.noise_draws, spikes.shape[1]
         if batch % groups:
@@ -309,7 +310,7 @@ def perturb(network, key, weight_noise: float, gain_noise: float, neuron_noise: 
 
 def _chip_per_model_unit(neuron):
     """Chip LSB per model unit of potential: (threshold - leak) on the chip over the model's."""
-    from ._parameters import hardware_value, model_value
+    from .._parameters import hardware_value, model_value
 
     chip = hardware_value(neuron.threshold) - hardware_value(neuron.leak)
     model = model_value(neuron.threshold) - model_value(neuron.leak)

@@ -162,7 +162,7 @@ def _save_figures(folder: pathlib.Path, figures, dt):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import plot
+    from .. import plot
 
     folder.mkdir(parents=True, exist_ok=True)
     for name, (kind, data) in figures.items():

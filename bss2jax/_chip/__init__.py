@@ -1,0 +1,1 @@
+"""What `ChipModel` emulates: configuration, chip instance, placement, setup, dynamics, readout."""

@@ -1,0 +1,1 @@
+"""Hardware clients: the chip model in a worker process, hxtorch on a real system, replay."""

@@ -1,0 +1,47 @@
+"""Facts about the BrainScaleS-2 chip that more than one part of bss2jax relies on.
+
+Each fact lives here once, with its source (`../shared/reference/bss2-chip.md`, "§" below,
+which cites the chip's own software: halco, haldls, calix, grenade, hxtorch).
+"""
+
+from __future__ import annotations
+
+NEURON_CIRCUITS = 512
+"""Neuron circuits on one chip: 2 hemispheres of 256 columns (§1, halco)."""
+
+HEMISPHERES = 2
+"""Rows of neuron circuits ("hemispheres"), each with its own synapse array (§1)."""
+
+SYNAPSE_ROWS = 256
+"""Synapse rows per hemisphere; each circuit sees all 256 rows of its hemisphere (§1)."""
+
+INPUTS_PER_CIRCUIT = SYNAPSE_ROWS // 2
+"""Signed inputs per neuron circuit: one excitatory and one inhibitory row each (§1)."""
+
+WEIGHT_MAX = 63
+"""Largest synapse weight on the chip: 6 bit, per excitatory or inhibitory row (§1)."""
+
+FPGA_CLOCK = 125e6
+"""FPGA clock in Hz: timestamps count cycles of 8 ns (§1, haldls `timer.h`)."""
+
+MAX_RUNTIME = 2**32 / FPGA_CLOCK
+"""Longest run in seconds: the 32-bit FPGA timer at 125 MHz (§1)."""
+
+CADC_RANGE = (0.0, 255.0)
+"""Values of a CADC sample, LSB: 8 bit, after hxtorch's re-centring by +128 (§3)."""
+
+MADC_RANGE = (0.0, 1023.0)
+"""Values of an MADC sample, LSB (10 bit, §3)."""
+
+CALIX_RANGES = {
+    "leak": (50.0, 160.0, "CADC LSB"),
+    "reset": (50.0, 160.0, "CADC LSB"),
+    "threshold": (50.0, 220.0, "CADC LSB"),
+    "tau_mem": (0.5e-6, 60e-6, "s"),
+    "tau_syn": (0.3e-6, 30e-6, "s"),
+    "refractory_time": (40e-9, 32e-6, "s"),
+    "membrane_capacitance": (0.0, 63.0, "LSB"),
+    "i_synin_gm": (30.0, 800.0, "DAC"),
+    "synapse_dac_bias": (30.0, 1022.0, "DAC"),
+}
+"""calix's `check_target` ranges of the calibration targets (§2): name → (low, high, unit)."""
