@@ -28,6 +28,7 @@ from ._clients._chip_model import ChipModelClient as ChipModelClient
 from ._clients._hxtorch import HxtorchClient as HxtorchClient
 from ._errors import (
     BackendError as BackendError,
+    CalibrationMismatchError as CalibrationMismatchError,
     ChipInstanceError as ChipInstanceError,
     HardwareError as HardwareError,
     HardwareTimeoutError as HardwareTimeoutError,
@@ -35,6 +36,7 @@ from ._errors import (
     PlacementError as PlacementError,
     RecordingFileError as RecordingFileError,
     ReplayError as ReplayError,
+    SelfTestError as SelfTestError,
 )
 from ._network import (
     INPUT as INPUT,
@@ -179,6 +181,8 @@ __all__ = [
     "HardwareTimeoutError",
     "RecordingFileError",
     "ReplayError",
+    "CalibrationMismatchError",
+    "SelfTestError",
     # submodules
     "data",
     "hardware",

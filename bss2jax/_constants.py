@@ -28,7 +28,8 @@ MAX_RUNTIME = 2**32 / FPGA_CLOCK
 """Longest run in seconds: the 32-bit FPGA timer at 125 MHz (§1)."""
 
 CADC_RANGE = (0.0, 255.0)
-"""Values of a CADC sample, LSB: 8 bit, after hxtorch's re-centring by +128 (§3)."""
+"""Values of a CADC sample, LSB: the 8-bit raw reading (§3). hxtorch hands them out as
+raw − 128 (grenade keeps the byte as int8); `HxtorchClient` adds the 128 back."""
 
 MADC_RANGE = (0.0, 1023.0)
 """Values of an MADC sample, LSB (10 bit, §3)."""

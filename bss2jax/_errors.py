@@ -91,3 +91,27 @@ class ReplayError(HardwareError):
     bj.Replay("session").observe(other_net, x, dt=1e-6, key=None)   # raises ReplayError
     ```
     """
+
+
+class CalibrationMismatchError(HardwareError):
+    """The chip runs other neuron settings than the request asked for.
+
+    With a calibration file, hxtorch replaces every population's hardware values by the
+    file's targets (`ExecutionInstance.calibrate` → `Population.params_from_calibration`,
+    hxtorch@3bfc7aa `execution_instance.py`, `modules/types.py`). `HxtorchClient` reads
+    them back after the first run of each configuration and raises this error, naming
+    each setting, when they differ from the request.
+    """
+
+
+class SelfTestError(HardwareError):
+    """`HxtorchClient.self_test` found the chip not behaving as expected.
+
+    `cause` names the likely cause: "value offset", "calibration override", "leak",
+    "time offset", "PSP sign", "no PSP", "PSP size" or "MADC"; the message says what was
+    measured and what was expected.
+    """
+
+    def __init__(self, cause: str, message: str):
+        super().__init__(f"self-test failed ({cause}): {message}")
+        self.cause = cause

@@ -20,6 +20,7 @@ backend = bj.Hardware(MyClient())
 """
 
 from ._chip._readout import RawPopulationRecording as RawPopulationRecording
+from ._clients._hxtorch_selftest import SelfTestReport as SelfTestReport
 from ._clients._replay import ReplayClient as ReplayClient
 from ._constants import (
     CADC_RANGE as CADC_RANGE,
@@ -79,6 +80,7 @@ __all__ = [
     "RecordedRun",
     "RecordingFileError",
     "ReplayClient",
+    "SelfTestReport",
     "SpikeEvents",
     "TransientHardwareError",
     "WEIGHT_MAX",

@@ -22,7 +22,7 @@ from helpers import sent_request
 
 import bss2jax as bj
 import bss2jax.hardware as bjh
-from bss2jax._clients import _hxtorch as adapter
+from bss2jax._clients import _hxtorch_map as adapter, _hxtorch_selftest as selftest
 
 DT = 1e-6
 
@@ -353,7 +353,7 @@ def test_self_test_passes_on_a_healthy_system(monkeypatch, capsys):
 )
 def test_self_test_names_the_cause(monkeypatch, faults, cause):
     _install(monkeypatch, faults)
-    with pytest.raises(adapter.SelfTestError, match=cause) as info:
+    with pytest.raises(bj.SelfTestError, match=cause) as info:
         bj.HxtorchClient().self_test(verbose=False)
     assert info.value.cause == cause
 
@@ -369,23 +369,23 @@ def test_self_test_names_a_calibration_override(monkeypatch, tmp_path):
         i_synin_gm=500,
         synapse_dac_bias=600,
     )
-    with pytest.raises(adapter.SelfTestError, match="(?s)calibration override.*`leak` runs at 90"):
+    with pytest.raises(bj.SelfTestError, match="(?s)calibration override.*`leak` runs at 90"):
         bj.HxtorchClient(calib_path=path).self_test(verbose=False)
 
 
 def test_self_test_checks():
-    adapter.check_leak(np.array([79.0, 83.0]), 80.0, 10.0)
-    with pytest.raises(adapter.SelfTestError, match=r"value offset.*-128"):
-        adapter.check_leak(np.array([-48.0, -47.0]), 80.0, 10.0)
-    with pytest.raises(adapter.SelfTestError, match=r"\(leak\).*reads 120.0"):
-        adapter.check_leak(np.array([120.0, 80.0]), 80.0, 10.0)
+    selftest.check_leak(np.array([79.0, 83.0]), 80.0, 10.0)
+    with pytest.raises(bj.SelfTestError, match=r"value offset.*-128"):
+        selftest.check_leak(np.array([-48.0, -47.0]), 80.0, 10.0)
+    with pytest.raises(bj.SelfTestError, match=r"\(leak\).*reads 120.0"):
+        selftest.check_leak(np.array([120.0, 80.0]), 80.0, 10.0)
     time = np.arange(40)
     bump = np.where(time > 10, 5 * (time - 10) * np.exp(-(time - 10) / 5.0), 0.0)
     expected = 80.0 + np.stack([bump, -bump], 1)
-    measured, model, delay = adapter.check_psp(expected, expected, 10, 1e-6, 1.7e-6, 4.0)
+    measured, model, delay = selftest.check_psp(expected, expected, 10, 1e-6, 1.7e-6, 4.0)
     np.testing.assert_allclose(measured, model) and np.testing.assert_array_equal(delay, 0.0)
-    with pytest.raises(adapter.SelfTestError, match="PSP size"):
-        adapter.check_psp(80.0 + 10 * (expected - 80.0), expected, 10, 1e-6, 1.7e-6, 4.0)
+    with pytest.raises(bj.SelfTestError, match="PSP size"):
+        selftest.check_psp(80.0 + 10 * (expected - 80.0), expected, 10, 1e-6, 1.7e-6, 4.0)
     late = 80.0 + np.stack([np.roll(bump, 8), -np.roll(bump, 8)], 1)
-    with pytest.raises(adapter.SelfTestError, match="time offset"):
-        adapter.check_psp(late, expected, 10, 1e-6, 1.7e-6, 4.0)
+    with pytest.raises(bj.SelfTestError, match="time offset"):
+        selftest.check_psp(late, expected, 10, 1e-6, 1.7e-6, 4.0)
