@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -102,8 +103,27 @@ def fit(
     result.history[-1]["test_accuracy"]
     ```
     """
-    from tqdm import tqdm
+    epochs, batch_size, size, every = _check_sizes(
+        train, test, epochs, batch_size, checkpoint_every
+    )
+    config = _json_normalise(dict(config or {}))
+    step = make_train_step(loss, optimiser, trainable=trainable, constrain=constrain)
+    output = None if output is None else Path(output)
+    loop = _Loop(step, train, epochs, batch_size, size, every, backend, output, config, progress)
+    test_metrics = None
+    if test is not None:
+        eval_loss = loss if eval_loss is None else eval_loss
+        eval_backend = backend if eval_backend is None else eval_backend
+        test_metrics = functools.partial(
+            evaluate, loss=eval_loss, data=test, backend=eval_backend, batch_size=eval_batch_size
+        )
+    return _train(loop, network, key, test_metrics, callback, epoch_callback)
 
+
+def _check_sizes(train, test, epochs, batch_size, checkpoint_every):
+    """Check `fit`'s sizes: positive ints, at least one batch in `train`, a valid `test` (if
+    given). Returns `(epochs, batch_size, size, every)` with `size` the number of training
+    samples and `every` the steps between checkpoints."""
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
     size = _length(train)
@@ -118,124 +138,176 @@ def fit(
     )
     if test is not None:
         _length(test)
-    eval_backend = backend if eval_backend is None else eval_backend
-    config = _json_normalise(dict(config or {}))
-    step = make_train_step(loss, optimiser, trainable=trainable, constrain=constrain)
-    opt_state = step.init(network)
+    return epochs, batch_size, size, every
 
-    output = None if output is None else Path(output)
-    checkpoint = None if output is None else output / CHECKPOINT_NAME
-    history: list[dict] = []
-    start_epoch, start_batch, sums, resumed = 0, 0, {}, None
-    if output is not None and output.is_dir():
-        for stale in output.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # left by a killed write
-            stale.unlink()
-    if checkpoint is not None and checkpoint.exists():
-        (network, opt_state), meta = load_checkpoint(checkpoint, (network, opt_state))
-        if meta.get("config") != config:
-            changed = sorted(
-                k
-                for k in set(config) | set(meta.get("config", {}))
-                if config.get(k) != meta.get("config", {}).get(k)
-            )
-            raise ValueError(
-                f"the checkpoint in {output} was written with a different configuration "
-                f"(differs in {changed}); use another output folder or delete it."
-            )
-        if meta["batch_size"] != batch_size:
-            raise ValueError(
-                f"the checkpoint in {output} used `batch_size` {meta['batch_size']}; got "
-                f"{batch_size}."
-            )
-        start_epoch, start_batch = meta["epoch"], meta["batch"]
-        sums, history = meta["sums"], meta["history"]
-        resumed = start_epoch * batches + start_batch
-        if progress:
-            tqdm.write(
-                f"resuming from {checkpoint}: epoch {start_epoch + 1}, batch {start_batch} "
-                f"(step {resumed})"
-            )
 
-    def save(epoch, batch):
-        if checkpoint is None:
+def _train(loop, network, key, test_metrics, callback, epoch_callback) -> FitResult:
+    """`fit`'s loop over epochs, from a fresh start or a checkpoint in `loop.output`;
+    `test_metrics(network, key=...)` evaluates on the test split (None: no test split)."""
+    state = _resume(loop, network, loop.step.init(network))
+    network, opt_state, history = state.network, state.opt_state, state.history
+    sums, batches = state.sums, loop.batches
+    for epoch in range(state.epoch, loop.epochs):
+        epoch_key = jax.random.fold_in(key, epoch)
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(epoch_key, 0), loop.size))
+        first = state.batch if epoch == state.epoch else 0
+        if first == 0:
+            sums = {}
+        started = time.perf_counter()
+        network, opt_state = _train_epoch(
+            loop, network, opt_state, epoch, epoch_key, order, first, sums, history, callback
+        )
+        record = {"epoch": epoch + 1, "step": (epoch + 1) * batches}
+        record.update({f"train_{n}": v / batches for n, v in sums.items()})
+        if test_metrics is not None:
+            tested = test_metrics(network, key=jax.random.fold_in(epoch_key, 2))
+            record.update({f"test_{n}": v for n, v in tested.items()})
+        record["seconds"] = time.perf_counter() - started
+        sums = {}
+        _end_epoch(loop, network, opt_state, history, record)
+        if epoch_callback is not None:
+            epoch_callback(dict(record))
+    return FitResult(network, opt_state, history, state.resumed)
+
+
+class _Loop(NamedTuple):
+    """The settings of one `fit` call that stay fixed while it trains."""
+
+    step: Any  # `make_train_step(...)`: `step(network, opt_state, batch, *, key, backend)`
+    train: Any
+    epochs: int
+    batch_size: int
+    size: int  # training samples
+    every: int  # steps between checkpoints
+    backend: AbstractBackend
+    output: Path | None
+    config: dict
+    progress: bool
+
+    @property
+    def batches(self) -> int:
+        """Steps per epoch: the last partial batch is dropped."""
+        return self.size // self.batch_size
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return None if self.output is None else self.output / CHECKPOINT_NAME
+
+    def save(self, network, opt_state, epoch: int, batch: int, sums: dict, history: list):
+        """Write the checkpoint of the state before `batch` of (0-based) `epoch`, if any."""
+        if self.checkpoint is None:
             return
         meta = {
             "epoch": epoch,
             "batch": batch,
-            "step": epoch * batches + batch,
-            "batch_size": batch_size,
+            "step": epoch * self.batches + batch,
+            "batch_size": self.batch_size,
             "sums": sums,
             "history": history,
-            "config": config,
+            "config": self.config,
         }
-        save_checkpoint(checkpoint, (network, opt_state), meta)
+        save_checkpoint(self.checkpoint, (network, opt_state), meta)
 
-    for epoch in range(start_epoch, epochs):
-        epoch_key = jax.random.fold_in(key, epoch)
-        order = np.asarray(jax.random.permutation(jax.random.fold_in(epoch_key, 0), size))
-        step_keys = jax.random.fold_in(epoch_key, 1)
-        first = start_batch if epoch == start_epoch else 0
-        if first == 0:
-            sums = {}
-        started = time.perf_counter()
-        bar = tqdm(
-            total=batches,
-            initial=first,
-            desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not progress,
-            dynamic_ncols=True,
-            leave=True,
+
+class _Start(NamedTuple):
+    """Where `fit` starts: a fresh state or the one a checkpoint holds."""
+
+    network: Any
+    opt_state: Any
+    epoch: int  # 0-based
+    batch: int  # the first batch of `epoch` still to train
+    sums: dict  # the train metrics summed over `epoch`'s batches before `batch`
+    history: list
+    resumed: int | None  # the step resumed from, or None for a fresh start
+
+
+def _resume(loop: _Loop, network, opt_state) -> _Start:
+    """Remove temporary files a killed write left in `loop.output`; resume from its
+    checkpoint if there is one (after checking that it belongs to the same run)."""
+    from tqdm import tqdm
+
+    output, checkpoint = loop.output, loop.checkpoint
+    if output is not None and output.is_dir():
+        for stale in output.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # left by a killed write
+            stale.unlink()
+    if checkpoint is None or not checkpoint.exists():
+        return _Start(network, opt_state, 0, 0, {}, [], None)
+    (network, opt_state), meta = load_checkpoint(checkpoint, (network, opt_state))
+    config = loop.config
+    if meta.get("config") != config:
+        changed = sorted(
+            k
+            for k in set(config) | set(meta.get("config", {}))
+            if config.get(k) != meta.get("config", {}).get(k)
         )
-        with bar:
-            for batch in range(first, batches):
-                index = order[batch * batch_size : (batch + 1) * batch_size]
-                network, opt_state, metrics = step(
-                    network,
-                    opt_state,
-                    _take(train, index),
-                    key=jax.random.fold_in(step_keys, batch),
-                    backend=backend,
-                )
-                values = {name: float(value) for name, value in metrics.items()}
-                for name, value in values.items():
-                    sums[name] = sums.get(name, 0.0) + value
-                bar.update(1)
-                bar.set_postfix({n: f"{v:.3f}" for n, v in values.items()}, refresh=False)
-                done = batch + 1
-                if done < batches and (epoch * batches + done) % every == 0:
-                    save(epoch, done)
-                if callback is not None:
-                    callback(
-                        {
-                            "epoch": epoch,
-                            "batch": batch,
-                            "step": epoch * batches + batch,
-                            "metrics": values,
-                        }
-                    )
-        record = {"epoch": epoch + 1, "step": (epoch + 1) * batches}
-        record.update({f"train_{n}": v / batches for n, v in sums.items()})
-        if test is not None:
-            tested = evaluate(
+        raise ValueError(
+            f"the checkpoint in {output} was written with a different configuration "
+            f"(differs in {changed}); use another output folder or delete it."
+        )
+    if meta["batch_size"] != loop.batch_size:
+        raise ValueError(
+            f"the checkpoint in {output} used `batch_size` {meta['batch_size']}; got "
+            f"{loop.batch_size}."
+        )
+    epoch, batch = meta["epoch"], meta["batch"]
+    resumed = epoch * loop.batches + batch
+    if loop.progress:
+        tqdm.write(f"resuming from {checkpoint}: epoch {epoch + 1}, batch {batch} (step {resumed})")
+    return _Start(network, opt_state, epoch, batch, meta["sums"], meta["history"], resumed)
+
+
+def _train_epoch(
+    loop: _Loop, network, opt_state, epoch, epoch_key, order, first, sums, history, callback
+):
+    """Train batches `first, ..., loop.batches - 1` of `epoch` in the shuffled `order`,
+    adding each step's metrics to `sums` (in place), with a progress bar, the checkpoints
+    due within the epoch and `callback` after each step; return `(network, opt_state)`."""
+    from tqdm import tqdm
+
+    batches, batch_size = loop.batches, loop.batch_size
+    step_keys = jax.random.fold_in(epoch_key, 1)
+    bar = tqdm(
+        total=batches,
+        initial=first,
+        desc=f"epoch {epoch + 1}/{loop.epochs}",
+        disable=not loop.progress,
+        dynamic_ncols=True,
+        leave=True,
+    )
+    with bar:
+        for batch in range(first, batches):
+            index = order[batch * batch_size : (batch + 1) * batch_size]
+            network, opt_state, metrics = loop.step(
                 network,
-                loss if eval_loss is None else eval_loss,
-                test,
-                backend=eval_backend,
-                key=jax.random.fold_in(epoch_key, 2),
-                batch_size=eval_batch_size,
+                opt_state,
+                _take(loop.train, index),
+                key=jax.random.fold_in(step_keys, batch),
+                backend=loop.backend,
             )
-            record.update({f"test_{n}": v for n, v in tested.items()})
-        record["seconds"] = time.perf_counter() - started
-        history.append(record)
-        sums = {}
-        save(epoch + 1, 0)
-        if output is not None:
-            write_json(output / METRICS_NAME, {"config": config, "history": history})
-        if progress:
-            summary = ", ".join(
-                f"{n} {v:.4f}" for n, v in record.items() if n not in ("epoch", "step")
-            )
-            tqdm.write(f"epoch {epoch + 1}/{epochs}: {summary}")
-        if epoch_callback is not None:
-            epoch_callback(dict(record))
-    return FitResult(network, opt_state, history, resumed)
+            values = {name: float(value) for name, value in metrics.items()}
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value
+            bar.update(1)
+            bar.set_postfix({n: f"{v:.3f}" for n, v in values.items()}, refresh=False)
+            done = batch + 1
+            if done < batches and (epoch * batches + done) % loop.every == 0:
+                loop.save(network, opt_state, epoch, done, sums, history)
+            if callback is not None:
+                step = epoch * batches + batch
+                callback({"epoch": epoch, "batch": batch, "step": step, "metrics": values})
+    return network, opt_state
+
+
+def _end_epoch(loop: _Loop, network, opt_state, history: list, record: dict) -> None:
+    """Append the epoch's `record` to `history` (in place), write the checkpoint and
+    `metrics.json`, and print the summary line."""
+    from tqdm import tqdm
+
+    history.append(record)
+    epoch = record["epoch"]  # 1-based
+    loop.save(network, opt_state, epoch, 0, {}, history)
+    if loop.output is not None:
+        write_json(loop.output / METRICS_NAME, {"config": loop.config, "history": history})
+    if loop.progress:
+        summary = ", ".join(f"{n} {v:.4f}" for n, v in record.items() if n not in ("epoch", "step"))
+        tqdm.write(f"epoch {epoch}/{loop.epochs}: {summary}")
