@@ -134,6 +134,35 @@ def align(
     alignment = bj.align(bj.ChipModel(bj.ChipInstance.random(key)), lif, key=key)
     ```
     """
+    _check_arguments(backend, neuron, time, repetitions, input_step)
+    hardware_weights = _weights(hardware_weights, "hardware_weights", 63.0)
+    model_weights = _weights(model_weights, "model_weights", None)
+    _check_drive(neuron, saturating_weight, trace_scale)
+    if isinstance(backend, Numeric):
+        return _identity(neuron, per_neuron)
+    if key is None:
+        key = jax.random.PRNGKey(0)
+    probe = eqx.tree_at(
+        lambda n: (n.trace_offset, n.trace_scale), neuron, (jnp.zeros(()), jnp.ones(()))
+    )
+    keys = jax.random.split(key, 2 + len(hardware_weights))
+    drive = (time, repetitions, saturating_weight)
+    baseline, span, scale = _trace_alignment(backend, neuron, probe, drive, trace_scale, keys, dt)
+    leak_model = jnp.broadcast_to(model_value(neuron.leak), (neuron.size,))
+    sweep = (time, repetitions, input_step, hardware_weights, model_weights)
+    backend_slope, model_slope, time_shift = _psp_alignment(
+        backend, neuron, probe, baseline, sweep, keys[2:], dt, per_neuron
+    )
+    weight_scale = model_slope / (backend_slope * scale)
+    offset = baseline - leak_model / scale
+    values = (offset, scale, weight_scale, baseline, span, backend_slope, model_slope)
+    if not per_neuron:
+        values = tuple(v.mean() for v in values)
+    return Alignment(*values, cadc_time_shift=time_shift + neuron.cadc_time_shift)
+
+
+def _check_arguments(backend, neuron, time, repetitions, input_step) -> None:
+    """Check `align`'s backend, neuron and sizes (steps)."""
     if not isinstance(backend, AbstractBackend):
         raise TypeError(f"`backend` must be a bss2jax backend; got {backend!r}.")
     if not isinstance(neuron, AbstractNeuron):
@@ -147,8 +176,11 @@ def align(
         raise ValueError(
             f"`input_step` must lie in [0, time - 1) = [0, {time - 1}); got {input_step}."
         )
-    hardware_weights = _weights(hardware_weights, "hardware_weights", 63.0)
-    model_weights = _weights(model_weights, "model_weights", None)
+
+
+def _check_drive(neuron, saturating_weight, trace_scale) -> None:
+    """Check that step 2 of `align` can run: a chip weight in range and a neuron that
+    fires (unless `trace_scale` is given)."""
     if not 0 < saturating_weight <= 63:
         raise ValueError(f"`saturating_weight` must lie in (0, 63]; got {saturating_weight!r}.")
     if trace_scale is None and not neuron.fire:
@@ -156,52 +188,61 @@ def align(
             f"`neuron` ({type(neuron).__name__}) does not fire, so its threshold cannot be "
             "measured; pass `trace_scale` (e.g. from aligning a LIF with the same settings)."
         )
+
+
+def _identity(neuron, per_neuron) -> Alignment:
+    """`align` on `Numeric()`: nothing is observed, the numerics' traces are already in
+    model units (offset 0, scales 1, raw measurements NaN)."""
+    zero, one = jnp.zeros(()), jnp.ones(())
+    nan = jnp.full((), jnp.nan)
+    values = (zero, one, one, zero, nan, nan, nan)
+    shift = jnp.asarray(neuron.cadc_time_shift)
+    if per_neuron:
+        values = tuple(jnp.broadcast_to(v, (neuron.size,)) for v in values)
+        shift = jnp.broadcast_to(shift, (neuron.size,))
+    return Alignment(*values, cadc_time_shift=shift)
+
+
+def _trace_alignment(backend, neuron, probe, drive, trace_scale, keys, dt):
+    """Steps 1 and 2 of `align`: the baseline (LSB) with no input (`keys[0]`), and the
+    threshold span (LSB) under saturating input (`keys[1]`) with the `trace_scale` it gives
+    (or the given `trace_scale`, span NaN). `drive` is `(time, repetitions,
+    saturating_weight)`. Returns `(baseline, span, scale)`, each `(neurons,)`."""
+    time, repetitions, saturating_weight = drive
     size = neuron.size
-    if isinstance(backend, Numeric):
-        # Nothing is observed: the numerics' traces are already in model units.
-        zero, one = jnp.zeros(()), jnp.ones(())
-        nan = jnp.full((), jnp.nan)
-        values = (zero, one, one, zero, nan, nan, nan)
-        shift = jnp.asarray(neuron.cadc_time_shift)
-        if per_neuron:
-            values = tuple(jnp.broadcast_to(v, (size,)) for v in values)
-            shift = jnp.broadcast_to(shift, (size,))
-        return Alignment(*values, cadc_time_shift=shift)
-    if key is None:
-        key = jax.random.PRNGKey(0)
-    probe = eqx.tree_at(
-        lambda n: (n.trace_offset, n.trace_scale), neuron, (jnp.zeros(()), jnp.ones(()))
-    )
-    keys = iter(jax.random.split(key, 2 + len(hardware_weights)))
-
-    def measure(population, weight, inputs, backend, key):
-        synapse = Synapse(1, size, weight=jnp.full((size, 1), weight))
-        network = Sequential([synapse, population])
-        return _mean_trace(backend, network, inputs, key, dt)
-
     silence = jnp.zeros((time, repetitions, 1))
-    baseline = measure(probe, 0.0, silence, backend, next(keys)).mean(0)
-    leak_model = jnp.broadcast_to(model_value(neuron.leak), (size,))
-
+    baseline = _measure(probe, 0.0, silence, backend, keys[0], dt).mean(0)
     if trace_scale is None:
-        drive = jnp.ones((time, repetitions, 1))
-        saturated = measure(probe, saturating_weight, drive, backend, next(keys))
+        leak_model = jnp.broadcast_to(model_value(neuron.leak), (size,))
+        saturating = jnp.ones((time, repetitions, 1))
+        saturated = _measure(probe, saturating_weight, saturating, backend, keys[1], dt)
         span = (saturated - baseline).max(0)
         model_span = jnp.broadcast_to(model_value(neuron.threshold), (size,)) - leak_model
-        scale = model_span / span
-    else:
-        next(keys)
-        span = jnp.full((size,), jnp.nan)
-        scale = jnp.broadcast_to(jnp.asarray(trace_scale, float), (size,))
+        return baseline, span, model_span / span
+    span = jnp.full((size,), jnp.nan)
+    return baseline, span, jnp.broadcast_to(jnp.asarray(trace_scale, float), (size,))
 
+
+def _psp_alignment(backend, neuron, probe, baseline, sweep, keys, dt, per_neuron):
+    """Steps 3 and 4 of `align`: single-input PSPs swept over the chip weights on `backend`
+    (one key each) and over the model weights in the numerics. `sweep` is `(time,
+    repetitions, input_step, hardware_weights, model_weights)`. Returns `(backend_slope,
+    model_slope, time_shift)`: each sweep's least-squares slope, `(neurons,)`, and the
+    `cadc_time_shift` (steps) that lines up the largest PSPs."""
+    time, repetitions, input_step, hardware_weights, model_weights = sweep
+    leak_model = jnp.broadcast_to(model_value(neuron.leak), (neuron.size,))
     single = jnp.zeros((time, repetitions, 1)).at[input_step].set(1.0)
     traces_backend = jnp.stack(
-        [measure(probe, w, single, backend, next(keys)) - baseline for w in hardware_weights]
+        [
+            _measure(probe, w, single, backend, k, dt) - baseline
+            for w, k in zip(hardware_weights, keys, strict=True)
+        ]
     )
-    numeric = Numeric()
-    one = single[:, :1]
     traces_model = jnp.stack(
-        [measure(neuron, w, one, numeric, None) - leak_model for w in model_weights]
+        [
+            _measure(neuron, w, single[:, :1], Numeric(), None, dt) - leak_model
+            for w in model_weights
+        ]
     )
     psp_backend = jax.vmap(_extreme, in_axes=(0, None))(traces_backend, input_step)
     psp_model = jax.vmap(_extreme, in_axes=(0, None))(traces_model, input_step)
@@ -213,13 +254,15 @@ def align(
     )
     backend_slope = _slope(jnp.asarray(hardware_weights), psp_backend)
     model_slope = _slope(jnp.asarray(model_weights), psp_model)
-    weight_scale = model_slope / (backend_slope * scale)
-    offset = baseline - leak_model / scale
+    return backend_slope, model_slope, time_shift
 
-    values = (offset, scale, weight_scale, baseline, span, backend_slope, model_slope)
-    if not per_neuron:
-        values = tuple(v.mean() for v in values)
-    return Alignment(*values, cadc_time_shift=time_shift + neuron.cadc_time_shift)
+
+def _measure(population, weight, inputs, backend, key, dt):
+    """The mean CADC trace `(time, neurons)` of `population` driven through one input
+    channel of chip or model weight `weight` (all neurons alike)."""
+    size = population.size
+    synapse = Synapse(1, size, weight=jnp.full((size, 1), weight))
+    return _mean_trace(backend, Sequential([synapse, population]), inputs, key, dt)
 
 
 def _weights(values, name, limit):
