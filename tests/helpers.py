@@ -1,5 +1,9 @@
 """Shared test helpers: tolerance-aware tree comparison, the tables of neuron types,
-surrogates and backends, and a test backend that replays a synthetic recording."""
+surrogates and in-process backends, and a test backend that replays a synthetic recording.
+
+The table of every backend, with `Hardware` over a worker process and `Replay`, is in
+`test_conformance.py` (it needs module fixtures).
+"""
 
 from __future__ import annotations
 
@@ -52,15 +56,15 @@ def tree_equal(x, y) -> bool:
     return bool(eqx.tree_equal(x, y, typematch=True))
 
 
-ALL_NEURON_TYPES = (bj.LIF, bj.LI, bj.AdEx)
-ALL_SURROGATES = (
-    bj.SuperSpike,
-    bj.Sigmoid,
-    bj.ArcTan,
-    bj.Triangle,
-    bj.Gaussian,
-    bj.Boxcar,
-)
+def exported_subclasses(base: type) -> tuple[type, ...]:
+    """The classes in `bj.__all__` that subclass `base` (other than `base`), in its order."""
+    names = [getattr(bj, name) for name in bj.__all__]
+    return tuple(c for c in names if isinstance(c, type) and issubclass(c, base) and c is not base)
+
+
+# Derived from the public API, so a new neuron type or surrogate is in the tables at once.
+ALL_NEURON_TYPES = exported_subclasses(bj.AbstractNeuron)
+ALL_SURROGATES = exported_subclasses(bj.AbstractSurrogate)
 ALL_BACKENDS = (bj.Numeric(),)
 
 
@@ -87,11 +91,6 @@ class SyntheticBackend(bj.AbstractBackend):
     def observe(self, network, inputs, *, dt, key):
         del network, inputs, dt, key
         return self.recording
-
-
-def bernoulli_spikes(key, shape, p, dtype=jnp.float32):
-    """0/1 spikes of the given `(time, batch, in)` shape with probability `p`."""
-    return (jax.random.uniform(key, shape) < p).astype(dtype)
 
 
 def sent_request(net, inputs, *, dt, key=None):
