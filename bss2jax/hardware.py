@@ -59,8 +59,8 @@ from ._hardware._protocol import (
     SpikeEvents as SpikeEvents,
     configuration_hash as configuration_hash,
     split_weight as split_weight,
-    validate_recording as validate_recording,
 )
+from ._hardware._validate import validate_recording as validate_recording
 
 __all__ = [
     "AbstractClient",

@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 
 from .._errors import HardwareError, RecordingFileError
+from .._misc import atomic_write
 from ._protocol import (
     FLAG_NAMES,
     PARAMETER_NAMES,
@@ -29,8 +28,8 @@ from ._protocol import (
     ProjectionRequest,
     RawRecording,
     SpikeEvents,
-    validate_recording,
 )
+from ._validate import validate_recording
 
 FORMAT = "bss2jax-recorded-run"
 VERSION = 1
@@ -132,18 +131,7 @@ def save_run(path, run: RecordedRun) -> pathlib.Path:
     if path.suffix != ".npz":
         raise ValueError(f"`path` must end in '.npz'; got {str(path)!r}.")
     data = encode_run(run)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    atomic_write(path, lambda file: file.write(data))
     return path
 
 

@@ -30,8 +30,8 @@ from ._protocol import (
     SpikeEvents,
     configuration_hash,
     split_weight,
-    validate_recording,
 )
+from ._validate import validate_recording
 
 
 def _seed(data: np.ndarray, has_seed: bool) -> int | None:
