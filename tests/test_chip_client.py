@@ -17,7 +17,7 @@ import pytest
 from helpers import sent_request
 
 import bss2jax as bj
-from bss2jax._clients._chip_model import network_from_request
+from bss2jax._clients._worker import network_from_request
 from bss2jax._hardware._link import _seed
 from bss2jax.hardware import configuration_hash
 
