@@ -77,7 +77,7 @@ def test_train_phase_defaults_follow_the_gradient_mode():
     import argparse
 
     from bss2jax import yinyang
-    from bss2jax.yinyang._command import add_train_arguments, train_configs
+    from bss2jax.yinyang._options import add_train_arguments, train_configs
 
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)

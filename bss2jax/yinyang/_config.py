@@ -1,0 +1,94 @@
+"""The Yin-Yang job's hyperparameters: `YinYangConfig` and the phases of the chip job."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class YinYangConfig:
+    """Hyperparameters of one training phase of the Yin-Yang job.
+
+    The defaults are the numerics phase: 30 epochs of Adam at 5e-3, decaying by 0.9 per
+    epoch, no training noise (`bss2jax train --backend numeric`). `CHIP_PRETRAINING` and
+    `CHIP_FINE_TUNING` are the phases of the chip job (`CHIP_RANDOM` an optional one in
+    between). `anchor_probability` (chip phases): the chance that a group of a batch runs
+    on the chip trained on rather than on a freshly drawn one (1: always that chip).
+    `chips_per_call` (chip phases): the batch is cut into this many groups, each on its
+    own chip (`bj.RandomChips(chips_per_call=...)`). `noise_draws`: likewise for the
+    training noise (`weight_noise`, `gain_noise`, `neuron_noise`): each group of a batch
+    runs with its own draw (`perturb`).
+    """
+
+    train_size: int = 5000
+    test_size: int = 1000
+    hidden: int = 120
+    tau: float = 6e-6
+    dt: float = 1e-6
+    steps: int = 38
+    t_early: float = 2e-6
+    t_late: float = 26e-6
+    t_bias: float = 2e-6
+    repetitions: int = 5
+    integrator: str = "exact"
+    capacitance: float = 20.0
+    synapse_dac_bias: float = 600.0
+    weight_scale: float = 36.6
+    output_weight_scale: float = 36.6
+    hidden_trace_scale: float = 1.0 / 70.0
+    readout_trace_scale: float = 1.0 / 70.0
+    readout_scale: float = 10.0
+    decoder: str = "max"
+    init_hidden: tuple[float, float] = (0.2, 0.3)
+    init_output: tuple[float, float] = (0.0, 0.1)
+    weight_noise: float = 0.0
+    gain_noise: float = 0.0
+    neuron_noise: float = 0.0
+    noise_draws: int = 1
+    firing_upper: float = 2.0
+    firing_lower: float = 0.0
+    firing_weight: float = 0.0
+    lr: float = 5e-3
+    lr_decay: float = 0.9
+    epochs: int = 30
+    batch_size: int = 50
+    trainable: str = "all"
+    anchor_probability: float = 1.0
+    chips_per_call: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+CHIP_PRETRAINING = YinYangConfig(
+    epochs=100,
+    lr_decay=0.97,
+    weight_noise=0.05,
+    gain_noise=0.07,
+    neuron_noise=0.02,
+    noise_draws=5,
+)
+"""Phase 1 of the chip job: numerics with training noise that stands for a chip's mismatch
+(`perturb`, a new draw for every fifth of a batch), so that the network does not lean on
+any one synapse's or neuron's exact value. The spreads follow `bj.MismatchProfile()`:
+weights 5 % (per-synapse DAC gain), per-neuron gains 7 % (synaptic gain 5 % and the
+membrane time constant's 5 % share of the PSP gain, R = tau / C, combined), leaks and
+thresholds 0.02 model units (1.4 chip LSB on the 70-LSB span; the profile says 1.5 and 2)
+and time constants 2 % (`neuron_noise` sets both). Five draws per batch instead of one:
+benchmarks/README.md.
+"""
+CHIP_RANDOM = YinYangConfig(epochs=10, lr=1e-3, lr_decay=0.9, chips_per_call=5)
+"""An optional phase between the two (`bss2jax train --random-chip-epochs N`; off by
+default): the chip model, gradient "through", every fifth of a batch on a new random chip
+instance. After `CHIP_PRETRAINING` it changes little (benchmarks/README.md: 10 epochs cost
+0.1 points on the trained-on chip, gain 0.1 on others, and take 1-2 minutes more)."""
+CHIP_FINE_TUNING = YinYangConfig(
+    epochs=6, lr=3e-4, lr_decay=0.8, anchor_probability=0.3, chips_per_call=5
+)
+"""The last phase: the chip in the loop (inject mode). Each fifth of a batch runs on it with
+probability 0.3 and on a random chip otherwise, so that the network adapts to its chip
+without leaning on it."""
+CHIP_FINE_TUNING_THROUGH = dataclasses.replace(CHIP_FINE_TUNING, lr=1e-3, anchor_probability=0.5)
+"""The last phase with gradient "through": the chip's own model gives the gradient, so the
+phase leans harder on that chip (more accuracy there, less on others)."""

@@ -1,0 +1,236 @@
+"""The Yin-Yang recipe: hxtorch's network, its loss, the training noise and the optimiser."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from .. import data as bd
+from .._constants import WEIGHT_MAX
+from .._misc import join_batch, split_batch
+from .._network import Sequential
+from .._neurons import LI, LIF
+from .._parameters import Mixed
+from .._synapse import Synapse
+from .._train._losses import accuracy, cross_entropy, firing_regulariser
+from .._transforms import LinearSaturating, linear_saturating
+from ._config import YinYangConfig
+
+
+def yin_yang_network(config: YinYangConfig, *, key: jax.Array) -> Sequential:
+    """hxtorch's Yin-Yang network for `config`, weights drawn from `key`."""
+    k_hidden, k_output = jax.random.split(key)
+    hidden_weight = config.init_hidden[0] + config.init_hidden[1] * jax.random.normal(
+        k_hidden, (config.hidden, 5 * config.repetitions)
+    )
+    output_weight = config.init_output[0] + config.init_output[1] * jax.random.normal(
+        k_output, (3, config.hidden)
+    )
+    potentials = dict(leak=Mixed(0.0, 80.0), reset=Mixed(0.0, 80.0), threshold=Mixed(1.0, 150.0))
+    membrane = dict(
+        tau_mem=config.tau,
+        tau_syn=config.tau,
+        shift_cadc_to_first=True,
+        membrane_capacitance=Mixed(10e-6, config.capacitance),
+        integrator=config.integrator,
+        synapse_dac_bias=config.synapse_dac_bias,
+    )
+    return Sequential(
+        [
+            Synapse(
+                5 * config.repetitions,
+                config.hidden,
+                weight=hidden_weight,
+                transform=linear_saturating(config.weight_scale),
+            ),
+            LIF(config.hidden, **potentials, **membrane, trace_scale=config.hidden_trace_scale),
+            Synapse(
+                config.hidden,
+                3,
+                weight=output_weight,
+                transform=linear_saturating(config.output_weight_scale),
+            ),
+            LI(3, leak=Mixed(0.0, 80.0), **membrane, trace_scale=config.readout_trace_scale),
+        ]
+    )
+
+
+class YinYangLoss(eqx.Module):
+    """Cross-entropy on `readout_scale * max_over_time(readout)`, plus a firing penalty.
+
+    A loss for `bj.fit`: `loss(network, batch, *, key, backend) -> (value, {"accuracy"})`
+    with `batch` a `bd.YinYang` of coordinates `(batch, 4)` and labels `(batch,)`.
+    """
+
+    steps: int = eqx.field(static=True)
+    dt: float = eqx.field(static=True)
+    t_early: float = eqx.field(static=True)
+    t_late: float = eqx.field(static=True)
+    t_bias: float = eqx.field(static=True)
+    repetitions: int = eqx.field(static=True)
+    readout_scale: float = eqx.field(static=True)
+    decoder: str = eqx.field(static=True)
+    weight_noise: float = eqx.field(static=True)
+    gain_noise: float = eqx.field(static=True)
+    neuron_noise: float = eqx.field(static=True)
+    noise_draws: int = eqx.field(static=True)
+    firing_upper: float = eqx.field(static=True)
+    firing_lower: float = eqx.field(static=True)
+    firing_weight: float = eqx.field(static=True)
+
+    @classmethod
+    def from_config(cls, config: YinYangConfig, *, training: bool = True) -> YinYangLoss:
+        return cls(
+            weight_noise=config.weight_noise if training else 0.0,
+            gain_noise=config.gain_noise if training else 0.0,
+            neuron_noise=config.neuron_noise if training else 0.0,
+            noise_draws=config.noise_draws if training else 1,
+            steps=config.steps,
+            dt=config.dt,
+            t_early=config.t_early,
+            t_late=config.t_late,
+            t_bias=config.t_bias,
+            repetitions=config.repetitions,
+            readout_scale=config.readout_scale,
+            decoder=config.decoder,
+            firing_upper=config.firing_upper,
+            firing_lower=config.firing_lower,
+            firing_weight=config.firing_weight,
+        )
+
+    def scores(self, network, coordinates, *, key, backend):
+        """Decoded readout `(batch, 3)` and the hidden spikes `(time, batch, hidden)`."""
+        from .._run import run
+
+        spikes = bd.encode_coordinates(
+            coordinates,
+            steps=self.steps,
+            t_early=self.t_early,
+            t_late=self.t_late,
+            t_bias=self.t_bias,
+            dt=self.dt,
+        )
+        spikes = jnp.tile(spikes, (1, 1, self.repetitions))
+        noise = (self.weight_noise, self.gain_noise, self.neuron_noise)
+        if any(noise) and self.noise_draws > 1:
+            hidden, membrane = self._run_groups(network, spikes, key, backend, noise)
+        else:
+            if any(noise):
+                key, noise_key = jax.random.split(key)
+                network = perturb(network, noise_key, *noise)
+            hidden, readout = run(network, spikes, backend=backend, dt=self.dt, key=key)
+            hidden, membrane = hidden.spikes, readout.membrane_cadc
+        decode = {"max": bd.max_over_time, "mean": bd.mean_over_time}[self.decoder]
+        return self.readout_scale * decode(membrane), hidden
+
+    def _run_groups(self, network, spikes, key, backend, noise):
+        """`noise_draws` groups of the batch, each with its own draw of the training noise."""
+        from .._run import run
+
+        groups, batch = self.noise_draws, spikes.shape[1]
+        if batch % groups:
+            raise ValueError(
+                f"`noise_draws` ({groups}) must divide the batch size; got a batch of {batch}."
+            )
+
+        def one(inputs, group_key):
+            noise_key, run_key = jax.random.split(group_key)
+            perturbed = perturb(network, noise_key, *noise)
+            hidden, readout = run(perturbed, inputs, backend=backend, dt=self.dt, key=run_key)
+            return hidden.spikes, readout.membrane_cadc
+
+        hidden, readout = jax.vmap(one)(split_batch(spikes, groups), jax.random.split(key, groups))
+        return join_batch(hidden), join_batch(readout)
+
+    def __call__(self, network, batch, *, key, backend):
+        coordinates, labels = batch
+        scores, spikes = self.scores(network, coordinates, key=key, backend=backend)
+        value = cross_entropy(scores, labels)
+        if self.firing_weight:
+            value = value + self.firing_weight * firing_regulariser(
+                spikes, upper=self.firing_upper, lower=self.firing_lower or None
+            )
+        return value, {"accuracy": accuracy(scores, labels)}
+
+
+def perturb(network, key, weight_noise: float, gain_noise: float, neuron_noise: float = 0.0):
+    """Training noise that stands for a chip's fixed-pattern mismatch.
+
+    Every weight is multiplied by `(1 + weight_noise * N(0, 1))` and every row (target
+    neuron; one factor for its excitatory and one for its inhibitory inputs) by
+    `(1 + gain_noise * N(0, 1))`. With `neuron_noise`, every LIF's model threshold and leak
+    move by `neuron_noise * N(0, 1)` (model units, per neuron; their chip values by the
+    same amount in LSB, like the chip's calibration residuals) and every population's time
+    constants by a factor `exp(neuron_noise * N(0, 1))`.
+    """
+    layers = list(network.layers)
+    for index, layer in enumerate(layers):
+        key, k_weight, k_gain, k_neuron = jax.random.split(key, 4)
+        if isinstance(layer, Synapse):
+            shape = layer.weight.shape
+            gains = 1.0 + gain_noise * jax.random.normal(k_gain, (2, shape[0], 1))
+            factor = (1.0 + weight_noise * jax.random.normal(k_weight, shape)) * jnp.where(
+                layer.weight > 0, gains[0], gains[1]
+            )
+            layers[index] = eqx.tree_at(lambda s: s.weight, layer, layer.weight * factor)
+        elif neuron_noise:
+            k_leak, k_threshold, k_mem, k_syn = jax.random.split(k_neuron, 4)
+            size = layer.size
+
+            span = _chip_per_model_unit(layer) if layer.fire else 1.0
+
+            def shifted(value, k, size=size, span=span):
+                noise = neuron_noise * jax.random.normal(k, (size,))
+                if isinstance(value, Mixed):
+                    return Mixed(value.model + noise, value.hardware + span * noise)
+                return value + noise
+
+            def scaled(value, k, size=size):
+                return value * jnp.exp(neuron_noise * jax.random.normal(k, (size,)))
+
+            names = ["tau_mem", "tau_syn"]
+            values = [scaled(layer.tau_mem, k_mem), scaled(layer.tau_syn, k_syn)]
+            if layer.fire:
+                names += ["leak", "threshold"]
+                values += [shifted(layer.leak, k_leak), shifted(layer.threshold, k_threshold)]
+            layers[index] = eqx.tree_at(
+                lambda n, names=names: [getattr(n, name) for name in names], layer, values
+            )
+    return eqx.tree_at(lambda n: n.layers, network, tuple(layers))
+
+
+def _chip_per_model_unit(neuron):
+    """Chip LSB per model unit of potential: (threshold - leak) on the chip over the model's."""
+    from .._parameters import hardware_value, model_value
+
+    chip = hardware_value(neuron.threshold) - hardware_value(neuron.leak)
+    model = model_value(neuron.threshold) - model_value(neuron.leak)
+    return chip / model
+
+
+def readout_weights(network):
+    """Filter spec: only the readout projection's (the last synapse's) weights train."""
+    spec = jax.tree_util.tree_map(lambda _: False, network)
+    return eqx.tree_at(lambda n: n.layers[-2].weight, spec, True)
+
+
+def clip_weights(network):
+    """Keep every weight inside the chip's range: `|w| <= 63 / scale` (hxtorch's clamp)."""
+    layers = list(network.layers)
+    for index, layer in enumerate(layers):
+        if isinstance(layer, Synapse) and isinstance(layer.transform, LinearSaturating):
+            bound = WEIGHT_MAX / layer.transform.scale
+            layers[index] = eqx.tree_at(
+                lambda s: s.weight, layer, jnp.clip(layer.weight, -bound, bound)
+            )
+    return eqx.tree_at(lambda n: n.layers, network, tuple(layers))
+
+
+def optimiser(config: YinYangConfig, batches_per_epoch: int) -> optax.GradientTransformation:
+    """Adam with an exponential decay of the learning rate by `lr_decay` per epoch."""
+    schedule = optax.exponential_decay(
+        config.lr, transition_steps=batches_per_epoch, decay_rate=config.lr_decay
+    )
+    return optax.adam(schedule)
