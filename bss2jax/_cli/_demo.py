@@ -12,6 +12,7 @@ The four sections of the tutorial, each printed (and drawn into `--output` if gi
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 
 
@@ -31,34 +32,69 @@ def _sine_targets(key, n_out=3, time=100):
 
 
 def demo_command(args: argparse.Namespace) -> int:
+    """Run the four sections of the tutorial (module docstring) with `args` (`--seed`,
+    `--dt`, `--repetitions`, `--epochs`, `--learning-rate`, `--output`); return 0."""
     import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
 
     import bss2jax as bj
 
-    dt = args.dt
     keys = iter(jax.random.split(jax.random.PRNGKey(args.seed), 16))
     chip = bj.ChipModel(bj.ChipInstance.random(next(keys)))
     figures = {}
+    _emulate(chip, next(keys), args.dt, figures)
+    _mock(args.dt, figures)
+    alignment = _align_and_compare(chip, keys, args, figures)
+    _train_readout(chip, alignment, keys, args, figures)
+    if args.output:
+        _save_figures(pathlib.Path(args.output), figures, args.dt)
+    return 0
+
+
+def _emulate(chip, key, dt, figures):
+    """Section 1: one LIF driven by four input spikes on the chip model."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    import bss2jax as bj
 
     print("1. one LIF on the chip model (hxtorch defaults, weight 63), CADC and MADC")
-    inputs = jnp.zeros((50, 1, 1)).at[jnp.array([10, 15, 20, 30])].set(1.0)
     network = bj.Sequential(
         [bj.Synapse(1, 1, weight=jnp.full((1, 1), 63.0)), bj.LIF(1, enable_madc_recording=True)]
     )
-    (on_chip,) = bj.run(network, inputs, backend=chip, dt=dt, key=next(keys))
+    (on_chip,) = bj.run(network, _four_spikes(), backend=chip, dt=dt, key=key)
     _print_trace("   CADC membrane (LSB)", on_chip.membrane_cadc[:, 0, 0])
     print("   spikes at steps", np.flatnonzero(np.asarray(on_chip.spikes[:, 0, 0])).tolist())
     figures["1_chip_traces"] = ("traces", on_chip)
 
+
+def _mock(dt, figures):
+    """Section 2: the same network in the numerics (hxtorch's mock mode)."""
+    import jax.numpy as jnp
+
+    import bss2jax as bj
+
     print("2. the same network in the numerics (mock mode, weight 50)")
     mock = bj.Sequential([bj.Synapse(1, 1, weight=jnp.full((1, 1), 50.0)), bj.LIF(1)])
-    (numerics,) = bj.run(mock, inputs, backend=bj.Numeric(), dt=dt)
+    (numerics,) = bj.run(mock, _four_spikes(), backend=bj.Numeric(), dt=dt)
     _print_trace("   membrane (model units)", numerics.membrane_cadc[:, 0, 0])
     figures["2_mock_traces"] = ("traces", numerics)
 
+
+def _four_spikes():
+    """Sections 1 and 2's input: spikes at steps 10, 15, 20 and 30 of 50, `(50, 1, 1)`."""
+    import jax.numpy as jnp
+
+    return jnp.zeros((50, 1, 1)).at[jnp.array([10, 15, 20, 30])].set(1.0)
+
+
+def _align_and_compare(chip, keys, args, figures):
+    """Section 3: align numerics and chip (two keys from `keys`), compare the PSPs;
+    return the `Alignment`."""
+    import jax.numpy as jnp
+
+    import bss2jax as bj
+
+    dt = args.dt
     print("3. align: model leak 0, threshold 1 against chip leak 80, threshold 125 LSB")
     lif = bj.LIF(
         1,
@@ -97,7 +133,19 @@ def demo_command(args: argparse.Namespace) -> int:
     )
     print(f"   largest difference {deviation:.3f} model units")
     figures["3_aligned_psp"] = ("compare", (psp_model.membrane_cadc, chip_mean))
+    return alignment
 
+
+def _train_readout(chip, alignment, keys, args, figures):
+    """Section 4: train 128 Poisson inputs -> 3 LI readouts to three sine targets with the
+    chip model in the loop (four keys from `keys`)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import bss2jax as bj
+
+    dt = args.dt
     print(f"4. train 128 Poisson inputs -> 3 LI to three sine targets ({args.epochs} epochs)")
     targets = _sine_targets(next(keys))
     k_weight, k_input = jax.random.split(next(keys))
@@ -141,10 +189,6 @@ def demo_command(args: argparse.Namespace) -> int:
     figures["4_targets"] = ("targets", (targets, trained.membrane_cadc))
     figures["4_loss"] = ("training", {"MSE": losses})
 
-    if args.output:
-        _save_figures(pathlib.Path(args.output), figures, dt)
-    return 0
-
 
 def _print_trace(label, trace, every=5):
     import numpy as np
@@ -154,15 +198,13 @@ def _print_trace(label, trace, every=5):
 
 
 def _save_figures(folder: pathlib.Path, figures, dt):
-    import os
-    import tempfile
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from .. import plot
+    from .._misc import atomic_write
 
     folder.mkdir(parents=True, exist_ok=True)
     for name, (kind, data) in figures.items():
@@ -174,9 +216,6 @@ def _save_figures(folder: pathlib.Path, figures, dt):
             fig, _ = plot.targets(*data, dt=dt)
         else:
             fig, _ = plot.training(data)
-        handle, temporary = tempfile.mkstemp(suffix=".png", dir=folder)
-        os.close(handle)
-        fig.savefig(temporary, dpi=100)
+        atomic_write(folder / f"{name}.png", functools.partial(fig.savefig, dpi=100, format="png"))
         plt.close(fig)
-        os.replace(temporary, folder / f"{name}.png")
     print(f"figures written to {folder}/")
