@@ -89,8 +89,7 @@ class Entry:
       bit for bit.
     - `merges_vmap`: `vmap` over inputs is one run of the joined batch (Hardware's
       "expand_dims"): entry `v` equals batch entry `v` of one run.
-    - `build(client, folder)`: the backend, given the worker client and the folder of
-      recorded runs.
+    - `build(session)`: the backend; `session` holds the two that need module fixtures.
     """
 
     name: str
@@ -101,18 +100,18 @@ class Entry:
 
 
 ENTRIES = (
-    Entry("numeric", False, False, False, lambda client, folder: bj.Numeric()),
+    Entry("numeric", False, False, False, lambda session: bj.Numeric()),
     Entry(
         "chip-nominal",
         False,
         False,
         False,
-        lambda client, folder: bj.ChipModel(bj.ChipInstance.nominal(), IDEAL),
+        lambda session: bj.ChipModel(bj.ChipInstance.nominal(), IDEAL),
     ),
-    Entry("chip-noisy", True, False, False, lambda client, folder: bj.ChipModel(noisy_chip())),
-    Entry("random-chips", True, False, False, lambda client, folder: bj.RandomChips()),
-    Entry("hardware", True, True, True, lambda client, folder: bj.Hardware(client)),
-    Entry("replay", True, True, True, lambda client, folder: bj.Replay(folder)),
+    Entry("chip-noisy", True, False, False, lambda session: bj.ChipModel(noisy_chip())),
+    Entry("random-chips", True, False, False, lambda session: bj.RandomChips()),
+    Entry("hardware", True, True, True, lambda session: session["hardware"]),
+    Entry("replay", True, True, True, lambda session: session["replay"]),
 )
 BY_NAME = {entry.name: entry for entry in ENTRIES}
 every_backend = pytest.mark.parametrize("name", [entry.name for entry in ENTRIES])
@@ -127,15 +126,16 @@ def client():
 
 @pytest.fixture(scope="module")
 def session(client, tmp_path_factory):
-    """What `Replay` serves: the runs of `NET` on `X` with both keys, recorded by a live
-    `Hardware` backend; and the recordings it observed."""
+    """The `Hardware` backend of the table (over the worker, recording to a folder), the
+    `Replay` of the runs it recorded first (`NET` on `X` with both keys), and the
+    recordings it observed in those runs."""
     folder = tmp_path_factory.mktemp("session")
-    backend = bj.Hardware(client, record_to=folder)
+    hardware = bj.Hardware(client, record_to=folder)
     live = {
-        name: backend.observe(NET, X, dt=DT, key=k)
+        name: hardware.observe(NET, X, dt=DT, key=k)
         for name, k in [("key", KEY), ("other", OTHER_KEY)]
     }
-    return folder, live
+    return dict(hardware=hardware, replay=bj.Replay(folder), live=live)
 
 
 def loss(network, backend, inputs, key):
@@ -174,16 +174,15 @@ class Outcome:
 
 
 @pytest.fixture(scope="module")
-def outcome(client, session):
+def outcome(session):
     """`outcome(name)`: that backend's `Outcome`, computed once per module (one chip
     compilation for the eager runs, one for the jitted and vmapped program)."""
-    folder, _ = session
     cache = {}
 
     def compute(name):
         if name not in cache:
             entry = BY_NAME[name]
-            backend = entry.build(client, folder)
+            backend = entry.build(session)
             eager = bj.run(NET, X, backend=backend, dt=DT, key=KEY)
             observed = backend.observe(NET, X, dt=DT, key=KEY)
             stack, loop = eager_loop(entry, backend, eager)
@@ -313,7 +312,7 @@ def test_nominal_chip_agrees_with_the_numerics_below_threshold(outcome):
 
 
 def test_replay_equals_the_hardware_runs_it_recorded(outcome, session):
-    _, live = session
+    live = session["live"]
     replay, hardware = outcome("replay"), outcome("hardware")
     assert tree_equal(replay.observed, live["key"])
     assert tree_equal(replay.backend.observe(NET, X, dt=DT, key=OTHER_KEY), live["other"])
