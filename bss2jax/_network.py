@@ -26,9 +26,9 @@ INPUT = "input"
 
 
 class Edge(NamedTuple):
-    """A projection in the static plan: synapse `index`, `source` → `target`."""
+    """A projection in the static plan: synapse number `synapse`, `source` → `target`."""
 
-    index: int
+    synapse: int
     source: Hashable
     target: Hashable
     delayed: bool
@@ -277,7 +277,7 @@ def _plan(keys: tuple, edges: tuple) -> tuple[Stage, ...]:
     typed = [
         Edge(i, s, t, s != INPUT and position[s] >= position[t]) for i, (s, t) in enumerate(edges)
     ]
-    successors = {key: set() for key in keys}
+    successors: dict[Hashable, set[Hashable]] = {key: set() for key in keys}
     for edge in typed:
         if edge.source != INPUT:
             successors[edge.source].add(edge.target)
@@ -286,11 +286,12 @@ def _plan(keys: tuple, edges: tuple) -> tuple[Stage, ...]:
     members: dict[int, list] = {}
     for key in keys:
         members.setdefault(component[key], []).append(key)
-    depends = {c: set() for c in members}
+    depends: dict[int, set[int]] = {c: set() for c in members}
     for edge in typed:
         if edge.source != INPUT and component[edge.source] != component[edge.target]:
             depends[component[edge.target]].add(component[edge.source])
-    ordered, done = [], set()
+    ordered: list[int] = []
+    done: set[int] = set()
     while len(ordered) < len(members):
         ready = [c for c in members if c not in done and depends[c] <= done]
         first = min(ready, key=lambda c: position[members[c][0]])

@@ -8,7 +8,7 @@ sizes, flags and choices of method are static. Potentials default to hxtorch's c
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import equinox as eqx
 import jax
@@ -16,10 +16,11 @@ import jax.numpy as jnp
 
 from ._parameters import Mixed, ParameterLike, as_parameter, model_value
 from ._surrogate import AbstractSurrogate, SuperSpike
+from ._typing import user_facing
 from .kernels.cuba import CubaFlags, CubaParams
 
-_DEFAULT_CAPACITANCE_MODEL = 10e-6  # hxtorch: model value 1e-5, chip value 63 LSB
-_DEFAULT_CAPACITANCE_HARDWARE = 63.0
+_CAPACITANCE_MODEL = 10e-6  # hxtorch's default: model value 1e-5, chip value 63 LSB
+_CAPACITANCE_HARDWARE = 63.0
 
 Interpolation = Literal["linear", "nearest"]
 Integrator = Literal["euler", "exact"]
@@ -75,10 +76,23 @@ class AbstractNeuron(eqx.Module):
     i_synin_gm: float = eqx.field(static=True)
     synapse_dac_bias: float = eqx.field(static=True)
 
-    def _setup(self, size, *, flags, surrogate, options, **parameters):
+    @user_facing
+    def _setup(
+        self,
+        size: int,
+        *,
+        flags: dict[str, bool],
+        surrogate: AbstractSurrogate,
+        readout: dict[str, Any],
+        membrane_capacitance: ParameterLike | None,
+        **parameters: ParameterLike,
+    ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"`size` must be a positive int; got {size!r}.")
         self.size = size
+        if membrane_capacitance is None:
+            membrane_capacitance = Mixed(_CAPACITANCE_MODEL, _CAPACITANCE_HARDWARE)
+        parameters["membrane_capacitance"] = membrane_capacitance
         for name, value in parameters.items():
             setattr(self, name, as_parameter(value, name, size))
         for name in ("tau_mem", "tau_syn", "tau_adap", "membrane_capacitance"):
@@ -92,32 +106,32 @@ class AbstractNeuron(eqx.Module):
         self.surrogate = surrogate
         for name, value in flags.items():
             setattr(self, name, bool(value))
-        integrator = options.pop("integrator")
+        integrator = readout.pop("integrator")
         if integrator not in ("euler", "exact"):
             raise ValueError(f"`integrator` must be 'euler' or 'exact'; got {integrator!r}.")
         self.integrator = integrator
-        interpolation = options.pop("interpolation")
+        interpolation = readout.pop("interpolation")
         if interpolation not in ("linear", "nearest"):
             raise ValueError(
                 f"`interpolation` must be 'linear' or 'nearest'; got {interpolation!r}."
             )
         self.interpolation = interpolation
-        shift = options.pop("cadc_time_shift")
+        shift = readout.pop("cadc_time_shift")
         if isinstance(shift, bool) or not isinstance(shift, int):
             raise ValueError(f"`cadc_time_shift` must be an int (steps); got {shift!r}.")
         self.cadc_time_shift = shift
-        record = options.pop("record_neuron_id")
+        record = readout.pop("record_neuron_id")
         if isinstance(record, bool) or not isinstance(record, int) or not 0 <= record < size:
             raise ValueError(
                 f"`record_neuron_id` must be an int in [0, size) = [0, {size}); got {record!r}."
             )
         self.record_neuron_id = record
-        self.shift_cadc_to_first = bool(options["shift_cadc_to_first"])
-        self.enable_spike_recording = bool(options["enable_spike_recording"]) and self.fire
-        self.enable_cadc_recording = bool(options["enable_cadc_recording"])
-        self.enable_madc_recording = bool(options["enable_madc_recording"])
-        self.i_synin_gm = float(options["i_synin_gm"])
-        self.synapse_dac_bias = float(options["synapse_dac_bias"])
+        self.shift_cadc_to_first = bool(readout["shift_cadc_to_first"])
+        self.enable_spike_recording = bool(readout["enable_spike_recording"]) and self.fire
+        self.enable_cadc_recording = bool(readout["enable_cadc_recording"])
+        self.enable_madc_recording = bool(readout["enable_madc_recording"])
+        self.i_synin_gm = float(readout["i_synin_gm"])
+        self.synapse_dac_bias = float(readout["synapse_dac_bias"])
 
     @property
     def adaptation(self) -> bool:
@@ -165,35 +179,30 @@ def _concrete_parts(value):
     return () if isinstance(value, jax.core.Tracer) else (value,)
 
 
-def _default_capacitance():
-    return Mixed(_DEFAULT_CAPACITANCE_MODEL, _DEFAULT_CAPACITANCE_HARDWARE)
+_READOUT_SETTINGS = (
+    "integrator",
+    "cadc_time_shift",
+    "shift_cadc_to_first",
+    "interpolation",
+    "enable_spike_recording",
+    "enable_cadc_recording",
+    "enable_madc_recording",
+    "record_neuron_id",
+    "i_synin_gm",
+    "synapse_dac_bias",
+)
 
 
-def _recording_options(
-    *,
-    integrator,
-    cadc_time_shift,
-    shift_cadc_to_first,
-    interpolation,
-    enable_spike_recording,
-    enable_cadc_recording,
-    enable_madc_recording,
-    record_neuron_id,
-    i_synin_gm,
-    synapse_dac_bias,
-):
-    return dict(
-        integrator=integrator,
-        cadc_time_shift=cadc_time_shift,
-        shift_cadc_to_first=shift_cadc_to_first,
-        interpolation=interpolation,
-        enable_spike_recording=enable_spike_recording,
-        enable_cadc_recording=enable_cadc_recording,
-        enable_madc_recording=enable_madc_recording,
-        record_neuron_id=record_neuron_id,
-        i_synin_gm=i_synin_gm,
-        synapse_dac_bias=synapse_dac_bias,
-    )
+def _readout_settings(arguments: dict[str, Any], **fixed: object) -> dict[str, Any]:
+    """The readout settings among a constructor's `locals()`, plus those it fixes.
+
+    The three constructors list the same readout keywords (each its own signature and
+    defaults); this picks them out by name, so that `AbstractNeuron._setup` alone
+    validates and stores them.
+    """
+    settings = {name: arguments[name] for name in _READOUT_SETTINGS if name in arguments}
+    settings.update(fixed)
+    return settings
 
 
 class LIF(AbstractNeuron):
@@ -214,20 +223,21 @@ class LIF(AbstractNeuron):
     ```
     """
 
+    @user_facing
     def __init__(
         self,
         size: int,
         *,
-        leak=80.0,
-        reset=80.0,
-        threshold=125.0,
-        tau_mem=10e-6,
-        tau_syn=10e-6,
-        membrane_capacitance=None,
-        refractory_time=1e-6,
+        leak: ParameterLike = 80.0,
+        reset: ParameterLike = 80.0,
+        threshold: ParameterLike = 125.0,
+        tau_mem: ParameterLike = 10e-6,
+        tau_syn: ParameterLike = 10e-6,
+        membrane_capacitance: ParameterLike | None = None,
+        refractory_time: ParameterLike = 1e-6,
         surrogate: AbstractSurrogate = SuperSpike(),
-        trace_scale=1.0,
-        trace_offset=0.0,
+        trace_scale: ParameterLike = 1.0,
+        trace_offset: ParameterLike = 0.0,
         cadc_time_shift: int = 0,
         shift_cadc_to_first: bool = False,
         interpolation: Interpolation = "linear",
@@ -249,26 +259,13 @@ class LIF(AbstractNeuron):
                 spike_triggered_adaptation=False,
             ),
             surrogate=surrogate,
-            options=_recording_options(
-                integrator=integrator,
-                cadc_time_shift=cadc_time_shift,
-                shift_cadc_to_first=shift_cadc_to_first,
-                interpolation=interpolation,
-                enable_spike_recording=enable_spike_recording,
-                enable_cadc_recording=enable_cadc_recording,
-                enable_madc_recording=enable_madc_recording,
-                record_neuron_id=record_neuron_id,
-                i_synin_gm=i_synin_gm,
-                synapse_dac_bias=synapse_dac_bias,
-            ),
+            readout=_readout_settings(locals()),
             leak=leak,
             reset=reset,
             threshold=threshold,
             tau_mem=tau_mem,
             tau_syn=tau_syn,
-            membrane_capacitance=(
-                _default_capacitance() if membrane_capacitance is None else membrane_capacitance
-            ),
+            membrane_capacitance=membrane_capacitance,
             refractory_time=refractory_time,
             exponential_slope=50e-3,
             exponential_threshold=110.0,
@@ -291,16 +288,17 @@ class LI(AbstractNeuron):
     ```
     """
 
+    @user_facing
     def __init__(
         self,
         size: int,
         *,
-        leak=80.0,
-        tau_mem=10e-6,
-        tau_syn=10e-6,
-        membrane_capacitance=None,
-        trace_scale=1.0,
-        trace_offset=0.0,
+        leak: ParameterLike = 80.0,
+        tau_mem: ParameterLike = 10e-6,
+        tau_syn: ParameterLike = 10e-6,
+        membrane_capacitance: ParameterLike | None = None,
+        trace_scale: ParameterLike = 1.0,
+        trace_offset: ParameterLike = 0.0,
         cadc_time_shift: int = 0,
         shift_cadc_to_first: bool = False,
         interpolation: Interpolation = "linear",
@@ -321,26 +319,13 @@ class LI(AbstractNeuron):
                 spike_triggered_adaptation=False,
             ),
             surrogate=SuperSpike(),
-            options=_recording_options(
-                integrator=integrator,
-                cadc_time_shift=cadc_time_shift,
-                shift_cadc_to_first=shift_cadc_to_first,
-                interpolation=interpolation,
-                enable_spike_recording=False,
-                enable_cadc_recording=enable_cadc_recording,
-                enable_madc_recording=enable_madc_recording,
-                record_neuron_id=record_neuron_id,
-                i_synin_gm=i_synin_gm,
-                synapse_dac_bias=synapse_dac_bias,
-            ),
+            readout=_readout_settings(locals(), enable_spike_recording=False),
             leak=leak,
             reset=leak,
             threshold=jnp.inf,
             tau_mem=tau_mem,
             tau_syn=tau_syn,
-            membrane_capacitance=(
-                _default_capacitance() if membrane_capacitance is None else membrane_capacitance
-            ),
+            membrane_capacitance=membrane_capacitance,
             refractory_time=0.0,
             exponential_slope=50e-3,
             exponential_threshold=110.0,
@@ -368,30 +353,31 @@ class AdEx(AbstractNeuron):
     ```
     """
 
+    @user_facing
     def __init__(
         self,
         size: int,
         *,
-        leak=80.0,
-        reset=80.0,
-        threshold=125.0,
-        tau_mem=10e-6,
-        tau_syn=10e-6,
-        membrane_capacitance=None,
-        refractory_time=1e-6,
-        exponential_slope=50e-3,
-        exponential_threshold=110.0,
-        subthreshold_adaptation_strength=1.0,
-        spike_triggered_adaptation_increment=1.0,
-        tau_adap=100e-6,
+        leak: ParameterLike = 80.0,
+        reset: ParameterLike = 80.0,
+        threshold: ParameterLike = 125.0,
+        tau_mem: ParameterLike = 10e-6,
+        tau_syn: ParameterLike = 10e-6,
+        membrane_capacitance: ParameterLike | None = None,
+        refractory_time: ParameterLike = 1e-6,
+        exponential_slope: ParameterLike = 50e-3,
+        exponential_threshold: ParameterLike = 110.0,
+        subthreshold_adaptation_strength: ParameterLike = 1.0,
+        spike_triggered_adaptation_increment: ParameterLike = 1.0,
+        tau_adap: ParameterLike = 100e-6,
         leaky: bool = True,
         fire: bool = True,
         exponential: bool = True,
         subthreshold_adaptation: bool = True,
         spike_triggered_adaptation: bool = True,
         surrogate: AbstractSurrogate = SuperSpike(),
-        trace_scale=1.0,
-        trace_offset=0.0,
+        trace_scale: ParameterLike = 1.0,
+        trace_offset: ParameterLike = 0.0,
         cadc_time_shift: int = 0,
         shift_cadc_to_first: bool = False,
         interpolation: Interpolation = "linear",
@@ -413,26 +399,13 @@ class AdEx(AbstractNeuron):
                 spike_triggered_adaptation=spike_triggered_adaptation,
             ),
             surrogate=surrogate,
-            options=_recording_options(
-                integrator=integrator,
-                cadc_time_shift=cadc_time_shift,
-                shift_cadc_to_first=shift_cadc_to_first,
-                interpolation=interpolation,
-                enable_spike_recording=enable_spike_recording,
-                enable_cadc_recording=enable_cadc_recording,
-                enable_madc_recording=enable_madc_recording,
-                record_neuron_id=record_neuron_id,
-                i_synin_gm=i_synin_gm,
-                synapse_dac_bias=synapse_dac_bias,
-            ),
+            readout=_readout_settings(locals()),
             leak=leak,
             reset=reset,
             threshold=threshold if fire else jnp.inf,
             tau_mem=tau_mem,
             tau_syn=tau_syn,
-            membrane_capacitance=(
-                _default_capacitance() if membrane_capacitance is None else membrane_capacitance
-            ),
+            membrane_capacitance=membrane_capacitance,
             refractory_time=refractory_time if fire else 0.0,
             exponential_slope=exponential_slope,
             exponential_threshold=exponential_threshold,
@@ -442,6 +415,3 @@ class AdEx(AbstractNeuron):
             trace_scale=trace_scale,
             trace_offset=trace_offset,
         )
-
-
-ALL_NEURON_TYPES = (LIF, LI, AdEx)

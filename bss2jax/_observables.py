@@ -6,7 +6,7 @@ All traces are time-major on one dense grid: step `k` is the value at `k * dt`.
 from __future__ import annotations
 
 import equinox as eqx
-import jax
+from jaxtyping import Array, Float
 
 
 class Observables(eqx.Module):
@@ -21,8 +21,8 @@ class Observables(eqx.Module):
     - `adaptation`: adaptation state (None unless the neuron adapts).
     """
 
-    membrane_cadc: jax.Array
-    current: jax.Array
-    spikes: jax.Array | None = None
-    membrane_madc: jax.Array | None = None
-    adaptation: jax.Array | None = None
+    membrane_cadc: Float[Array, "time batch neurons"]
+    current: Float[Array, "time batch neurons"]
+    spikes: Float[Array, "time batch neurons"] | None = None
+    membrane_madc: Float[Array, "time batch"] | None = None
+    adaptation: Float[Array, "time batch neurons"] | None = None

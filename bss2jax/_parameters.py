@@ -8,6 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 
 class Mixed(eqx.Module):
@@ -50,7 +51,8 @@ class Frozen(eqx.Module):
         self.value = value if isinstance(value, Mixed) else jnp.asarray(value, dtype=float)
 
 
-ParameterLike = float | jax.Array | Mixed | Frozen
+ParameterLike = ArrayLike | Mixed | Frozen
+"""A parameter: a number or a float array `()` or `(neurons,)`, a `Mixed` or a `Frozen`."""
 
 
 def as_parameter(value: Any, name: str, size: int) -> ParameterLike:
@@ -83,7 +85,7 @@ def model_value(value: ParameterLike) -> jax.Array:
         return jax.lax.stop_gradient(model_value(value.value))
     if isinstance(value, Mixed):
         return value.model
-    return value
+    return jnp.asarray(value)
 
 
 def hardware_value(value: ParameterLike) -> jax.Array:
@@ -92,4 +94,4 @@ def hardware_value(value: ParameterLike) -> jax.Array:
         return jax.lax.stop_gradient(hardware_value(value.value))
     if isinstance(value, Mixed):
         return value.hardware
-    return value
+    return jnp.asarray(value)

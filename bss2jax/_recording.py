@@ -5,14 +5,20 @@ All traces are time-major on one dense grid: step `k` is the value at `k * dt`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Mapping
+
 import equinox as eqx
-import jax
 import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from ._neurons import AbstractNeuron
 from ._parameters import model_value
+from ._typing import user_facing
+from .kernels.cuba.reference import PerNeuron
 
 
+@user_facing
 class PopulationRecording(eqx.Module):
     """What a backend observed for one population, on the grid, in chip units.
 
@@ -27,14 +33,15 @@ class PopulationRecording(eqx.Module):
       of injecting them with the numerics' gradient.
     """
 
-    spikes: jax.Array | None = None
-    membrane_cadc: jax.Array | None = None
-    membrane_madc: jax.Array | None = None
-    madc_time: jax.Array | None = None
-    madc_value: jax.Array | None = None
+    spikes: Real[ArrayLike, "time batch neurons"] | None = None
+    membrane_cadc: Real[ArrayLike, "time batch neurons"] | None = None
+    membrane_madc: Real[ArrayLike, "time batch"] | None = None
+    madc_time: Real[ArrayLike, "batch samples"] | None = None
+    madc_value: Real[ArrayLike, "batch samples"] | None = None
     differentiable: bool = eqx.field(default=False, static=True)
 
 
+@user_facing
 class Recording(eqx.Module):
     """A backend's observation of a whole network: population key → `PopulationRecording`.
 
@@ -46,13 +53,13 @@ class Recording(eqx.Module):
     ```
     """
 
-    populations: dict
+    populations: dict[Hashable, PopulationRecording | None]
 
-    def __init__(self, populations):
+    def __init__(self, populations: Mapping[Hashable, PopulationRecording | None]):
         self.populations = dict(populations)
 
 
-def shift_time(trace: jax.Array, steps: int) -> jax.Array:
+def shift_time(trace: Float[Array, "time ..."], steps: int) -> Float[Array, "time ..."]:
     """hxtorch's `cadc_time_shift`: `out[t] = trace[clip(t + steps, 0, T - 1)]`.
 
     A positive shift moves later samples earlier, padding the end with the last value; a
@@ -65,7 +72,9 @@ def shift_time(trace: jax.Array, steps: int) -> jax.Array:
     return trace[index]
 
 
-def cadc_to_model(trace: jax.Array, neuron: AbstractNeuron) -> jax.Array:
+def cadc_to_model(
+    trace: Float[Array, "time batch neurons"], neuron: AbstractNeuron
+) -> Float[Array, "time batch neurons"]:
     """Post-process a CADC trace `(time, batch, neurons)` on the grid into model units.
 
     In hxtorch's order: shift by `cadc_time_shift`, subtract `trace_offset` (or the first
@@ -75,5 +84,19 @@ def cadc_to_model(trace: jax.Array, neuron: AbstractNeuron) -> jax.Array:
     if neuron.shift_cadc_to_first:
         trace = trace - trace[:1]
     else:
-        trace = trace - model_value(neuron.trace_offset)
-    return trace * model_value(neuron.trace_scale)
+        trace = _per_neuron(jnp.subtract, trace, model_value(neuron.trace_offset))
+    return _per_neuron(jnp.multiply, trace, model_value(neuron.trace_scale))
+
+
+def _per_neuron(
+    op: Callable[[Array, Array], Array],
+    trace: Float[Array, "time batch neurons"],
+    value: PerNeuron,
+) -> Float[Array, "time batch neurons"]:
+    """`op(trace, value)` for a scalar or `(neurons,)` parameter, with the dtype and the rank
+    promoted explicitly as NumPy's rules would implicitly."""
+    value = jnp.asarray(value)
+    dtype = np.promote_types(trace.dtype, value.dtype)
+    if value.ndim == 1:
+        value = value.reshape(1, 1, -1)
+    return op(trace.astype(dtype), value.astype(dtype))

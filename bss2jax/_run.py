@@ -2,31 +2,40 @@
 
 from __future__ import annotations
 
-import jax
+import functools
+import operator
+from collections.abc import Hashable
+
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import DTypeLike
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ._backend import AbstractBackend, Numeric
 from ._misc import check_dt as _check_dt
 from ._network import INPUT, AbstractNetwork, Stage
+from ._neurons import AbstractNeuron
 from ._observables import Observables
 from ._recording import PopulationRecording, Recording, cadc_to_model
+from ._typing import user_facing
 from .kernels import cuba
 
 
+@user_facing
 def run(
     network: AbstractNetwork,
-    inputs: jax.Array,
+    inputs: Real[ArrayLike, "time batch in_features"],
     *,
     backend: AbstractBackend = Numeric(),
     dt: float = 1e-6,
-    key: jax.Array | None = None,
-):
+    key: PRNGKeyArray | None = None,
+) -> tuple[Observables, ...] | dict[str, Observables]:
     """Run `network` on `inputs` and return the observables of every population.
 
     **Arguments:**
     - `network`: a `Sequential` or a `Network`.
-    - `inputs`: float array `(time, batch, in_features)`, input spikes as 0/1.
+    - `inputs`: array `(time, batch, in_features)`, input spikes as 0/1 (cast to float
+      unless floating already).
     - `backend`: what produces the observations (`Numeric()`, a chip model, hardware).
     - `dt`: the grid step in seconds of hardware time (Python float; default 1 µs).
     - `key`: PRNG key for backends that draw noise.
@@ -57,16 +66,20 @@ def run(
     if not jnp.issubdtype(inputs.dtype, jnp.floating):
         inputs = inputs.astype(float)
     recording = backend.observe(network, inputs, dt=dt, key=key)
-    observed = _check_recording(network, recording, inputs.shape[:2])
+    time, batch = inputs.shape[:2]
+    observed = _check_recording(network, recording, (time, batch))
 
-    spikes = {INPUT: inputs}
-    results = {}
+    spikes: dict[Hashable, Float[Array, "time batch _"]] = {INPUT: inputs}
+    results: dict[Hashable, Observables] = {}
     for stage in network.plan():
         results.update(_run_stage(network, stage, spikes, observed, inputs, dt))
     return network.pack(results)
 
 
-def _check_recording(network, recording, time_batch) -> dict:
+def _check_recording(
+    network: AbstractNetwork, recording: object, time_batch: tuple[int, int]
+) -> dict[Hashable, PopulationRecording]:
+    """What a backend returned (a `Recording` or None), validated with named errors."""
     if recording is None:
         return {}
     if not isinstance(recording, Recording):
@@ -103,7 +116,9 @@ def _check_recording(network, recording, time_batch) -> dict:
     return {k: v for k, v in recording.populations.items() if v is not None}
 
 
-def _hardware(neuron, entry, time, dtype) -> cuba.HardwareStep:
+def _hardware(
+    neuron: AbstractNeuron, entry: PopulationRecording | None, time: int, dtype: DTypeLike
+) -> cuba.HardwareStep:
     if entry is None:
         return cuba.HardwareStep()
     membrane = spikes = None
@@ -114,21 +129,30 @@ def _hardware(neuron, entry, time, dtype) -> cuba.HardwareStep:
     return cuba.HardwareStep(membrane=membrane, spikes=spikes)
 
 
-def _run_stage(network, stage: Stage, spikes: dict, observed: dict, inputs, dt) -> dict:
+def _run_stage(
+    network: AbstractNetwork,
+    stage: Stage,
+    spikes: dict[Hashable, Float[Array, "time batch _"]],
+    observed: dict[Hashable, PopulationRecording],
+    inputs: Float[Array, "time batch in_features"],
+    dt: float,
+) -> dict[Hashable, Observables]:
     time, batch = inputs.shape[:2]
     dtype = inputs.dtype
     neurons = {k: network.population(k) for k in stage.populations}
-    external = {k: None for k in stage.populations}
+    received: dict[Hashable, list[Array]] = {k: [] for k in stage.populations}
     for edge in stage.hoisted:
         source = spikes[edge.source]
         if edge.delayed:
             source = jnp.concatenate([jnp.zeros_like(source[:1]), source[:-1]])
-        current = source @ network.synapse(edge.index).model_weight().astype(dtype).T
-        target = edge.target
-        external[target] = current if external[target] is None else external[target] + current
-    for k, current in external.items():
-        if current is None:
-            external[k] = jnp.zeros((time, batch, neurons[k].size), dtype)
+        weight = network.synapse(edge.synapse).model_weight().astype(dtype)
+        received[edge.target].append(source @ weight.T)
+    external = {
+        k: functools.reduce(operator.add, currents)
+        if currents
+        else jnp.zeros((time, batch, neurons[k].size), dtype)
+        for k, currents in received.items()
+    }
     hardware = {k: _hardware(neurons[k], observed.get(k), time, dtype) for k in neurons}
 
     if not stage.internal and len(stage.populations) == 1:
@@ -172,7 +196,13 @@ def _run_stage(network, stage: Stage, spikes: dict, observed: dict, inputs, dt) 
     return results
 
 
-def _differentiable_observation(out, entry, neuron, time, dtype):
+def _differentiable_observation(
+    out: cuba.StepOutput,
+    entry: PopulationRecording,
+    neuron: AbstractNeuron,
+    time: int,
+    dtype: DTypeLike,
+) -> cuba.StepOutput:
     """A backend's own differentiable values replace the numerics' (no injection)."""
     membrane, spikes = out.membrane, out.spikes
     if entry.membrane_cadc is not None:
@@ -188,7 +218,7 @@ def _scan_jointly(network, stage, neurons, external, hardware, batch, dtype, dt)
     flags = {k: n.cuba_flags() for k, n in neurons.items()}
     values = {k: cuba.coefficients(params[k], flags[k], dt, dtype) for k in neurons}
     weights = {
-        e.index: network.synapse(e.index).model_weight().astype(dtype) for e in stage.internal
+        e.synapse: network.synapse(e.synapse).model_weight().astype(dtype) for e in stage.internal
     }
     delayed_sources = sorted(
         {e.source for e in stage.internal if e.delayed}, key=stage.populations.index
@@ -207,7 +237,7 @@ def _scan_jointly(network, stage, neurons, external, hardware, batch, dtype, dt)
             for e in stage.internal:
                 if e.target == k:
                     z = previous[e.source] if e.delayed else emitted[e.source]
-                    x = x + z @ weights[e.index].T
+                    x = x + z @ weights[e.synapse].T
             new_states[k], outs[k] = cuba.step_with(
                 values[k], flags[k], states[k], x, observed[k], spike_fn=neurons[k].surrogate
             )

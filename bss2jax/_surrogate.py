@@ -15,6 +15,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._typing import FloatScalar
+
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _spike(cls, x, alpha):
@@ -36,7 +38,7 @@ class AbstractSurrogate(eqx.Module):
     `smooth(x, alpha)` (a relaxation of the step whose derivative it is; tests and plots).
     """
 
-    alpha: eqx.AbstractVar[float]
+    alpha: eqx.AbstractVar[FloatScalar]
 
     @staticmethod
     @abc.abstractmethod
@@ -93,7 +95,7 @@ class SuperSpike(AbstractSurrogate):
     ```
     """
 
-    alpha: float = 50.0
+    alpha: FloatScalar = 50.0
 
     surrogate = staticmethod(_superspike)
 
@@ -110,7 +112,7 @@ class Sigmoid(AbstractSurrogate):
     ```
     """
 
-    alpha: float = 20.0
+    alpha: FloatScalar = 20.0
 
     surrogate = staticmethod(_sigmoid)
 
@@ -127,7 +129,7 @@ class ArcTan(AbstractSurrogate):
     ```
     """
 
-    alpha: float = 20.0
+    alpha: FloatScalar = 20.0
 
     surrogate = staticmethod(_arctan)
 
@@ -144,7 +146,7 @@ class Triangle(AbstractSurrogate):
     ```
     """
 
-    alpha: float = 10.0
+    alpha: FloatScalar = 10.0
 
     surrogate = staticmethod(_triangle)
 
@@ -162,7 +164,7 @@ class Gaussian(AbstractSurrogate):
     ```
     """
 
-    alpha: float = 10.0
+    alpha: FloatScalar = 10.0
 
     surrogate = staticmethod(_gaussian)
 
@@ -179,7 +181,7 @@ class Boxcar(AbstractSurrogate):
     ```
     """
 
-    alpha: float = 5.0
+    alpha: FloatScalar = 5.0
 
     surrogate = staticmethod(_boxcar)
 

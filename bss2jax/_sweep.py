@@ -55,11 +55,12 @@ def _axis_length(name, values) -> int:
     leaves = jax.tree.leaves(values)
     if not leaves:
         raise ValueError(f"axis {name!r} has no array leaves.")
-    lengths = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
-    if None in lengths or len(lengths) != 1:
+    shapes = [np.shape(leaf) for leaf in leaves]
+    lengths = {shape[0] for shape in shapes if shape}
+    if len(lengths) != 1 or not all(shapes):
         raise ValueError(
             f"axis {name!r}: every leaf must have the same leading length (the axis); got "
-            f"shapes {[np.shape(leaf) for leaf in leaves]}."
+            f"shapes {shapes}."
         )
     (length,) = lengths
     if length == 0:

@@ -7,8 +7,10 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, Real
 
 from ._transforms import AbstractWeightTransform, LinearSaturating
+from ._typing import user_facing
 
 
 class Synapse(eqx.Module):
@@ -31,21 +33,22 @@ class Synapse(eqx.Module):
     ```
     """
 
-    weight: jax.Array
+    weight: Float[Array, "out_features in_features"]
     transform: AbstractWeightTransform
-    mask: jax.Array | None
+    mask: Bool[Array, "out_features in_features"] | None
     in_features: int = eqx.field(static=True)
     out_features: int = eqx.field(static=True)
 
+    @user_facing
     def __init__(
         self,
         in_features: int,
         out_features: int,
         *,
-        key=None,
+        key: PRNGKeyArray | None = None,
         transform: AbstractWeightTransform | None = None,
-        mask=None,
-        weight=None,
+        mask: Bool[ArrayLike, "out_features in_features"] | None = None,
+        weight: Real[ArrayLike, "out_features in_features"] | None = None,
     ):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -82,20 +85,22 @@ class Synapse(eqx.Module):
             )
         self.transform = transform
 
-    def model_weight(self) -> jax.Array:
+    def model_weight(self) -> Float[Array, "out_features in_features"]:
         """Weights the numerics use: `(out, in)`, the transform's model view, masked."""
         weight = self.transform.model(self.weight)
         if self.mask is not None:
             weight = jnp.where(self.mask, weight, 0.0)
         return weight
 
-    def hardware_weight(self) -> jax.Array:
+    def hardware_weight(self) -> Float[Array, "out_features in_features"]:
         """Chip weights: float array `(out, in)` of integers in [-63, 63], masked."""
         weight = self.transform.hardware(self.weight)
         if self.mask is not None:
             weight = jnp.where(self.mask, weight, 0.0)
         return weight
 
-    def __call__(self, spikes: jax.Array) -> jax.Array:
+    def __call__(
+        self, spikes: Float[Array, "*batch in_features"]
+    ) -> Float[Array, "*batch out_features"]:
         """Graded spikes `(..., out)` from spikes `(..., in)`: `spikes @ weight.T`."""
         return spikes @ self.model_weight().T

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from ._constants import WEIGHT_MAX
+from ._typing import FloatScalar
 
 
 def round_half_away(x: jax.Array) -> jax.Array:
@@ -46,7 +47,7 @@ class LinearSaturating(AbstractWeightTransform):
     would change trigger a warning when checked with `check_range` (never silently).
     """
 
-    scale: float = 1.0
+    scale: FloatScalar = 1.0
 
     def model(self, weight):
         return weight
@@ -56,7 +57,7 @@ class LinearSaturating(AbstractWeightTransform):
         return round_straight_through(scaled)
 
 
-def linear_saturating(scale: float = 1.0) -> LinearSaturating:
+def linear_saturating(scale: FloatScalar = 1.0) -> LinearSaturating:
     """The default weight transform: scale, clip to ±63, round half away from zero.
 
     **Arguments:**
@@ -82,8 +83,8 @@ class ExponentialClamp(AbstractWeightTransform):
     (straight-through). On the chip `cap` maps to 63.
     """
 
-    cap: float = 1.5
-    start_weight: float = 61.0
+    cap: FloatScalar = 1.5
+    start_weight: FloatScalar = 61.0
     quantize: bool = eqx.field(static=True, default=False)
 
     def model(self, weight):
@@ -102,7 +103,7 @@ class ExponentialClamp(AbstractWeightTransform):
 
 
 def linear_exponential_clamp(
-    cap: float = 1.5, start_weight: float = 61.0, quantize: bool = False
+    cap: FloatScalar = 1.5, start_weight: FloatScalar = 61.0, quantize: bool = False
 ) -> ExponentialClamp:
     """Soft clamp of the weights at `±cap`, with optional straight-through 6-bit rounding.
 

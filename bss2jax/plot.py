@@ -100,8 +100,8 @@ def training(history: Mapping[str, Sequence[float]], *, ax=None):
     """
     fig, ax = _axes(ax)
     right = None
-    for name, values in history.items():
-        values = np.asarray(values, dtype=float)
+    for name, sequence in history.items():
+        values = np.asarray(sequence, dtype=float)
         if "acc" in name:
             right = right or ax.twinx()
             right.plot(values, label=name, color="C2" if "test" in name else "C3")

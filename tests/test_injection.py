@@ -357,13 +357,15 @@ def test_injected_gradient_against_independent_loop(adex, getkey, x64):
                                     **kwargs)  # fmt: skip
         net = bj.Sequential([bj.Synapse(IN, N, weight=weight), neuron])
         (obs,) = bj.run(net, inputs, backend=backend, dt=DT)
-        return jnp.sum(jnp.sin(obs.membrane_cadc)) + jnp.sum(obs.spikes * jnp.arange(N))
+        return jnp.sum(jnp.sin(obs.membrane_cadc)) + jnp.sum(
+            obs.spikes * jnp.arange(N, dtype=float)[None, None]
+        )
 
     def loss_reference(weight, tau_mem_us):
         v, z = _hxtorch_loop(inputs @ weight.T, jnp.asarray(v_hw), jnp.asarray(z_hw),
                              tau_mem=tau_mem_us * 1e-6, p=dict(adex=adex), dt=DT,
                              spike=spike)  # fmt: skip
-        return jnp.sum(jnp.sin(v)) + jnp.sum(z * jnp.arange(N))
+        return jnp.sum(jnp.sin(v)) + jnp.sum(z * jnp.arange(N, dtype=float)[None, None])
 
     args = (weight0, jnp.float64(10.0))
     np.testing.assert_allclose(loss_bss2jax(*args), loss_reference(*args), rtol=1e-12)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 
 import equinox as eqx
-import jax
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._network import AbstractNetwork
 from .._recording import Recording
@@ -23,10 +23,10 @@ class AbstractBackend(eqx.Module):
     def observe(
         self,
         network: AbstractNetwork,
-        inputs: jax.Array,
+        inputs: Float[Array, "time batch in_features"],
         *,
         dt: float,
-        key: jax.Array | None,
+        key: PRNGKeyArray | None,
     ) -> Recording | None:
         """Observe `network` on `inputs` (float `(time, batch, in)` spikes, 0/1).
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._network import AbstractNetwork
 from ._base import AbstractBackend
 
 
@@ -13,6 +16,13 @@ class Numeric(AbstractBackend):
     ```
     """
 
-    def observe(self, network, inputs, *, dt, key):
+    def observe(
+        self,
+        network: AbstractNetwork,
+        inputs: Float[Array, "time batch in_features"],
+        *,
+        dt: float,
+        key: PRNGKeyArray | None,
+    ) -> None:
         del network, inputs, dt, key
         return None

@@ -14,8 +14,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import DTypeLike
+from jaxtyping import Array, ArrayLike, Float
 
-SpikeFunction = Callable[[jax.Array], jax.Array]
+SpikeFunction = Callable[[Array], Array]
+PerNeuron = Float[ArrayLike, ""] | Float[ArrayLike, "#neurons"]
+"""A scalar or a per-neuron array `(neurons,)`."""
 
 
 class CubaParams(NamedTuple):
@@ -26,18 +30,18 @@ class CubaParams(NamedTuple):
     and a synaptic current moves the membrane by `dt / membrane_capacitance` per step.
     """
 
-    leak: jax.Array
-    reset: jax.Array
-    threshold: jax.Array
-    tau_mem: jax.Array
-    tau_syn: jax.Array
-    membrane_capacitance: jax.Array
-    refractory_time: jax.Array
-    exponential_slope: jax.Array
-    exponential_threshold: jax.Array
-    subthreshold_adaptation_strength: jax.Array
-    spike_triggered_adaptation_increment: jax.Array
-    tau_adap: jax.Array
+    leak: PerNeuron
+    reset: PerNeuron
+    threshold: PerNeuron
+    tau_mem: PerNeuron
+    tau_syn: PerNeuron
+    membrane_capacitance: PerNeuron
+    refractory_time: PerNeuron
+    exponential_slope: PerNeuron
+    exponential_threshold: PerNeuron
+    subthreshold_adaptation_strength: PerNeuron
+    spike_triggered_adaptation_increment: PerNeuron
+    tau_adap: PerNeuron
 
 
 class CubaFlags(NamedTuple):
@@ -62,27 +66,29 @@ class CubaState(NamedTuple):
     `adaptation` is None without adaptation, `refractory` None for neurons that don't fire.
     """
 
-    membrane: jax.Array
-    current: jax.Array
-    adaptation: jax.Array | None
-    refractory: jax.Array | None
+    membrane: Float[Array, "batch neurons"]
+    current: Float[Array, "batch neurons"]
+    adaptation: Float[Array, "batch neurons"] | None
+    refractory: Float[Array, "batch neurons"] | None
 
 
 class HardwareStep(NamedTuple):
-    """Observed values of one step in model units, `(batch, neurons)` or None."""
+    """Observed values in model units, or None: `(batch, neurons)` for one step,
+    `(time, batch, neurons)` for `integrate`."""
 
-    membrane: jax.Array | None = None
-    spikes: jax.Array | None = None
-    adaptation: jax.Array | None = None
+    membrane: Float[Array, "*time batch neurons"] | None = None
+    spikes: Float[Array, "*time batch neurons"] | None = None
+    adaptation: Float[Array, "*time batch neurons"] | None = None
 
 
 class StepOutput(NamedTuple):
-    """What one step emits, `(batch, neurons)`; `spikes`/`adaptation` None when absent."""
+    """What one step emits, `(batch, neurons)` (stacked to `(time, batch, neurons)` by
+    `integrate`); `spikes`/`adaptation` None when absent."""
 
-    spikes: jax.Array | None
-    membrane: jax.Array
-    current: jax.Array
-    adaptation: jax.Array | None
+    spikes: Float[Array, "*time batch neurons"] | None
+    membrane: Float[Array, "*time batch neurons"]
+    current: Float[Array, "*time batch neurons"]
+    adaptation: Float[Array, "*time batch neurons"] | None
 
 
 @jax.custom_jvp
@@ -104,25 +110,31 @@ def _inject_jvp(primals, tangents):
 
 
 class CubaCoefficients(NamedTuple):
-    """Per-step constants derived once from `CubaParams`, `dt` and the flags."""
+    """Per-step constants derived once from `CubaParams`, `dt` and the flags.
 
-    leak: jax.Array
-    reset: jax.Array
-    threshold: jax.Array
-    input_gain: jax.Array  # dt / c
-    leak_rate: jax.Array  # dt / tau_mem (Euler) or exp(-dt / tau_mem) (exact)
-    conductance: jax.Array  # g_l = c / tau_mem
-    current_keep: jax.Array  # 1 - dt / tau_syn, or exp(-dt / tau_syn)
-    exponential_slope: jax.Array
-    exponential_threshold: jax.Array
-    adaptation_keep: jax.Array  # 1 - dt / tau_adap, or exp(-dt / tau_adap)
-    adaptation_gain: jax.Array  # a * dt / tau_adap, or a * (1 - exp(-dt / tau_adap))
-    adaptation_increment: jax.Array  # b
-    refractory_steps: jax.Array  # refractory_time / dt (not rounded, as in hxtorch)
+    Each is a scalar or `(1, neurons)`, to broadcast against `(batch, neurons)`.
+    """
+
+    leak: PerNeuron
+    reset: PerNeuron
+    threshold: PerNeuron
+    input_gain: PerNeuron  # dt / c
+    leak_rate: PerNeuron  # dt / tau_mem (Euler) or exp(-dt / tau_mem) (exact)
+    conductance: PerNeuron  # g_l = c / tau_mem
+    current_keep: PerNeuron  # 1 - dt / tau_syn, or exp(-dt / tau_syn)
+    exponential_slope: PerNeuron
+    exponential_threshold: PerNeuron
+    adaptation_keep: PerNeuron  # 1 - dt / tau_adap, or exp(-dt / tau_adap)
+    adaptation_gain: PerNeuron  # a * dt / tau_adap, or a * (1 - exp(-dt / tau_adap))
+    adaptation_increment: PerNeuron  # b
+    refractory_steps: PerNeuron  # refractory_time / dt (not rounded, as in hxtorch)
 
 
-def coefficients(params: CubaParams, flags: CubaFlags, dt: float, dtype=None) -> CubaCoefficients:
-    """Constants of the step, computed outside the time loop."""
+def coefficients(
+    params: CubaParams, flags: CubaFlags, dt: float, dtype: DTypeLike | None = None
+) -> CubaCoefficients:
+    """Constants of the step, computed outside the time loop (in the dtype of `params`, then
+    cast to `dtype` if given)."""
     p = params
     if flags.exact:
         leak_rate = jnp.exp(-dt / p.tau_mem)
@@ -151,10 +163,19 @@ def coefficients(params: CubaParams, flags: CubaFlags, dt: float, dtype=None) ->
     )
     if dtype is not None:
         values = CubaCoefficients(*(jnp.asarray(v, dtype) for v in values))
-    return values
+    return CubaCoefficients(*(_against_batch(v) for v in values))
 
 
-def init_state(params: CubaParams, flags: CubaFlags, shape: tuple[int, int], dtype) -> CubaState:
+def _against_batch(value: PerNeuron) -> Float[Array, ""] | Float[Array, "1 neurons"]:
+    """A per-neuron `(neurons,)` as `(1, neurons)`, explicitly what NumPy's rank promotion
+    does against `(batch, neurons)`; a scalar stays a scalar."""
+    value = jnp.asarray(value)
+    return value[None] if value.ndim == 1 else value
+
+
+def init_state(
+    params: CubaParams, flags: CubaFlags, shape: tuple[int, int], dtype: DTypeLike
+) -> CubaState:
     """hxtorch's initial state, each `shape = (batch, neurons)`.
 
     `i = w = r = 0`; `v = leak` if the neuron is leaky or adapts below threshold, else 0.
@@ -162,7 +183,7 @@ def init_state(params: CubaParams, flags: CubaFlags, shape: tuple[int, int], dty
     """
     zeros = jnp.zeros(shape, dtype)
     if flags.leaky or flags.subthreshold_adaptation:
-        membrane = zeros + jnp.asarray(params.leak, dtype)
+        membrane = zeros + _against_batch(jnp.asarray(params.leak, dtype))
     else:
         membrane = zeros
     adaptation = zeros if flags.adaptation else None
@@ -174,7 +195,7 @@ def step(
     params: CubaParams,
     flags: CubaFlags,
     state: CubaState,
-    synaptic_input: jax.Array,
+    synaptic_input: Float[Array, "batch neurons"],
     hardware: HardwareStep = HardwareStep(),
     *,
     dt: float,
@@ -206,7 +227,7 @@ def step_with(
     k: CubaCoefficients,
     flags: CubaFlags,
     state: CubaState,
-    synaptic_input: jax.Array,
+    synaptic_input: Float[Array, "batch neurons"],
     hardware: HardwareStep = HardwareStep(),
     *,
     spike_fn: SpikeFunction,
@@ -276,7 +297,7 @@ def step_with(
 def integrate(
     params: CubaParams,
     flags: CubaFlags,
-    synaptic_input: jax.Array,
+    synaptic_input: Float[Array, "time batch neurons"],
     hardware: HardwareStep = HardwareStep(),
     *,
     dt: float,
