@@ -1,4 +1,8 @@
-"""Shared fixtures: a `getkey` fixture, float64 on demand, Hypothesis profiles."""
+"""Shared fixtures: a `getkey` fixture, float64 on demand, Hypothesis profiles.
+
+As in equinox's tests, the suite runs with strict dtype promotion and rank promotion raising:
+the library casts and broadcasts explicitly.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ import os
 import hypothesis
 import jax
 import pytest
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 hypothesis.settings.register_profile("dev", deadline=None, max_examples=25)
 hypothesis.settings.register_profile(
