@@ -185,9 +185,8 @@ def main(argv=None):
             row = json.loads(done.stdout.strip().splitlines()[-1])
             row["peak_rss_gib"] = row["peak_rss_bytes"] / 2**30
             rows.append(row)
-    from projection import cpu_model
-
     import jax
+    from projection import cpu_model
 
     report = {"cpu": cpu_model(), "jax": jax.__version__, "workload": vars(args), "rows": rows}
     text = json.dumps(report, indent=2)

@@ -26,7 +26,9 @@ import time
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from bss2jax.kernels import projection
 
 import bss2jax as bj
 
@@ -75,6 +77,13 @@ def make_bss2jax(key, n_in, n_hidden, n_out, weight_gain=1.0):
 def bss2jax_loss(params, inputs, labels, *, static):
     net = eqx.combine(params, static)
     _, readout = bj.run(net, inputs, dt=DT)
+    return _loss_from_readout(readout.membrane_cadc, labels)
+
+
+def bss2jax_events_loss(params, events, labels, *, static):
+    """The same loss with the inputs as `Events` (built on the host, outside the step)."""
+    net = eqx.combine(params, static)
+    _, readout = bj.run(net, events, dt=DT, projection="events")
     return _loss_from_readout(readout.membrane_cadc, labels)
 
 
@@ -290,6 +299,46 @@ def bench(name, loss, params, data, repeats):
     }
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or `platform.processor()`)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def interleaved(cases, repeats):
+    """Train-step medians (ms) of `name -> (loss, params, data)`, alternating per round,
+    with ratios to `handwritten_scan`; compile times apart."""
+    optimizer = optax.adam(1e-3)
+    compiled, compile_s = {}, {}
+    for name, (loss, params, data) in cases.items():
+        opt_state = optimizer.init(params)
+        step = _train_step(loss, optimizer)
+        compiled[name], compile_s[name], _ = _compile(step, params, opt_state, *data)
+        compiled[name] = (compiled[name], (params, opt_state, *data))
+        jax.block_until_ready(compiled[name][0](*compiled[name][1]))
+    times = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, (fn, args) in compiled.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[name].append(time.perf_counter() - start)
+    medians = {name: 1e3 * statistics.median(values) for name, values in times.items()}
+    return {
+        "train_step_median_ms": medians,
+        "ratio_to_handwritten_scan": {
+            name: value / medians["handwritten_scan"] for name, value in medians.items()
+        },
+        "compile_train_step_s": compile_s,
+        "rounds": repeats,
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=700)
@@ -303,6 +352,9 @@ def main(argv=None):
         type=float,
         default=4.0,
         help="multiplies the torch-like initial input weights so that hidden neurons spike",
+    )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="skip spyx and jaxsnn (and the sequential table)"
     )
     parser.add_argument("--output", help="also write the JSON to this file")
     args = parser.parse_args(argv)
@@ -325,6 +377,55 @@ def main(argv=None):
     theirs = handwritten_loss(weights, inputs, labels)
     if not jnp.allclose(ours, theirs, rtol=1e-4):
         raise RuntimeError(f"implementations disagree: loss {ours} against {theirs}")
+    # The event path: inputs compacted on the host, as a data pipeline would (timed apart).
+    start = time.perf_counter()
+    events = projection.from_numpy(np.asarray(inputs))
+    host_events_ms = 1e3 * (time.perf_counter() - start)
+    events_loss = functools.partial(bss2jax_events_loss, static=static)
+    dense_value, dense_grads = jax.value_and_grad(bss2jax_loss)(
+        params, inputs, labels, static=static
+    )
+    event_value, event_grads = jax.value_and_grad(events_loss)(params, events, labels)
+    gradient_difference = max(
+        float(jnp.abs(a - b).max())
+        for a, b in zip(jax.tree.leaves(dense_grads), jax.tree.leaves(event_grads), strict=True)
+    )
+    gradient_scale = max(float(jnp.abs(a).max()) for a in jax.tree.leaves(dense_grads))
+    if not jnp.allclose(dense_value, event_value, rtol=1e-5):
+        raise RuntimeError(f"event path disagrees: loss {event_value} against {dense_value}")
+    comparison = interleaved(
+        {
+            "handwritten_scan": (handwritten_loss, weights, (inputs, labels)),
+            "bss2jax": (
+                functools.partial(bss2jax_loss, static=static),
+                params,
+                (inputs, labels),
+            ),
+            "bss2jax_events": (events_loss, params, (events, labels)),
+        },
+        args.repeats,
+    )
+    comparison |= {
+        "events_capacity": events.capacity,
+        "host_events_ms": host_events_ms,
+        "event_loss_minus_dense": float(event_value - dense_value),
+        "event_gradient_max_abs_difference": gradient_difference,
+        "gradient_max_abs": gradient_scale,
+    }
+    if args.no_peers:
+        report = {
+            "workload": vars(args),
+            "cpu": cpu_model(),
+            "jax": jax.__version__,
+            "device": str(jax.devices()[0]),
+            "interleaved": comparison,
+        }
+        text = json.dumps(report, indent=2)
+        print(text)
+        if args.output:
+            with open(args.output, "w") as f:
+                f.write(text + "\n")
+        return report
 
     results = [
         bench(
@@ -363,7 +464,9 @@ def main(argv=None):
         "workload": vars(args) | {"loss": "cross-entropy of max-over-time LI readout, Adam"},
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
+        "cpu": cpu_model(),
         "platform": platform.platform(),
+        "interleaved": comparison,
         "results": results,
     }
     text = json.dumps(report, indent=2)

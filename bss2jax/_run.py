@@ -6,6 +6,7 @@ import functools
 import operator
 from collections.abc import Hashable
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.typing import DTypeLike
@@ -18,7 +19,8 @@ from ._neurons import AbstractNeuron
 from ._observables import Observables
 from ._recording import PopulationRecording, Recording, cadc_to_model
 from ._typing import user_facing
-from .kernels import cuba
+from .kernels import cuba, projection as _projection
+from .kernels.cuba import lean as _lean
 
 
 @user_facing
@@ -29,6 +31,8 @@ def run(
     backend: AbstractBackend = Numeric(),
     dt: float = 1e-6,
     key: PRNGKeyArray | None = None,
+    projection: str = "auto",
+    integrator: str = "auto",
 ) -> tuple[Observables, ...] | dict[str, Observables]:
     """Run `network` on `inputs` and return the observables of every population.
 
@@ -39,6 +43,13 @@ def run(
     - `backend`: what produces the observations (`Numeric()`, a chip model, hardware).
     - `dt`: the grid step in seconds of hardware time (Python float; default 1 µs).
     - `key`: PRNG key for backends that draw noise.
+    - `projection`: `"auto"`, `"dense"` or `"events"`: how input projections are computed
+      (`bss2jax.kernels.projection`). `inputs` may also be `bj.kernels.projection.Events`
+      (built on the host by `from_numpy`); with `"auto"` these take the event path when
+      their capacity is at most a quarter of `in_features`, dense inputs the dense product.
+    - `integrator`: `"auto"`, `"reference"` or `"lean"`: the scan of a lone population;
+      `"auto"` takes the memory-lean one (`kernels.cuba.lean`, checkpoints every
+      sqrt(time) steps) when time x batch x neurons exceeds 2**24.
 
     **Returns:** a tuple of `Observables` (one per population of a `Sequential`) or a dict
     (population name → `Observables`) for a `Network`; arrays are `(time, batch, neurons)`.
@@ -57,6 +68,29 @@ def run(
             f"`backend` must be a bss2jax backend such as bj.Numeric(); got {backend!r}."
         )
     dt = _check_dt(dt)
+    _projection.uses_events(None, projection)  # validates the names
+    _lean.uses_lean((), integrator)
+    if isinstance(inputs, _projection.Events):
+        events = inputs
+        if len(events.shape) != 3 or events.in_features != network.input_size:
+            raise ValueError(
+                "`inputs` must have shape (time, batch, in_features) with in_features = "
+                f"{network.input_size}; got Events of shape {events.shape}."
+            )
+        dtype = jnp.asarray(0.0).dtype
+        recording = None  # Numeric observes nothing; other backends see the 0/1 spikes
+        if not isinstance(backend, Numeric):
+            recording = backend.observe(network, events.to_dense(dtype), dt=dt, key=key)
+        time, batch = events.shape[:2]
+        observed = _check_recording(network, recording, (time, batch))
+        like = jax.ShapeDtypeStruct(events.shape, dtype)
+        spikes = {INPUT: events}
+        results = {}
+        for stage in network.plan():
+            results.update(
+                _run_stage(network, stage, spikes, observed, like, dt, projection, integrator)
+            )
+        return network.pack(results)
     inputs = jnp.asarray(inputs)
     if inputs.ndim != 3 or inputs.shape[-1] != network.input_size:
         raise ValueError(
@@ -72,7 +106,9 @@ def run(
     spikes: dict[Hashable, Float[Array, "time batch _"]] = {INPUT: inputs}
     results: dict[Hashable, Observables] = {}
     for stage in network.plan():
-        results.update(_run_stage(network, stage, spikes, observed, inputs, dt))
+        results.update(
+            _run_stage(network, stage, spikes, observed, inputs, dt, projection, integrator)
+        )
     return network.pack(results)
 
 
@@ -132,42 +168,80 @@ def _hardware(
 def _run_stage(
     network: AbstractNetwork,
     stage: Stage,
-    spikes: dict[Hashable, Float[Array, "time batch _"]],
+    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events],
     observed: dict[Hashable, PopulationRecording],
-    inputs: Float[Array, "time batch in_features"],
+    inputs: Float[Array, "time batch in_features"] | jax.ShapeDtypeStruct,
     dt: float,
+    projection: str = "auto",
+    integrator: str = "auto",
 ) -> dict[Hashable, Observables]:
     time, batch = inputs.shape[:2]
     dtype = inputs.dtype
     neurons = {k: network.population(k) for k in stage.populations}
     received: dict[Hashable, list[Array]] = {k: [] for k in stage.populations}
-    for edge in stage.hoisted:
+    fused = None  # (events, weight) projected inside the lean scan's segments
+    if not stage.internal and len(stage.populations) == 1 and len(stage.hoisted) == 1:
+        (edge,) = stage.hoisted
+        (k,) = stage.populations
         source = spikes[edge.source]
+        if (
+            isinstance(source, _projection.Events)
+            and not edge.delayed
+            and _projection.uses_events(source, projection)
+            and _lean.uses_lean((time, batch, neurons[k].size), integrator)
+        ):
+            fused = (source, network.synapse(edge.synapse).model_weight().astype(dtype))
+    for edge in stage.hoisted if fused is None else ():
+        source = spikes[edge.source]
+        if isinstance(source, _projection.Events) and edge.delayed:
+            source = source.to_dense(dtype)
         if edge.delayed:
             source = jnp.concatenate([jnp.zeros_like(source[:1]), source[:-1]])
         weight = network.synapse(edge.synapse).model_weight().astype(dtype)
-        received[edge.target].append(source @ weight.T)
+        if edge.source == INPUT:
+            current = _projection.project(source, weight, method=projection, dtype=dtype)
+        else:
+            current = source @ weight.T
+        received[edge.target].append(current)
     external = {
         k: functools.reduce(operator.add, currents)
         if currents
         else jnp.zeros((time, batch, neurons[k].size), dtype)
         for k, currents in received.items()
+        if fused is None
     }
     hardware = {k: _hardware(neurons[k], observed.get(k), time, dtype) for k in neurons}
 
     if not stage.internal and len(stage.populations) == 1:
         (k,) = stage.populations
         neuron = neurons[k]
-        outputs = {
-            k: cuba.integrate(
+        if fused is not None:
+            events, weight = fused
+
+            def project(indices, events=events, weight=weight):
+                part = _projection.Events(indices, None, events.in_features)
+                return _projection.project(part, weight, method="events", dtype=dtype)
+
+            out = _lean.integrate(
+                neuron.cuba_params(),
+                neuron.cuba_flags(),
+                events.indices,
+                hardware[k],
+                dt=dt,
+                spike_fn=neuron.surrogate,
+                project=project,
+            )
+        else:
+            out = _lean.integrate_auto(
                 neuron.cuba_params(),
                 neuron.cuba_flags(),
                 external[k],
                 hardware[k],
                 dt=dt,
                 spike_fn=neuron.surrogate,
+                method=integrator,
             )
-        }
+        outputs = {k: out}
     else:
         outputs = _scan_jointly(network, stage, neurons, external, hardware, batch, dtype, dt)
 

@@ -103,3 +103,26 @@ def test_no_events(x64):
     weight = jnp.ones((4, 10), jnp.float64)
     out = projection.project(projection.from_numpy(x), weight, method="events")
     assert np.array_equal(np.asarray(out), np.zeros((3, 2, 4)))
+
+
+def test_run_with_events(x64, getkey):
+    import equinox as eqx
+
+    import bss2jax as bj
+
+    lif = bj.LIF(8, leak=0.0, reset=0.0, threshold=1.0, tau_mem=6e-6, tau_syn=6e-6)
+    li = bj.LI(3, leak=0.0, tau_mem=6e-6, tau_syn=6e-6)
+    net = bj.Sequential([bj.Synapse(40, 8, key=getkey()), lif, bj.Synapse(8, 3, key=getkey()), li])
+    net = eqx.tree_at(lambda n: n.layers[0].weight, net, 6 * net.layers[0].weight)
+    x = _spikes(5, (16, 3, 40), 0.1)
+
+    def loss(net, inputs, **options):
+        hidden, readout = bj.run(net, inputs, **options)
+        return jnp.sum(readout.membrane_cadc**2) + jnp.sum(hidden.spikes)
+
+    expected = eqx.filter_value_and_grad(loss)(net, jnp.asarray(x))
+    assert expected[0] > 0
+    events = projection.from_numpy(x)
+    for options in ({}, {"integrator": "lean"}):  # lean: events projected per segment
+        got = eqx.filter_value_and_grad(loss)(net, events, **options)
+        assert tree_allclose(got, expected, rtol=1e-9, atol=1e-9)
