@@ -61,6 +61,11 @@ from ._recording import (
     shift_time as shift_time,
 )
 from ._run import run as run
+from ._sharding import (
+    batch_mesh as batch_mesh,
+    replicate as replicate,
+    shard_batch as shard_batch,
+)
 from ._surrogate import (
     AbstractSurrogate as AbstractSurrogate,
     ArcTan as ArcTan,
@@ -172,6 +177,9 @@ __all__ = [
     "Alignment",
     "sweep",
     "SweepResult",
+    "batch_mesh",
+    "shard_batch",
+    "replicate",
     # errors
     "NetworkError",
     "BackendError",

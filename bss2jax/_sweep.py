@@ -3,6 +3,8 @@
 The pure-pytree design makes a sweep one compiled call: the grid's points are gathered into
 a batch, `vmap`-ed through the function and jitted once. A grid larger than memory runs in
 chunks of a fixed size (the last chunk is padded, so there is still one compilation).
+With a `Mesh`, the points are split over its devices (`jax.shard_map`), and the chunks are
+per device.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
+
+from ._sharding import batch_sharding, check_mesh, replicate
 
 
 class SweepResult(eqx.Module):
@@ -69,10 +74,10 @@ def _axis_length(name, values) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _evaluator(fn, names):
-    """The jitted, vmapped evaluation of `fn`; cached, so a repeated sweep compiles once."""
+def _evaluator(fn, names, mesh=None):
+    """The jitted, vmapped evaluation of `fn`; cached, so a repeated sweep compiles once.
+    With a mesh, each device vmaps over its own block of points (`jax.shard_map`)."""
 
-    @jax.jit
     def evaluate(columns, axes):
         def one(row):
             point = {
@@ -83,7 +88,27 @@ def _evaluator(fn, names):
 
         return jax.vmap(one)(columns)
 
-    return evaluate
+    if mesh is not None:
+        blocks = P(mesh.axis_names)
+        evaluate = jax.shard_map(
+            evaluate, mesh=mesh, in_specs=(blocks, P()), out_specs=blocks, check_vma=False
+        )
+    return jax.jit(evaluate)
+
+
+def _evaluate_chunks(evaluate, index, axes, per_call: int, mesh):
+    """`evaluate` on the rows of `index`, `per_call` at a time (the last call padded with
+    the last point: same shapes, no recompilation), joined along the points."""
+    chunks = []
+    for start in range(0, index.shape[0], per_call):
+        rows = index[start : start + per_call]
+        valid = rows.shape[0]
+        if valid < per_call:
+            rows = np.concatenate([rows, np.repeat(rows[-1:], per_call - valid, axis=0)])
+        rows = jnp.asarray(rows) if mesh is None else jax.device_put(rows, batch_sharding(mesh))
+        out = evaluate(rows, axes)
+        chunks.append(jax.tree.map(lambda x, n=valid: x[:n], out))
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *chunks)
 
 
 def sweep(
@@ -92,6 +117,7 @@ def sweep(
     *,
     product: bool = True,
     chunk_size: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> SweepResult:
     """Evaluate `fn(**point)` at every point of a grid, vmapped and jitted once.
 
@@ -102,7 +128,11 @@ def sweep(
       share the leading length `n` (a stacked `ChipInstance`, `jax.random.split(key, n)`).
     - `product`: True for the outer product of the axes (a grid of shape `(n_0, n_1, ...)`),
       False to zip axes of equal length (`(n,)` points).
-    - `chunk_size`: evaluate at most this many points per call (default: all at once).
+    - `chunk_size`: evaluate at most this many points per call and device (default: all
+      at once). Bigger is not always faster: on a CPU a chunk whose state outgrows the
+      core's cache is slower per point (README, "Scaling out": how to choose it).
+    - `mesh`: a `jax.sharding.Mesh` (e.g. `bj.batch_mesh()`): the points are split over
+      its devices, `chunk_size` per device and call; the values equal the unsharded ones.
 
     **Returns:** a `SweepResult`.
 
@@ -130,26 +160,21 @@ def sweep(
             )
         shape = (lengths[0],)
         index = np.repeat(np.arange(lengths[0], dtype=np.int32)[:, None], len(names), axis=1)
-    points = index.shape[0]
+    devices = 1 if check_mesh(mesh) is None else mesh.size
+    per_device = -(-index.shape[0] // devices)
     if chunk_size is None:
-        chunk_size = points
+        chunk_size = per_device
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"`chunk_size` must be a positive int; got {chunk_size!r}.")
-    chunk_size = min(chunk_size, points)
 
     try:
-        evaluate = _evaluator(fn, names)
+        evaluate = _evaluator(fn, names, mesh)
     except TypeError:  # an unhashable callable (e.g. a module with array fields): no cache
-        evaluate = _evaluator.__wrapped__(fn, names)
+        evaluate = _evaluator.__wrapped__(fn, names, mesh)
     axes = {name: jax.tree.map(jnp.asarray, axes[name]) for name in names}
-    chunks = []
-    for start in range(0, points, chunk_size):
-        rows = index[start : start + chunk_size]
-        valid = rows.shape[0]
-        if valid < chunk_size:  # pad with the last point: same shapes, no recompilation
-            rows = np.concatenate([rows, np.repeat(rows[-1:], chunk_size - valid, axis=0)])
-        out = evaluate(jnp.asarray(rows), axes)
-        chunks.append(jax.tree.map(lambda x, n=valid: x[:n], out))
-    values = jax.tree.map(lambda *xs: jnp.concatenate(xs), *chunks)
+    if mesh is not None:
+        axes = replicate(axes, mesh)
+    per_call = devices * min(chunk_size, per_device)
+    values = _evaluate_chunks(evaluate, index, axes, per_call, mesh)
     values = jax.tree.map(lambda x: x.reshape(shape + x.shape[1:]), values)
     return SweepResult(values=values, names=names, coords=dict(axes), product=product)

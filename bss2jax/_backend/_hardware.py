@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -37,6 +38,7 @@ from .._hardware._protocol import (
 from .._network import INPUT
 from .._parameters import hardware_value
 from .._recording import PopulationRecording, Recording
+from .._sharding import check_mesh, sharded_callback
 from ._base import AbstractBackend
 
 CADC_MIN_PERIOD = 0.5e-6
@@ -222,12 +224,21 @@ def _to_recording(spec: _Spec, flat: list) -> Recording:
 _to_recording_jit = jax.jit(_to_recording, static_argnums=0)
 
 
-def observe_through(link: _Link, limits: dict, vmap_method: str, network, inputs, dt, key):
-    """`observe` of `Hardware` and `Replay`: the callback around `link`, then to-dense."""
+def observe_through(
+    link: _Link, limits: dict, vmap_method: str, network, inputs, dt, key, links=(), mesh=None
+):
+    """`observe` of `Hardware` and `Replay`: the callback around `link`, then to-dense.
+    With a `mesh`, each device's slice of the batch goes through one of `links`."""
     spec = _make_spec(network, inputs.shape, dt, key is not None, limits)
     args = _dynamic_args(network, inputs, key)
     float_dtype = np.dtype(inputs.dtype)
     shapes = _result_shapes(spec, float_dtype)
+    if mesh is not None:
+
+        def each(link, local_spec, *local_args):
+            return _host_observe(link, local_spec, float_dtype, *local_args)
+
+        return _to_recording(spec, sharded_callback(each, links, spec, shapes, args, mesh))
     host = functools.partial(_host_observe, link, spec, float_dtype)
     if any(isinstance(a, jax.core.Tracer) for a in args):
         flat = jax.pure_callback(host, shapes, *args, vmap_method=vmap_method)
@@ -236,6 +247,12 @@ def observe_through(link: _Link, limits: dict, vmap_method: str, network, inputs
     # as it is, and convert in one compiled call (cached per spec).
     flat = [jnp.asarray(x, s.dtype) for x, s in zip(host(*args), shapes, strict=True)]
     return _to_recording_jit(spec, flat)
+
+
+def _client_folder(record_to, index: int, clients: int):
+    if record_to is None or clients == 1:
+        return record_to
+    return str(Path(record_to) / f"client-{index}")
 
 
 def check_limits(**limits) -> dict:
@@ -254,6 +271,7 @@ class Hardware(AbstractBackend):
     - `client`: an object with `execute(ExperimentRequest) -> RawRecording` (see
       `bss2jax.hardware.AbstractClient`): `bj.ChipModelClient()` (the chip model in
       another process), `bj.HxtorchClient(...)` (a real BSS-2 system through hxtorch), or your own.
+      With a `mesh`, a sequence of clients (several chips) may be given.
     - `timeout`: seconds one client call may take (None: no limit); past it the client's
       `cancel()` is called and `HardwareTimeoutError` raised.
     - `retries`: how often a call that raised one of `retry_on` is repeated (after
@@ -271,6 +289,14 @@ class Hardware(AbstractBackend):
       population and batch entry). Defaults: `ceil(runtime / 0.5 us) + 2`,
       `ceil(runtime / 32 ns) + 2` and one event per grid bin. A recording above a limit
       raises `HardwareError` naming the option; nothing is dropped.
+    - `mesh`: a `jax.sharding.Mesh` (e.g. `bj.batch_mesh()`): the batch is split over its
+      devices (they must divide it) and device `d` sends its slice to client
+      `d % len(clients)`, all at once (`jax.shard_map`, one callback per device): several
+      setups serve one batch. Every client gets the same seed, so a noisy client's noise
+      depends on the split; a noiseless one gives the one-client result. With several
+      clients, `record_to` gets a folder `client-<i>` per client. Without a mesh, a
+      `Hardware` inside a sharded train step gets the whole batch in one call (XLA gathers
+      it onto one device for the callback).
 
     `observe` works under `jit`, `grad` (forward: the recording, injected by `run`;
     backward: the numerics) and `vmap`. Client failures, timeouts and malformed data raise
@@ -298,6 +324,8 @@ class Hardware(AbstractBackend):
     madc_samples: int | None = eqx.field(static=True)
     max_spike_events: int | None = eqx.field(static=True)
     link: _Link = eqx.field(static=True, repr=False)
+    links: tuple = eqx.field(static=True, repr=False)
+    mesh: Any = eqx.field(static=True)
 
     def __init__(
         self,
@@ -312,11 +340,19 @@ class Hardware(AbstractBackend):
         cadc_samples: int | None = None,
         madc_samples: int | None = None,
         max_spike_events: int | None = None,
+        mesh=None,
     ):
-        if not callable(getattr(client, "execute", None)):
-            raise TypeError(
-                "`client` must have a method `execute(request) -> RawRecording` (see "
-                f"bss2jax.hardware.AbstractClient); got {type(client).__name__}."
+        clients = tuple(client) if isinstance(client, (list, tuple)) else (client,)
+        for one in clients:
+            if not callable(getattr(one, "execute", None)):
+                raise TypeError(
+                    "`client` must have a method `execute(request) -> RawRecording` (see "
+                    f"bss2jax.hardware.AbstractClient); got {type(one).__name__}."
+                )
+        if not clients or (len(clients) > 1 and check_mesh(mesh) is None):
+            raise ValueError(
+                f"several clients serve the slices of a batch split over a `mesh`; got "
+                f"{len(clients)} clients and mesh={mesh!r} (pass mesh=bj.batch_mesh())."
             )
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(
@@ -334,7 +370,8 @@ class Hardware(AbstractBackend):
         check_limits(
             cadc_samples=cadc_samples, madc_samples=madc_samples, max_spike_events=max_spike_events
         )
-        self.client = client
+        self.client = clients if len(clients) > 1 else client
+        self.mesh = check_mesh(mesh)
         self.timeout = None if timeout is None else float(timeout)
         self.retries = retries
         self.retry_delay = float(retry_delay)
@@ -344,14 +381,18 @@ class Hardware(AbstractBackend):
         self.cadc_samples = cadc_samples
         self.madc_samples = madc_samples
         self.max_spike_events = max_spike_events
-        self.link = _Link(
-            client,
-            timeout=self.timeout,
-            retries=retries,
-            retry_on=retry_on,
-            retry_delay=self.retry_delay,
-            record_to=record_to,
+        self.links = tuple(
+            _Link(
+                one,
+                timeout=self.timeout,
+                retries=retries,
+                retry_on=retry_on,
+                retry_delay=self.retry_delay,
+                record_to=_client_folder(record_to, index, len(clients)),
+            )
+            for index, one in enumerate(clients)
         )
+        self.link = self.links[0]
 
     def observe(self, network, inputs, *, dt, key):
         limits = dict(
@@ -359,4 +400,6 @@ class Hardware(AbstractBackend):
             madc_samples=self.madc_samples,
             max_spike_events=self.max_spike_events,
         )
-        return observe_through(self.link, limits, self.vmap_method, network, inputs, dt, key)
+        return observe_through(
+            self.link, limits, self.vmap_method, network, inputs, dt, key, self.links, self.mesh
+        )

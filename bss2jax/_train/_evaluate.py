@@ -10,6 +10,7 @@ import numpy as np
 
 from .._backend import AbstractBackend, Numeric
 from .._misc import positive_int as _positive_int
+from .._sharding import check_mesh, replicate, shard_batch
 from ._step import _evaluate_batch
 
 
@@ -38,6 +39,7 @@ def evaluate(
     backend: AbstractBackend = Numeric(),
     key: jax.Array,
     batch_size: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, float]:
     """The loss's metrics on `data`, averaged over samples, with `network` run on `backend`.
 
@@ -46,6 +48,8 @@ def evaluate(
     - `data`: pytree of arrays with the sample axis first (e.g. a `bd.YinYang`).
     - `backend`: where to run it (another chip instance, hardware, ideal numerics).
     - `key`: PRNG key for the backend's noise; `batch_size`: samples per call (all if None).
+    - `mesh`: a `jax.sharding.Mesh`: each call's samples are split over its devices (a
+      call whose size they do not divide runs replicated); None: one device.
 
     **Returns:** dict metric name → Python float (`"loss"` and what the loss reports).
 
@@ -56,12 +60,17 @@ def evaluate(
     """
     size = _length(data)
     batch_size = size if batch_size is None else _positive_int(batch_size, "batch_size")
+    if check_mesh(mesh) is not None:
+        network, backend = replicate((network, backend), mesh)
     totals: dict[str, float] = {}
     for number, start in enumerate(range(0, size, batch_size)):
         index = np.arange(start, min(start + batch_size, size))
-        metrics = _evaluate_batch(
-            loss, network, _take(data, index), jax.random.fold_in(key, number), backend
-        )
+        batch, batch_key = _take(data, index), jax.random.fold_in(key, number)
+        if mesh is not None:
+            split = len(index) % mesh.size == 0
+            batch = shard_batch(batch, mesh) if split else replicate(batch, mesh)
+            batch_key = replicate(batch_key, mesh)
+        metrics = _evaluate_batch(loss, network, batch, batch_key, backend)
         for name, value in metrics.items():
             totals[name] = totals.get(name, 0.0) + float(value) * len(index)
     return {name: value / size for name, value in totals.items()}

@@ -60,6 +60,7 @@ def fit(
     callback: Callable[[dict], None] | None = None,
     epoch_callback: Callable[[dict], None] | None = None,
     eval_batch_size: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> FitResult:
     """Train `network` for `epochs` passes over `train`; evaluate on `test`; checkpoint.
 
@@ -94,6 +95,8 @@ def fit(
     - `callback(info)`: called after each step with `{"epoch", "batch", "step", "metrics"}`;
       `epoch_callback(record)`: called with each epoch's history record (after it is saved).
     - `eval_batch_size`: samples per evaluation call (all of `test` if None).
+    - `mesh`: a `jax.sharding.Mesh`: data parallelism as for `make_train_step`. With
+      several processes, each calls `fit` alike; only process 0 writes to `output`.
 
     **Returns:** a `FitResult(network, opt_state, history, resumed_step)`.
 
@@ -107,17 +110,27 @@ def fit(
         train, test, epochs, batch_size, checkpoint_every
     )
     config = _json_normalise(dict(config or {}))
-    step = make_train_step(loss, optimiser, trainable=trainable, constrain=constrain)
+    step = make_train_step(loss, optimiser, trainable=trainable, constrain=constrain, mesh=mesh)
     output = None if output is None else Path(output)
     loop = _Loop(step, train, epochs, batch_size, size, every, backend, output, config, progress)
-    test_metrics = None
-    if test is not None:
-        eval_loss = loss if eval_loss is None else eval_loss
-        eval_backend = backend if eval_backend is None else eval_backend
-        test_metrics = functools.partial(
-            evaluate, loss=eval_loss, data=test, backend=eval_backend, batch_size=eval_batch_size
-        )
+    test_metrics = _test_metrics(
+        test, loss, eval_loss, backend, eval_backend, eval_batch_size, mesh
+    )
     return _train(loop, network, key, test_metrics, callback, epoch_callback)
+
+
+def _test_metrics(test, loss, eval_loss, backend, eval_backend, batch_size, mesh):
+    """`evaluate` on `test` as a function of `(network, key)`; None without a test split."""
+    if test is None:
+        return None
+    return functools.partial(
+        evaluate,
+        loss=loss if eval_loss is None else eval_loss,
+        data=test,
+        backend=backend if eval_backend is None else eval_backend,
+        batch_size=batch_size,
+        mesh=mesh,
+    )
 
 
 def _check_sizes(train, test, epochs, batch_size, checkpoint_every):
@@ -194,8 +207,9 @@ class _Loop(NamedTuple):
         return None if self.output is None else self.output / CHECKPOINT_NAME
 
     def save(self, network, opt_state, epoch: int, batch: int, sums: dict, history: list):
-        """Write the checkpoint of the state before `batch` of (0-based) `epoch`, if any."""
-        if self.checkpoint is None:
+        """Write the checkpoint of the state before `batch` of (0-based) `epoch`, if any
+        (from process 0 only, when several processes train together)."""
+        if self.checkpoint is None or jax.process_index() != 0:
             return
         meta = {
             "epoch": epoch,
@@ -306,7 +320,7 @@ def _end_epoch(loop: _Loop, network, opt_state, history: list, record: dict) -> 
     history.append(record)
     epoch = record["epoch"]  # 1-based
     loop.save(network, opt_state, epoch, 0, {}, history)
-    if loop.output is not None:
+    if loop.output is not None and jax.process_index() == 0:
         write_json(loop.output / METRICS_NAME, {"config": loop.config, "history": history})
     if loop.progress:
         summary = ", ".join(f"{n} {v:.4f}" for n, v in record.items() if n not in ("epoch", "step"))

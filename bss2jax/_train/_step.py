@@ -18,6 +18,7 @@ import optax
 
 from .._backend import AbstractBackend, Numeric
 from .._network import AbstractNetwork, trainable_filter
+from .._sharding import check_mesh, replicate, shard_batch
 
 
 def _spec(network, trainable):
@@ -78,7 +79,7 @@ class TrainStep:
     neuron parameters, chip-space values) pass through untouched (equinox's filtering).
     """
 
-    def __init__(self, loss, optimiser, trainable=None, constrain=None):
+    def __init__(self, loss, optimiser, trainable=None, constrain=None, mesh=None):
         if not callable(loss):
             raise TypeError(f"`loss` must be callable; got {loss!r}.")
         if not isinstance(optimiser, optax.GradientTransformation):
@@ -91,15 +92,23 @@ class TrainStep:
         self.optimiser = optimiser
         self.trainable = trainable
         self.constrain = constrain
+        self.mesh = check_mesh(mesh)
 
     def init(self, network):
-        """The optimiser state for the trainable leaves of `network`."""
+        """The optimiser state for the trainable leaves of `network` (replicated over the
+        mesh, if there is one)."""
         params, _ = eqx.partition(network, _spec(network, self.trainable))
-        return self.optimiser.init(params)
+        opt_state = self.optimiser.init(params)
+        return opt_state if self.mesh is None else replicate(opt_state, self.mesh)
 
     def __call__(self, network, opt_state, batch, *, key, backend: AbstractBackend = Numeric()):
         if not isinstance(backend, AbstractBackend):
             raise TypeError(f"`backend` must be a bss2jax backend; got {backend!r}.")
+        if self.mesh is not None:
+            batch = shard_batch(batch, self.mesh)
+            network, opt_state, key, backend = replicate(
+                (network, opt_state, key, backend), self.mesh
+            )
         return _train_step(
             self.loss,
             self.optimiser,
@@ -119,6 +128,7 @@ def make_train_step(
     *,
     trainable: Any = None,
     constrain: Callable | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> TrainStep:
     """Build a pure, jitted train step: loss, gradient, optax update, optional constraint.
 
@@ -131,6 +141,12 @@ def make_train_step(
       `network -> bool pytree`, or a bool pytree shaped like the network.
     - `constrain`: optional `network -> network` applied after each update (e.g. clip the
       weights into the chip's range, as hxtorch's Yin-Yang example does).
+    - `mesh`: a `jax.sharding.Mesh` (e.g. `bj.batch_mesh()`) for data parallelism: every
+      array of the batch is split on its first (sample) axis over the mesh's devices, which
+      must divide it; network, optimiser state, key and backend are replicated. XLA splits
+      the computation and reduces the gradients; the result is the single-device one up to
+      the order of float sums, whatever the number of devices (every random draw is made
+      on the global batch). None: one device.
 
     **Returns:** a `TrainStep` with `init(network) -> opt_state` and
     `step(network, opt_state, batch, *, key, backend=Numeric()) -> (network, opt_state,
@@ -142,7 +158,7 @@ def make_train_step(
     net, opt_state, metrics = step(net, opt_state, (x, y), key=jax.random.key(0))
     ```
     """
-    return TrainStep(loss, optimiser, trainable, constrain)
+    return TrainStep(loss, optimiser, trainable, constrain, mesh)
 
 
 # --------------------------------------------------------------------------------------------
