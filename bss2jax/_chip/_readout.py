@@ -1,8 +1,10 @@
-"""The chip model's readout: raw samples and spike times, and their way onto the grid.
+"""The chip model's readout: CADC and MADC samples and spike times in chip units.
 
-The grid conversion is bss2jax's `_dense` code, the same that converts a real recording:
-`spikes_to_dense` (`round(t / dt)`), `cadc_to_dense` and `madc_to_dense` (linear or
-nearest interpolation with the neuron's `interpolation`, holding the edges).
+`plan_readout` fixes the sample times and draws the readout noise before the dynamics run;
+`reduce_window` keeps what `observe` needs of each grid window inside the time scan;
+`read_windows` (for `observe`) and `read_trajectory` (for `record`, the whole sub-step
+trajectory) turn the scan's outputs into per-population readouts. `_grid.to_recording`
+puts them on the grid.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from .._dense import cadc_to_dense, madc_to_dense, spikes_to_dense
-from .._recording import PopulationRecording, Recording
+from .._constants import CADC_RANGE, MADC_RANGE
 from .._transforms import round_straight_through
 from ._config import CADC_RELIABLE, ChipConfig
 
@@ -63,7 +63,7 @@ def user_stacklevel() -> int:
     return level
 
 
-def _warn_cadc_range(ranges: dict) -> None:
+def warn_cadc_range(ranges: dict) -> None:
     """Warn where CADC reads (population key → (min, max)) leave calix's reliable range."""
     low, high = CADC_RELIABLE
     for key, (smallest, largest) in ranges.items():
@@ -79,11 +79,11 @@ def _warn_cadc_range(ranges: dict) -> None:
             )
 
 
-def _cadc_count(time: int, dt: float, config: ChipConfig) -> int:
+def cadc_sample_count(time: int, dt: float, config: ChipConfig) -> int:
     return int(math.ceil((time - 1) * dt / config.cadc_sample_period - 1e-9)) + 1
 
 
-def _madc_count(time: int, dt: float, config: ChipConfig) -> int:
+def madc_sample_count(time: int, dt: float, config: ChipConfig) -> int:
     return int(math.floor((time - 1) * dt / config.madc_sample_period + 1e-9)) + 1
 
 
@@ -93,7 +93,7 @@ def _sample(membrane, sample_time, h):
     steps = membrane.shape[0] - 1
     position = sample_time / h
     lower = jnp.clip(jnp.floor(position), 0, max(steps - 1, 0)).astype(jnp.int32)
-    fraction = (position - lower)[..., None]
+    fraction = (position - lower.astype(position.dtype))[..., None]
     batch = jnp.arange(membrane.shape[1])[:, None]
     upper = jnp.minimum(lower + 1, steps)
     return membrane[lower, batch] * (1 - fraction) + membrane[upper, batch] * fraction
@@ -117,7 +117,7 @@ def _window_extremes(spike_times, time):
     return jnp.concatenate([earliest, latest])
 
 
-class _Readout(NamedTuple):
+class WindowedReadout(NamedTuple):
     """What `observe` puts on the grid, per population; `spike_events` `(2 * time, batch,
     n)` are the earliest and latest spike time of each grid window (`inf`: none)."""
 
@@ -128,75 +128,29 @@ class _Readout(NamedTuple):
     madc_value: jax.Array | None
 
 
-def _densify(network, raw: dict, windows: dict, time: int, dt: float, *, through) -> Recording:
-    """Raw readout → `Recording` on the grid, with bss2jax's `_dense` conversions."""
-    populations = {}
-    for key in network.population_keys():
-        neuron = network.population(key)
-        entry, window = raw[key], windows[key]
-        spikes = membrane = madc = None
-        if neuron.fire and neuron.enable_spike_recording:
-            times = entry.spike_events
-            _, b, n = times.shape
-            valid = jnp.isfinite(times) & (jnp.round(times / dt) < time)
-            neuron_index = jnp.broadcast_to(jnp.arange(n), times.shape)
-            batch_index = jnp.broadcast_to(jnp.arange(b)[:, None], times.shape)
-            spikes = spikes_to_dense(
-                jnp.where(valid, times, 0.0).reshape(-1),
-                neuron_index.reshape(-1),
-                batch_index.reshape(-1),
-                dt=dt,
-                shape=(time, b, n),
-                valid=valid.reshape(-1),
-            )
-            if through and window is not None:
-                spikes = spikes + (window - lax.stop_gradient(window))
-        if neuron.enable_cadc_recording:
-            value = entry.cadc_value
-            sample_time = jnp.broadcast_to(entry.cadc_time[:, None, :], value.shape)
-            membrane = cadc_to_dense(
-                sample_time, value, dt=dt, length=time, interpolation=neuron.interpolation
-            )
-        if neuron.enable_madc_recording:
-            madc = madc_to_dense(
-                entry.madc_time,
-                entry.madc_value,
-                dt=dt,
-                length=time,
-                interpolation=neuron.interpolation,
-            )
-        populations[key] = PopulationRecording(
-            spikes=spikes,
-            membrane_cadc=membrane,
-            membrane_madc=madc,
-            madc_time=entry.madc_time,
-            madc_value=entry.madc_value,
-            differentiable=through,
-        )
-    return Recording(populations)
-
-
-def _cadc_times(batch, count, end, config: ChipConfig, draws, dtype):
+def _cadc_times(batch, count, end, config: ChipConfig, jitter, dtype):
     """Sample times `(batch, count)` (s): `j * period` plus uniform jitter, within
-    `[0, end]`; shared by all neurons of a batch entry."""
+    `[0, end]`; shared by all neurons of a batch entry. `jitter`: float
+    `(batch * count,)` standard normal draws (unused without `cadc_jitter`)."""
     cadc_time = jnp.arange(count, dtype=dtype) * config.cadc_sample_period
     cadc_time = jnp.broadcast_to(cadc_time, (batch, count))
     if config.cadc_jitter:
         # uniform in (-1, 1) from a standard normal: erf(z / sqrt(2))
-        uniform = jax.scipy.special.erf(draws["jitter"].reshape(batch, count) / math.sqrt(2))
+        uniform = jax.scipy.special.erf(jitter.reshape(batch, count) / math.sqrt(2))
         cadc_time = cadc_time + config.cadc_jitter * uniform
     return jnp.clip(cadc_time, 0.0, end)
 
 
-def _cadc_values(sampled, config: ChipConfig, gain, offset, draws):
+def _cadc_values(sampled, config: ChipConfig, gain, offset, read_noise):
     """CADC reads of the membrane `sampled` `(batch, count, neurons)` (LSB) at the sample
     times: `clip(round(gain * v + offset + noise), 0, 255)` with straight-through rounding;
-    `gain`, `offset` `(neurons,)` of each neuron's channel. Returns `(batch, neurons, count)`.
+    `gain`, `offset` `(1, neurons)` of each neuron's channel; `read_noise` standard normal
+    draws, `batch * count * neurons` of them. Returns `(batch, neurons, count)`.
     """
-    reading = gain * sampled + offset
+    reading = gain[:, None] * sampled + offset[:, None]
     if config.cadc_noise:
-        reading = reading + config.cadc_noise * draws["read"].reshape(reading.shape)
-    reading = jnp.clip(round_straight_through(reading), 0.0, 255.0)
+        reading = reading + config.cadc_noise * read_noise.reshape(reading.shape)
+    reading = jnp.clip(round_straight_through(reading), *CADC_RANGE)
     return jnp.moveaxis(reading, 1, 2)
 
 
@@ -217,11 +171,12 @@ def _cadc_windows(cadc_time, time, substeps, h, slots):
     position = cadc_time / h
     window = jnp.clip(jnp.floor(position / substeps), 0, time - 1).astype(jnp.int32)
     first = jax.vmap(lambda w: jnp.searchsorted(w, jnp.arange(time), side="left"))(window)
-    index = first[..., None] + jnp.arange(slots)  # (batch, time, slots)
+    index = first[..., None] + jnp.arange(slots)[None, None]  # (batch, time, slots)
     safe = jnp.minimum(index, count - 1)
     rows = jnp.arange(batch)[:, None, None]
     valid = (index < count) & (window[rows, safe] == jnp.arange(time)[None, :, None])
-    local = position[rows, safe] - jnp.arange(time)[None, :, None] * substeps
+    starts = jnp.arange(time, dtype=position.dtype)[None, :, None] * substeps
+    local = position[rows, safe] - starts
     local = jnp.clip(local, 0.0, float(substeps))
     index = jnp.where(valid, index, count)
     return jnp.moveaxis(index, 1, 0), jnp.moveaxis(local, 1, 0)
@@ -258,4 +213,216 @@ def _read_madc(trace, h, count, config: ChipConfig, noise):
     value = config.madc_offset + config.madc_gain * value
     if noise is not None:
         value = value + config.madc_noise * noise
-    return madc_time, jnp.clip(round_straight_through(value), 0.0, 1023.0)
+    return madc_time, jnp.clip(round_straight_through(value), *MADC_RANGE)
+
+
+class NoiseDraws(NamedTuple):
+    """Standard normal draws, flat float32, for the noise outside the sub-step scan (each
+    empty where the config draws none): one random call site instead of four.
+
+    - `membrane`: `(batch * neurons,)`, the initial membrane noise.
+    - `cadc_jitter`: `(batch * cadc samples,)`; `cadc_read`: `(batch * cadc samples *
+      neurons,)`; `madc_read`: `(MADC populations * batch * madc samples,)`.
+    """
+
+    membrane: jax.Array
+    cadc_jitter: jax.Array
+    cadc_read: jax.Array
+    madc_read: jax.Array
+
+
+class ReadoutPlan(NamedTuple):
+    """What the readout needs, fixed before the dynamics run (`plan_readout`).
+
+    - `config`; `dt` the grid step and `substep_time` `h` (s); `time`, `batch` sizes.
+    - `cadc_count`, `madc_count`: samples per neuron.
+    - `cadc_time`: float `(batch, cadc_count)` sample times (s).
+    - `cadc_index`, `cadc_local`: `(time, batch, slots)` (see `_cadc_windows`) when the
+      CADC is sampled inside the scan, else None.
+    - `madc_keys`: the keys of the MADC-recorded populations; `madc_neurons`: the index of
+      each one's recorded neuron in the neuron vector.
+    - `noise`: the `NoiseDraws`.
+    """
+
+    config: ChipConfig
+    dt: float
+    substep_time: float
+    time: int
+    batch: int
+    cadc_count: int
+    madc_count: int
+    cadc_time: jax.Array
+    cadc_index: jax.Array | None
+    cadc_local: jax.Array | None
+    madc_keys: tuple
+    madc_neurons: tuple
+    noise: NoiseDraws
+
+
+def plan_readout(network, layout, config: ChipConfig, key, *, time, batch, dt, windowed):
+    """The `ReadoutPlan` of `network` (laid out by `layout`, a `Layout`) for `time` grid
+    steps `dt` (s) and `batch` entries; its noise is drawn from `key`. With `windowed`,
+    the CADC is sampled inside the time scan (`reduce_window`)."""
+    count, madc_count = cadc_sample_count(time, dt, config), madc_sample_count(time, dt, config)
+    madc_keys = tuple(k for k in layout.keys if network.population(k).enable_madc_recording)
+    sizes = (
+        batch * layout.neuron_count if config.membrane_noise else 0,
+        batch * count if config.cadc_jitter else 0,
+        batch * count * layout.neuron_count if config.cadc_noise else 0,
+        batch * madc_count * len(madc_keys) if config.madc_noise else 0,
+    )
+    pool = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    ends = [sum(sizes[: i + 1]) for i in range(len(sizes))]
+    noise = NoiseDraws(*(pool[end - size : end] for size, end in zip(sizes, ends, strict=True)))
+    substep_time = dt / config.substeps
+    cadc_time = _cadc_times(batch, count, time * dt, config, noise.cadc_jitter, jnp.float32)
+    cadc_index = cadc_local = None
+    if windowed:
+        slots = _cadc_slots(dt, config)
+        windows = _cadc_windows(cadc_time, time, config.substeps, substep_time, slots)
+        cadc_index, cadc_local = windows
+    madc_neurons = tuple(
+        layout.neurons[k].start + network.population(k).record_neuron_id for k in madc_keys
+    )
+    return ReadoutPlan(
+        config=config,
+        dt=dt,
+        substep_time=substep_time,
+        time=time,
+        batch=batch,
+        cadc_count=count,
+        madc_count=madc_count,
+        cadc_time=cadc_time,
+        cadc_index=cadc_index,
+        cadc_local=cadc_local,
+        madc_keys=madc_keys,
+        madc_neurons=madc_neurons,
+        noise=noise,
+    )
+
+
+class WindowSummary(NamedTuple):
+    """What the scan keeps of one grid window (`reduce_window`).
+
+    `cadc_samples` `(batch, slots, neurons)` (LSB), `spike_extremes` `(2, batch, neurons)`
+    (s, see `_window_extremes`), `surrogate_spikes` `(batch, neurons)` summed over the
+    window (None unless `gradient="through"`), `madc_membrane` `(substeps, batch, MADC
+    populations)` (LSB; None without MADC recording).
+    """
+
+    cadc_samples: jax.Array
+    spike_extremes: jax.Array
+    surrogate_spikes: jax.Array | None
+    madc_membrane: jax.Array | None
+
+
+def reduce_window(plan: ReadoutPlan, start, outputs, local) -> WindowSummary:
+    """Reduce one grid window inside the scan: `start` `(batch, neurons)` the membrane at
+    the window's start, `outputs` the window's `SubstepOutput`s, `local` this window's
+    `cadc_local` `(batch, slots)`."""
+    membrane = outputs.membrane
+    madc = None
+    if plan.madc_neurons:
+        madc = membrane[:, :, jnp.asarray(plan.madc_neurons, jnp.int32)]
+    return WindowSummary(
+        _sample_window(start, membrane, local),
+        _window_extremes(outputs.spike_time, 1),
+        None if outputs.spikes is None else outputs.spikes.sum(0),
+        madc,
+    )
+
+
+def _populations(plan: ReadoutPlan, network, layout, cadc_value, madc_trace, make):
+    """Per population key, `make(key, fire, cadc_time=..., cadc_value=..., madc_time=...,
+    madc_value=...)`: the CADC and MADC reads of the population (None where not recorded);
+    `madc_trace(key)` is the recorded neuron's membrane `(steps + 1, batch)` (LSB)."""
+    readout = {}
+    for key in layout.keys:
+        neuron, neurons = network.population(key), layout.neurons[key]
+        madc_time = madc_value = None
+        if neuron.enable_madc_recording:
+            noise = None
+            if plan.config.madc_noise:
+                noise = plan.noise.madc_read.reshape(len(plan.madc_keys), plan.batch, -1)
+                noise = noise[plan.madc_keys.index(key)]
+            madc_time, madc_value = _read_madc(
+                madc_trace(key), plan.substep_time, plan.madc_count, plan.config, noise
+            )
+        cadc = neuron.enable_cadc_recording
+        readout[key] = make(
+            key,
+            neuron.fire,
+            cadc_time=plan.cadc_time if cadc else None,
+            cadc_value=cadc_value[:, neurons] if cadc else None,
+            madc_time=madc_time,
+            madc_value=madc_value,
+        )
+    return readout
+
+
+def read_windows(plan: ReadoutPlan, network, layout, summaries: WindowSummary, neurons, initial):
+    """The readout from the stacked `WindowSummary`s (`(time, ...)` each).
+
+    `neurons`: the `NeuronParameters` as rows `(1, neurons)` (CADC channels); `initial`:
+    float `(batch, neurons)`
+    the membrane at time 0. **Returns:** population key → `WindowedReadout`, and population
+    key → the surrogate spikes per grid window `(time, batch, n)` (None unless through).
+    """
+    time, batch, n = plan.time, plan.batch, layout.neuron_count
+    sampled = _gather_samples(summaries.cadc_samples, plan.cadc_index, plan.cadc_count)
+    cadc_value = _cadc_values(
+        sampled, plan.config, neurons.cadc_gain, neurons.cadc_offset, plan.noise.cadc_read
+    )
+    extremes = summaries.spike_extremes.reshape(2 * time, batch, n)
+    madc = summaries.madc_membrane
+    if plan.madc_neurons:
+        madc = madc.reshape(time * plan.config.substeps, batch, len(plan.madc_neurons))
+        madc = jnp.concatenate([initial[:, jnp.asarray(plan.madc_neurons)][None], madc])
+
+    def make(key, fire, **entries):
+        spikes = extremes[:, :, layout.neurons[key]] if fire else None
+        return WindowedReadout(spike_events=spikes, **entries)
+
+    def madc_trace(key):
+        return madc[:, :, plan.madc_keys.index(key)]
+
+    readout = _populations(plan, network, layout, cadc_value, madc_trace, make)
+    window = summaries.surrogate_spikes
+    windows = {k: None if window is None else window[:, :, layout.neurons[k]] for k in layout.keys}
+    return readout, windows
+
+
+def read_trajectory(plan: ReadoutPlan, network, layout, outputs, neurons, initial):
+    """The raw readout from the whole sub-step trajectory (`SubstepOutput`s of shape
+    `(time, substeps, batch, neurons)`); arguments as `read_windows`.
+
+    **Returns:** population key → `RawPopulationRecording`, and the surrogate spikes per
+    grid window as `read_windows`.
+    """
+    time, batch, n = plan.time, plan.batch, layout.neuron_count
+    total = time * plan.config.substeps
+    trajectory = outputs.membrane.reshape(total, batch, n)
+    times = outputs.spike_time.reshape(total, batch, n)
+    membrane = jnp.concatenate([initial[None], trajectory])  # (total + 1, batch, neurons)
+    sampled = _sample(membrane, plan.cadc_time, plan.substep_time)  # (batch, count, neurons)
+    cadc_value = _cadc_values(
+        sampled, plan.config, neurons.cadc_gain, neurons.cadc_offset, plan.noise.cadc_read
+    )
+
+    def make(key, fire, **entries):
+        population = layout.neurons[key]
+        spike_times = times[:, :, population] if fire else None
+        return RawPopulationRecording(
+            spike_times=spike_times, membrane=membrane[:, :, population], **entries
+        )
+
+    def madc_trace(key):
+        index = layout.neurons[key].start + network.population(key).record_neuron_id
+        return membrane[:, :, index]
+
+    readout = _populations(plan, network, layout, cadc_value, madc_trace, make)
+    windows = {k: None for k in layout.keys}
+    if outputs.spikes is not None:
+        window = outputs.spikes.reshape(time, plan.config.substeps, batch, n).sum(1)
+        windows = {k: window[:, :, layout.neurons[k]] for k in layout.keys}
+    return readout, windows

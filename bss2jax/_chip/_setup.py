@@ -9,6 +9,7 @@ MADC per run, the CADC buffer).
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ import numpy as np
 
 from .._constants import CALIX_RANGES, INPUTS_PER_CIRCUIT
 from .._errors import BackendError
+from .._network import INPUT
 from .._parameters import hardware_value, model_value
 from ..kernels.cuba import CubaParams
 from ._config import (
@@ -28,13 +30,13 @@ from ._config import (
 )
 from ._instance import ChipInstance
 from ._placement import Placement
-from ._readout import _cadc_count, user_stacklevel
+from ._readout import cadc_sample_count, user_stacklevel
 
 TARGET_NAMES = ("leak", "reset", "threshold", "tau_mem", "tau_syn")
 """The hardware values that `ChipModel` checks against calix's ranges."""
 
 
-def _check_network(network, placement: Placement, config: ChipConfig, time, dt) -> None:
+def check_network(network, placement: Placement, config: ChipConfig, time, dt) -> None:
     """Trace-time checks: targets in calix ranges (warn), MADC one per run, CADC buffer."""
     madc_runs = {}
     for key in network.population_keys():
@@ -72,7 +74,7 @@ def _check_network(network, placement: Placement, config: ChipConfig, time, dt) 
                     f"run {run}; the chip's MADC records one neuron per run."
                 )
             madc_runs[run] = key
-    samples = _cadc_count(time, dt, config)
+    samples = cadc_sample_count(time, dt, config)
     if config.cadc_memory == "sram" and samples > SRAM_CADC_SAMPLES:
         warnings.warn(
             f"{samples} CADC samples per neuron exceed the {SRAM_CADC_SAMPLES} that SRAM "
@@ -124,60 +126,200 @@ def _circuit_weights(network, key, pp, chip: ChipInstance, config: ChipConfig):
     }
 
 
-def _neuron_arrays(network, placement: Placement, chip: ChipInstance, config, h):
-    """Per-neuron and per-circuit parameters, concatenated over populations."""
-    per_neuron = {
-        name: []
-        for name in (
-            "leak",
-            "reset",
-            "threshold",
-            "tau_mem",
-            "gain",
-            "refractory",
-            "slope",
-            "exp_threshold",
-            "adapt_a",
-            "adapt_b",
-            "tau_adap",
-            "trace_scale",
-            "cadc_offset",
-            "cadc_gain",
-        )
-    }
-    per_circuit = {"tau_exc": [], "tau_inh": []}
-    for key in network.population_keys():
-        neuron = network.population(key)
-        pp = placement.populations[key]
-        first = jnp.asarray(pp.circuits[:, 0])
-        circuits = jnp.asarray(pp.circuits)
-        n = pp.size
+class NeuronParameters(NamedTuple):
+    """Chip-unit parameters of every logical neuron, concatenated over populations.
 
-        def full(value, n=n):
-            return jnp.broadcast_to(jnp.asarray(value, jnp.float32), (n,))
+    Each is float32 `(neurons,)`: the network's hardware values plus the chip's mismatch at
+    the neuron's first circuit. Potentials in CADC LSB, times in seconds.
 
-        hw = {name: full(hardware_value(getattr(neuron, name))) for name in CubaParams._fields}
-        per_neuron["leak"].append(hw["leak"] + chip.leak[first])
-        per_neuron["reset"].append(hw["reset"] + chip.reset[first])
-        per_neuron["threshold"].append(hw["threshold"] + chip.threshold[first])
-        tau_mem = hw["tau_mem"] * chip.tau_mem[first]
-        capacitance = (
-            REFERENCE_CAPACITANCE_TIME * hw["membrane_capacitance"] / REFERENCE_CAPACITANCE
-        )
-        per_neuron["tau_mem"].append(tau_mem)
-        per_neuron["gain"].append(tau_mem / capacitance)
-        per_neuron["refractory"].append(jnp.round(hw["refractory_time"] / h))
-        per_neuron["slope"].append(hw["exponential_slope"])
-        per_neuron["exp_threshold"].append(hw["exponential_threshold"])
-        per_neuron["adapt_a"].append(hw["subthreshold_adaptation_strength"])
-        per_neuron["adapt_b"].append(hw["spike_triggered_adaptation_increment"])
-        per_neuron["tau_adap"].append(hw["tau_adap"])
-        per_neuron["trace_scale"].append(full(model_value(neuron.trace_scale)))
-        per_neuron["cadc_offset"].append(chip.cadc_offset[first])
-        per_neuron["cadc_gain"].append(chip.cadc_gain[first])
-        tau_syn = hw["tau_syn"][:, None]
-        per_circuit["tau_exc"].append((tau_syn * chip.tau_syn_exc[circuits]).reshape(-1))
-        per_circuit["tau_inh"].append((tau_syn * chip.tau_syn_inh[circuits]).reshape(-1))
-    neuron_values = {k: jnp.concatenate(v) for k, v in per_neuron.items()}
-    circuit_values = {k: jnp.concatenate(v) for k, v in per_circuit.items()}
+    - `leak`, `reset`, `threshold`: potentials (LSB).
+    - `tau_mem`: membrane time constant (s).
+    - `input_gain`: `tau_mem / C` (s / s), the steady-state membrane shift (LSB) per LSB of
+      synaptic current; `C = 10 us * membrane_capacitance / 63`.
+    - `refractory_steps`: the refractory time in sub-steps (rounded, still float).
+    - `exponential_slope`, `exponential_threshold`: AdEx exponential term (LSB).
+    - `adaptation_strength` (`a`, dimensionless), `adaptation_increment` (`b`, LSB of
+      current per spike), `tau_adaptation` (s).
+    - `trace_scale`: the model-space scale of the trace (model units per LSB).
+    - `cadc_offset` (LSB), `cadc_gain`: the neuron's CADC channel.
+    """
+
+    leak: jax.Array
+    reset: jax.Array
+    threshold: jax.Array
+    tau_mem: jax.Array
+    input_gain: jax.Array
+    refractory_steps: jax.Array
+    exponential_slope: jax.Array
+    exponential_threshold: jax.Array
+    adaptation_strength: jax.Array
+    adaptation_increment: jax.Array
+    tau_adaptation: jax.Array
+    trace_scale: jax.Array
+    cadc_offset: jax.Array
+    cadc_gain: jax.Array
+
+
+class CircuitParameters(NamedTuple):
+    """Per-circuit synaptic time constants (s), float32 `(circuits,)`, concatenated."""
+
+    tau_syn_exc: jax.Array
+    tau_syn_inh: jax.Array
+
+
+def _population_parameters(neuron, placement, chip: ChipInstance, substep: float):
+    """One population's `NeuronParameters` and `CircuitParameters` fields (unconcatenated)."""
+    first = jnp.asarray(placement.circuits[:, 0])
+    circuits = jnp.asarray(placement.circuits)
+
+    def full(value):
+        return jnp.broadcast_to(jnp.asarray(value, jnp.float32), (placement.size,))
+
+    hw = {name: full(hardware_value(getattr(neuron, name))) for name in CubaParams._fields}
+    tau_mem = hw["tau_mem"] * chip.tau_mem[first]
+    capacitance = REFERENCE_CAPACITANCE_TIME * hw["membrane_capacitance"] / REFERENCE_CAPACITANCE
+    neuron_values = NeuronParameters(
+        leak=hw["leak"] + chip.leak[first],
+        reset=hw["reset"] + chip.reset[first],
+        threshold=hw["threshold"] + chip.threshold[first],
+        tau_mem=tau_mem,
+        input_gain=tau_mem / capacitance,
+        refractory_steps=jnp.round(hw["refractory_time"] / substep),
+        exponential_slope=hw["exponential_slope"],
+        exponential_threshold=hw["exponential_threshold"],
+        adaptation_strength=hw["subthreshold_adaptation_strength"],
+        adaptation_increment=hw["spike_triggered_adaptation_increment"],
+        tau_adaptation=hw["tau_adap"],
+        trace_scale=full(model_value(neuron.trace_scale)),
+        cadc_offset=chip.cadc_offset[first],
+        cadc_gain=chip.cadc_gain[first],
+    )
+    tau_syn = hw["tau_syn"][:, None]
+    circuit_values = CircuitParameters(
+        tau_syn_exc=(tau_syn * chip.tau_syn_exc[circuits]).reshape(-1),
+        tau_syn_inh=(tau_syn * chip.tau_syn_inh[circuits]).reshape(-1),
+    )
     return neuron_values, circuit_values
+
+
+def neuron_parameters(
+    network, placement: Placement, chip: ChipInstance, substep: float
+) -> tuple[NeuronParameters, CircuitParameters]:
+    """The chip-unit parameters of every neuron and circuit, concatenated over populations
+    in `network.population_keys()` order; `substep` is the sub-step length `h` (s)."""
+    per_population = [
+        _population_parameters(network.population(key), placement.populations[key], chip, substep)
+        for key in network.population_keys()
+    ]
+    neurons = NeuronParameters(
+        *(jnp.concatenate(values) for values in zip(*(n for n, _ in per_population), strict=True))
+    )
+    circuits = CircuitParameters(
+        *(jnp.concatenate(values) for values in zip(*(c for _, c in per_population), strict=True))
+    )
+    return neurons, circuits
+
+
+class Layout(NamedTuple):
+    """Where each population lives in the concatenated neuron and circuit vectors.
+
+    - `keys`: the population keys in execution order.
+    - `neurons`, `circuits`: key → `slice` into the `(neurons,)` and `(circuits,)` vectors.
+    - `circuits_per_neuron`: key → `c`; a neuron's circuits are consecutive.
+    - `neuron_count`, `circuit_count`: the vectors' lengths.
+    """
+
+    keys: tuple
+    neurons: dict
+    circuits: dict
+    circuits_per_neuron: dict
+    neuron_count: int
+    circuit_count: int
+
+
+def layout(network, placement: Placement) -> Layout:
+    """The `Layout` of `network`'s populations, in `network.population_keys()` order."""
+    neurons, circuits, widths = {}, {}, {}
+    first_neuron = first_circuit = 0
+    for key in network.population_keys():
+        population = placement.populations[key]
+        width = population.circuits_per_neuron
+        neurons[key] = slice(first_neuron, first_neuron + population.size)
+        circuits[key] = slice(first_circuit, first_circuit + population.size * width)
+        widths[key] = width
+        first_neuron += population.size
+        first_circuit += population.size * width
+    keys = tuple(network.population_keys())
+    return Layout(keys, neurons, circuits, widths, first_neuron, first_circuit)
+
+
+class OnChipProjection(NamedTuple):
+    """A projection between populations on the chip: the spikes of neurons `source` (a
+    slice of the neuron vector) drive circuits `target` (a slice of the circuit vector)
+    through `weight_exc`, `weight_inh`, float `(source neurons, target circuits)` (LSB of
+    current per spike)."""
+
+    source: slice
+    target: slice
+    weight_exc: jax.Array
+    weight_inh: jax.Array
+
+
+class Projections(NamedTuple):
+    """Every projection's efficacies on the circuits.
+
+    - `external`: float `(in_features, 2 * circuits)`, the current (LSB) one input event
+      adds to each circuit's excitatory input (first half) and inhibitory input (second).
+    - `on_chip`: the `OnChipProjection`s, in the network's projection order.
+    """
+
+    external: jax.Array
+    on_chip: tuple
+
+
+def projections(network, placement: Placement, layout: Layout, chip, config) -> Projections:
+    """The efficacies of every projection of `network` onto the placed circuits."""
+    shape = (network.input_size, layout.circuit_count)
+    external_exc = jnp.zeros(shape, jnp.float32)
+    external_inh = jnp.zeros(shape, jnp.float32)
+    on_chip = []
+    for key in layout.keys:
+        weights = _circuit_weights(network, key, placement.populations[key], chip, config)
+        target = layout.circuits[key]
+        for index, (exc, inh) in weights.items():
+            source = network.edges()[index][0]
+            if source == INPUT:
+                external_exc = external_exc.at[:, target].add(exc)
+                external_inh = external_inh.at[:, target].add(inh)
+            else:
+                on_chip.append(OnChipProjection(layout.neurons[source], target, exc, inh))
+    external = jnp.concatenate([external_exc, external_inh], axis=1)
+    return Projections(external, tuple(on_chip))
+
+
+class NeuronFlags(NamedTuple):
+    """Static numpy bool `(neurons,)`: which terms each neuron integrates."""
+
+    fire: np.ndarray
+    leaky: np.ndarray
+    exponential: np.ndarray
+    subthreshold_adaptation: np.ndarray
+    spike_triggered_adaptation: np.ndarray
+
+    @property
+    def adaptation(self) -> bool:
+        return bool(np.any(self.subthreshold_adaptation | self.spike_triggered_adaptation))
+
+
+def neuron_flags(network) -> NeuronFlags:
+    """The `NeuronFlags` of `network`'s populations, concatenated."""
+
+    def flag(name):
+        return np.concatenate(
+            [
+                np.full(network.population(k).size, bool(getattr(network.population(k), name)))
+                for k in network.population_keys()
+            ]
+        )
+
+    return NeuronFlags(*(flag(name) for name in NeuronFlags._fields))
