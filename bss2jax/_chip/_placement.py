@@ -149,14 +149,42 @@ def place(network: AbstractNetwork, *, partition: bool = False) -> Placement:
     ```
     """
     keys = network.population_keys()
-    edges = network.edges()
+    fan_in, inputs = _fan_in(network)
+    width = {k: circuits_per_neuron(fan_in[k]) for k in keys}
+    _check_fits(network, fan_in, width, partition)
+    circuits, runs, run_count = _assign_circuits(network, width, partition)
+    populations = {
+        k: PopulationPlacement(
+            key=k,
+            size=network.population(k).size,
+            fan_in=fan_in[k],
+            circuits_per_neuron=width[k],
+            circuits=np.asarray(circuits[k], np.int32).reshape(-1, width[k]),
+            runs=np.asarray(runs[k], np.int32),
+            inputs=tuple(inputs[k]),
+        )
+        for k in keys
+    }
+    return Placement(populations, run_count)
+
+
+def _fan_in(network: AbstractNetwork) -> tuple[dict, dict]:
+    """Per population key: the fan-in (signed inputs per neuron), and the list of
+    `(projection index, offset)` of its incoming projections, in projection order."""
+    keys = network.population_keys()
     inputs = {k: [] for k in keys}
     fan_in = {k: 0 for k in keys}
-    for index, (source, target) in enumerate(edges):
+    for index, (source, target) in enumerate(network.edges()):
         inputs[target].append((index, fan_in[target]))
         size = network.input_size if source == INPUT else network.population(source).size
         fan_in[target] += size
-    width = {k: circuits_per_neuron(fan_in[k]) for k in keys}
+    return fan_in, inputs
+
+
+def _check_fits(network: AbstractNetwork, fan_in: dict, width: dict, partition: bool) -> None:
+    """Raise `PlacementError` where one neuron needs more circuits than the chip has, or
+    (without `partition`) the network needs more than the chip's circuits."""
+    keys = network.population_keys()
     for k in keys:
         if width[k] > NEURON_CIRCUITS:
             raise PlacementError(
@@ -178,9 +206,24 @@ def place(network: AbstractNetwork, *, partition: bool = False) -> Placement:
             "construct the backend with `partition=True` to split it into sequential runs."
         )
 
+
+def _assign_circuits(network: AbstractNetwork, width: dict, partition: bool):
+    """Fill runs with the populations in execution order (see `place`).
+
+    **Returns:** per population key the list of each neuron's circuit ids and the list of
+    each neuron's run, and the number of runs.
+    """
+    keys = network.population_keys()
+    needed = {k: network.population(k).size * width[k] for k in keys}
     circuits = {k: [] for k in keys}
     runs = {k: [] for k in keys}
     run, run_index = _Run(), 0
+
+    def take(k, count, run, run_index):  # the next `count` neurons of `k` into `run`
+        for _ in range(count):
+            circuits[k].append(run.take(width[k]))
+            runs[k].append(run_index)
+
     for stage in network.plan():
         group = stage.populations
         stage_need = sum(needed[k] for k in group)
@@ -195,9 +238,7 @@ def place(network: AbstractNetwork, *, partition: bool = False) -> Placement:
                 _check_partition(partition, group, stage_need)
                 run, run_index = _Run(), run_index + 1
             for k in group:
-                for _ in range(network.population(k).size):
-                    circuits[k].append(run.take(width[k]))
-                    runs[k].append(run_index)
+                take(k, network.population(k).size, run, run_index)
             continue
         (k,) = group
         remaining = network.population(k).size
@@ -213,23 +254,9 @@ def place(network: AbstractNetwork, *, partition: bool = False) -> Placement:
                     f"neurons x {width[k]} circuits, and only {room} such neurons fit "
                     f"(max {NEURON_CIRCUITS // width[k]} per run); pass `partition=True`."
                 )
-            for _ in range(min(room, remaining)):
-                circuits[k].append(run.take(width[k]))
-                runs[k].append(run_index)
+            take(k, min(room, remaining), run, run_index)
             remaining -= min(room, remaining)
-    populations = {
-        k: PopulationPlacement(
-            key=k,
-            size=network.population(k).size,
-            fan_in=fan_in[k],
-            circuits_per_neuron=width[k],
-            circuits=np.asarray(circuits[k], np.int32).reshape(-1, width[k]),
-            runs=np.asarray(runs[k], np.int32),
-            inputs=tuple(inputs[k]),
-        )
-        for k in keys
-    }
-    return Placement(populations, run_index + 1)
+    return circuits, runs, run_index + 1
 
 
 def _check_partition(partition, group, need):
