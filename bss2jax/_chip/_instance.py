@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -20,6 +20,7 @@ import numpy as np
 
 from .._constants import NEURON_CIRCUITS, SYNAPSE_ROWS
 from .._errors import ChipInstanceError
+from .._misc import atomic_write
 
 FORMAT_NAME = "bss2jax.ChipInstance"
 FORMAT_VERSION = 1
@@ -226,9 +227,9 @@ class ChipInstance(eqx.Module):
         """Write this instance to `path` (`.npz` of arrays plus JSON metadata), atomically.
 
         The file holds one array per field and a JSON header with the format name and
-        version (and `metadata`, which must be JSON-serialisable). It is written to a
-        temporary file in the same folder and moved into place with `os.replace`, so a
-        crash never leaves a half-written file. No pickle is used.
+        version (and `metadata`, which must be JSON-serialisable). It is written with
+        `atomic_write` (a temporary file in the same folder, flushed and moved into place
+        with `os.replace`), so a crash never leaves a half-written file. No pickle is used.
 
         ```python
         chip.save("chip-a.npz", metadata={"seed": 0})
@@ -246,19 +247,7 @@ class ChipInstance(eqx.Module):
             raise ValueError(f"`metadata` must be JSON-serialisable; {error}.") from None
         arrays = {name: np.asarray(getattr(self, name), np.float32) for name in _FIELDS}
         arrays["__header__"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".chip-", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, **arrays)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
+        atomic_write(Path(path), lambda file: np.savez(file, **arrays))
 
     @classmethod
     def load(cls, path) -> ChipInstance:
