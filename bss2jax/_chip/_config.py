@@ -8,12 +8,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from .._constants import CADC_RANGE, FPGA_CLOCK
+
 REFERENCE_CAPACITANCE = 63.0
 """Membrane capacitance setting (LSB) at which `C = 10 us` (hxtorch's convention)."""
 REFERENCE_CAPACITANCE_TIME = 10e-6
+"""`C` (s) at the reference setting: `C = 10 us * membrane_capacitance / 63`, so that a
+held synaptic current `J` (LSB) moves the membrane by `tau_mem / C * J` (LSB)."""
 REFERENCE_SYNAPSE_DAC_BIAS = 600.0
+"""`synapse_dac_bias` (DAC) at which `weight_efficacy` holds; the efficacy scales with it."""
 REFERENCE_I_SYNIN_GM = 500.0
+"""`i_synin_gm` (DAC) at which `weight_efficacy` holds; the efficacy scales with it."""
 CADC_RELIABLE = (30.0, 210.0)
+"""CADC reads (LSB) within which calix calibrates the chip; `ChipModel` warns outside."""
 SRAM_CADC_SAMPLES = 100
 """CADC samples per neuron that hxtorch's SRAM placement holds (grenade buffer size)."""
 
@@ -63,8 +70,8 @@ class ChipConfig:
     membrane_noise: float = 0.5
     synaptic_delay: float = 0.0
     spike_latency: float = 80e-9
-    clock_period: float = 8e-9
-    potential_range: tuple[float, float] = (0.0, 255.0)
+    clock_period: float = 1 / FPGA_CLOCK
+    potential_range: tuple[float, float] = CADC_RANGE
     reset_time_constant: float | None = None
     cadc_memory: Literal["sram", "dram"] = "sram"
     cadc_period: float | None = None
