@@ -25,9 +25,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from ._misc import check_dt as _check_dt
+from ._typing import user_facing
 
 __all__ = [
     "YIN_YANG_CLASSES",
@@ -97,6 +98,7 @@ def _check_size(size, name):
     return int(size)
 
 
+@user_facing
 def yin_yang(
     size: int = 1000, *, seed: int = 42, r_small: float = 0.1, r_big: float = 0.5
 ) -> YinYang:
@@ -143,6 +145,7 @@ def yin_yang(
     return YinYang(coordinates, labels)
 
 
+@user_facing
 def yin_yang_splits(
     train_size: int = 5000,
     test_size: int = 1000,
@@ -181,6 +184,7 @@ def _check_steps(steps):
     return int(steps)
 
 
+@user_facing
 def spike_times_to_dense(
     times: Float[Array, "batch channels"], *, steps: int, dt: float = 1e-6
 ) -> Float[Array, "time batch channels"]:
@@ -211,8 +215,9 @@ def spike_times_to_dense(
     return jnp.moveaxis(dense, -1, 0)
 
 
+@user_facing
 def encode_coordinates(
-    coordinates: Float[Array, "batch channels"],
+    coordinates: Float[ArrayLike, "batch channels"],
     *,
     steps: int,
     t_early: float = 2e-6,
@@ -264,6 +269,7 @@ def encode_coordinates(
     return spike_times_to_dense(times, steps=steps, dt=dt)
 
 
+@user_facing
 def pixels_to_spike_times(
     pixels: Float[Array, "*shape"],
     *,
@@ -303,6 +309,7 @@ def pixels_to_spike_times(
     return jnp.clip(times, 0.0, t_max)
 
 
+@user_facing
 def encode_bernoulli(
     probabilities: Float[Array, "batch channels"], *, steps: int, key: jax.Array
 ) -> Float[Array, "time batch channels"]:
@@ -327,9 +334,10 @@ def encode_bernoulli(
         )
     probabilities = jnp.clip(probabilities, 0.0, 1.0)
     uniform = jax.random.uniform(key, (steps,) + probabilities.shape)
-    return (uniform < probabilities).astype(jnp.float32)
+    return (uniform < probabilities[None]).astype(jnp.float32)
 
 
+@user_facing
 def encode_poisson(
     rates: Float[Array, "batch channels"], *, steps: int, dt: float = 1e-6, key: jax.Array
 ) -> Float[Array, "time batch channels"]:
@@ -365,6 +373,7 @@ def _check_trace(trace, name="trace"):
     return trace
 
 
+@user_facing
 def max_over_time(trace: Float[Array, "time batch neurons"]) -> Float[Array, "batch neurons"]:
     """hxtorch's `MaxOverTime`: the maximum of each neuron's trace over time.
 
@@ -375,6 +384,7 @@ def max_over_time(trace: Float[Array, "time batch neurons"]) -> Float[Array, "ba
     return jnp.max(_check_trace(trace), axis=0)
 
 
+@user_facing
 def sum_over_time(trace: Float[Array, "time batch neurons"]) -> Float[Array, "batch neurons"]:
     """hxtorch's `SumOverTime`, e.g. spike counts from spikes.
 
@@ -385,6 +395,7 @@ def sum_over_time(trace: Float[Array, "time batch neurons"]) -> Float[Array, "ba
     return jnp.sum(_check_trace(trace), axis=0)
 
 
+@user_facing
 def mean_over_time(trace: Float[Array, "time batch neurons"]) -> Float[Array, "batch neurons"]:
     """hxtorch's `MeanOverTime`, e.g. firing probability per step from spikes.
 
@@ -395,6 +406,7 @@ def mean_over_time(trace: Float[Array, "time batch neurons"]) -> Float[Array, "b
     return jnp.mean(_check_trace(trace), axis=0)
 
 
+@user_facing
 def first_spike_time(
     spikes: Float[Array, "time batch neurons"], *, dt: float = 1e-6, no_spike: float = math.inf
 ) -> Float[Array, "batch neurons"]:
