@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from jaxtyping import Array, Float, PRNGKeyArray
-
-from .._network import AbstractNetwork
 from ._base import AbstractBackend
 
 
@@ -16,13 +13,6 @@ class Numeric(AbstractBackend):
     ```
     """
 
-    def observe(
-        self,
-        network: AbstractNetwork,
-        inputs: Float[Array, "time batch in_features"],
-        *,
-        dt: float,
-        key: PRNGKeyArray | None,
-    ) -> None:
+    def observe(self, network, inputs, *, dt, key) -> None:  # same signature as the base
         del network, inputs, dt, key
         return None
