@@ -41,16 +41,19 @@ def _check_1d(where, name, array, *, kind, count=None):
     return array
 
 
+def _check_where(where, rule, array, bad, what):
+    """Fail naming the first entry of `array` where `bad` holds and how many do."""
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        _fail(where, rule, f"{array[i].item()!r} at entry {i} ({int(bad.sum())} entries {what})")
+
+
 def _check_range(where, name, array, low, high, unit):
     if array.size:
         outside = (array < low) | (array > high)
-        if outside.any():
-            i = int(np.flatnonzero(outside)[0])
-            _fail(
-                where,
-                f"`{name}` must lie in [{low:g}, {high:g}] {unit}",
-                f"{array[i].item()!r} at entry {i} ({int(outside.sum())} entries outside)",
-            )
+        _check_where(
+            where, f"`{name}` must lie in [{low:g}, {high:g}] {unit}", array, outside, "outside"
+        )
 
 
 def validate_recording(request: ExperimentRequest, raw: RawRecording) -> RawRecording:
@@ -113,14 +116,8 @@ def _validate_entry(field, where, entry, size, batch, runtime, dt):
     times = _check_1d(where, "times", entry.times, kind="float")
     count = times.shape[0]
     window = runtime + 0.5 * dt
-    late = times >= window
-    if late.any():
-        i = int(np.flatnonzero(late)[0])
-        _fail(
-            where,
-            f"`times` must lie before runtime + dt/2 = {window:g} s (the last grid bin)",
-            f"{times[i].item()!r} at entry {i} ({int(late.sum())} entries that late)",
-        )
+    rule = f"`times` must lie before runtime + dt/2 = {window:g} s (the last grid bin)"
+    _check_where(where, rule, times, times >= window, "that late")
     _check_range(where, "times", times, 0.0, window, "s")
     fields = {"times": times}
     if field in ("cadc", "madc"):
