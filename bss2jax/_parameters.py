@@ -79,19 +79,19 @@ def _check_shape(array, name: str, size: int) -> None:
         )
 
 
+def _side(value: ParameterLike, side: str) -> jax.Array:
+    if isinstance(value, Frozen):
+        return jax.lax.stop_gradient(_side(value.value, side))
+    if isinstance(value, Mixed):
+        return getattr(value, side)
+    return jnp.asarray(value)
+
+
 def model_value(value: ParameterLike) -> jax.Array:
     """The value the numerics use: `Mixed.model`, stop-gradient for `Frozen`, else itself."""
-    if isinstance(value, Frozen):
-        return jax.lax.stop_gradient(model_value(value.value))
-    if isinstance(value, Mixed):
-        return value.model
-    return jnp.asarray(value)
+    return _side(value, "model")
 
 
 def hardware_value(value: ParameterLike) -> jax.Array:
     """The value a chip is configured with: `Mixed.hardware`, else the plain value."""
-    if isinstance(value, Frozen):
-        return jax.lax.stop_gradient(hardware_value(value.value))
-    if isinstance(value, Mixed):
-        return value.hardware
-    return jnp.asarray(value)
+    return _side(value, "hardware")
