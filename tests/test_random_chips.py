@@ -160,7 +160,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="there is no `anchor`"):
         bj.RandomChips(anchor_probability=0.5)
     for bad in (0, 2.0, True):
-        with pytest.raises(ValueError, match="`chips_per_call` must be an int >= 1"):
+        with pytest.raises(ValueError, match="`chips_per_call` must be a positive int"):
             bj.RandomChips(chips_per_call=bad)
     with pytest.raises(bj.BackendError, match="multiple of 2; got 3"):
         bj.run(

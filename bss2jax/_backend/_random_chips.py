@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from .._chip._config import ChipConfig
 from .._chip._instance import ChipInstance, MismatchProfile
 from .._errors import BackendError
-from .._misc import join_batch, split_batch
+from .._misc import join_batch, positive_int, split_batch
 from .._recording import PopulationRecording, Recording
 from ._base import AbstractBackend
 from ._chip_model import ChipModel
@@ -100,18 +100,12 @@ class RandomChips(AbstractBackend):
                 f"`anchor_probability` is {anchor_probability} but there is no `anchor`; pass "
                 "the chip instance to come back to."
             )
-        if (
-            isinstance(chips_per_call, bool)
-            or not isinstance(chips_per_call, int)
-            or chips_per_call < 1
-        ):
-            raise ValueError(f"`chips_per_call` must be an int >= 1; got {chips_per_call!r}.")
+        self.chips_per_call = positive_int(chips_per_call, "chips_per_call")
         self.profile = profile
         self.config = config
         self.gradient = gradient
         self.anchor = anchor
         self.anchor_probability = float(anchor_probability)
-        self.chips_per_call = chips_per_call
 
     def chip(self, key: jax.Array) -> ChipInstance:
         """The chip instance a call with `key` runs on; with `chips_per_call=K > 1`, the
