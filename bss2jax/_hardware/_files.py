@@ -17,18 +17,7 @@ import numpy as np
 
 from .._errors import HardwareError, RecordingFileError
 from .._misc import atomic_write
-from ._protocol import (
-    FLAG_NAMES,
-    PARAMETER_NAMES,
-    CADCSamples,
-    ExperimentRequest,
-    InputSpikes,
-    MADCSamples,
-    PopulationRequest,
-    ProjectionRequest,
-    RawRecording,
-    SpikeEvents,
-)
+from . import _protocol as protocol
 from ._validate import validate_recording
 
 FORMAT = "bss2jax-recorded-run"
@@ -48,15 +37,15 @@ class RecordedRun:
     ```
     """
 
-    request: ExperimentRequest
-    recording: RawRecording
+    request: protocol.ExperimentRequest
+    recording: protocol.RawRecording
     info: dict = dataclasses.field(default_factory=dict)
 
 
 _RAW_FIELDS = {
-    "spikes": (SpikeEvents, ("times", "neurons", "batch")),
-    "cadc": (CADCSamples, ("times", "values", "neurons", "batch")),
-    "madc": (MADCSamples, ("times", "values", "batch")),
+    "spikes": (protocol.SpikeEvents, ("times", "neurons", "batch")),
+    "cadc": (protocol.CADCSamples, ("times", "values", "neurons", "batch")),
+    "madc": (protocol.MADCSamples, ("times", "values", "batch")),
 }
 
 
@@ -68,12 +57,12 @@ def _encode(run: RecordedRun) -> bytes:
     for i, p in enumerate(request.populations):
         index_of[p.key] = i
         meta = {"key": p.key, "kind": p.kind, "size": p.size}
-        meta.update({f: bool(getattr(p, f)) for f in FLAG_NAMES})
+        meta.update({f: bool(getattr(p, f)) for f in protocol.FLAG_NAMES})
         meta.update(i_synin_gm=p.i_synin_gm, synapse_dac_bias=p.synapse_dac_bias)
         meta.update(record_spikes=p.record_spikes, record_cadc=p.record_cadc)
         populations.append(meta)
         arrays[f"population/{i}/circuits"] = p.circuits
-        for name in PARAMETER_NAMES:
+        for name in protocol.PARAMETER_NAMES:
             arrays[f"population/{i}/{name}"] = getattr(p, name)
     projections = []
     for j, q in enumerate(request.projections):
@@ -201,13 +190,13 @@ def _decode(metadata, arrays) -> RecordedRun:
     populations = []
     for i, meta in enumerate(metadata["populations"]):
         populations.append(
-            PopulationRequest(
+            protocol.PopulationRequest(
                 key=meta["key"],
                 kind=meta["kind"],
                 size=meta["size"],
                 circuits=arrays[f"population/{i}/circuits"],
-                **{name: arrays[f"population/{i}/{name}"] for name in PARAMETER_NAMES},
-                **{f: meta[f] for f in FLAG_NAMES},
+                **{name: arrays[f"population/{i}/{name}"] for name in protocol.PARAMETER_NAMES},
+                **{f: meta[f] for f in protocol.FLAG_NAMES},
                 i_synin_gm=meta["i_synin_gm"],
                 synapse_dac_bias=meta["synapse_dac_bias"],
                 record_spikes=meta["record_spikes"],
@@ -215,7 +204,7 @@ def _decode(metadata, arrays) -> RecordedRun:
             )
         )
     projections = tuple(
-        ProjectionRequest(
+        protocol.ProjectionRequest(
             source=meta["source"],
             target=meta["target"],
             weight_exc=arrays[f"projection/{j}/weight_exc"],
@@ -227,14 +216,14 @@ def _decode(metadata, arrays) -> RecordedRun:
     populations = tuple(populations)
     bounds = np.concatenate([[0], np.cumsum(arrays["input/counts"])]).astype(np.int64)
     inputs = tuple(
-        InputSpikes(
+        protocol.InputSpikes(
             times=arrays["input/times"][bounds[b] : bounds[b + 1]],
             channels=arrays["input/channels"][bounds[b] : bounds[b + 1]],
         )
         for b in range(metadata["batch_size"])
     )
     madc = metadata["madc"]
-    request = ExperimentRequest(
+    request = protocol.ExperimentRequest(
         populations=populations,
         projections=projections,
         input_size=metadata["input_size"],
@@ -253,7 +242,7 @@ def _decode(metadata, arrays) -> RecordedRun:
             populations[i].key: cls(**{n: arrays[f"raw/{field}/{i}/{n}"] for n in names})
             for i in metadata["raw"][field]
         }
-    return RecordedRun(request, RawRecording(**raw), metadata.get("info", {}))
+    return RecordedRun(request, protocol.RawRecording(**raw), metadata.get("info", {}))
 
 
 def load_runs(path) -> list[RecordedRun]:
