@@ -18,6 +18,8 @@ import traceback
 import numpy as np
 
 from .._hardware._protocol import (
+    FLAG_NAMES,
+    PARAMETER_NAMES,
     CADCSamples,
     ExperimentRequest,
     MADCSamples,
@@ -25,6 +27,9 @@ from .._hardware._protocol import (
     SpikeEvents,
 )
 from ._chip_model import _CLOSE, _ERROR, _RECORDING, _write_message
+
+_ADEX_TERMS = PARAMETER_NAMES[PARAMETER_NAMES.index("exponential_slope") :]
+"""The AdEx-only settings of a `PopulationRequest` (exponential term, adaptation)."""
 
 
 def network_from_request(request: ExperimentRequest):
@@ -68,20 +73,8 @@ def network_from_request(request: ExperimentRequest):
         elif p.kind == "LIF":
             neuron = LIF(p.size, **common, **firing)
         else:
-            flags = dict(
-                leaky=p.leaky,
-                fire=p.fire,
-                exponential=p.exponential,
-                subthreshold_adaptation=p.subthreshold_adaptation,
-                spike_triggered_adaptation=p.spike_triggered_adaptation,
-            )
-            extra = dict(
-                exponential_slope=p.exponential_slope,
-                exponential_threshold=p.exponential_threshold,
-                subthreshold_adaptation_strength=p.subthreshold_adaptation_strength,
-                spike_triggered_adaptation_increment=p.spike_triggered_adaptation_increment,
-                tau_adap=p.tau_adap,
-            )
+            flags = {name: getattr(p, name) for name in FLAG_NAMES}
+            extra = {name: getattr(p, name) for name in _ADEX_TERMS}
             if not p.fire:
                 firing = dict(enable_spike_recording=False)
             neuron = AdEx(p.size, **common, **firing, **flags, **extra)
