@@ -201,3 +201,30 @@ def test_worker_errors_and_restart(client, small):
     with pytest.raises(bj.HardwareError, match="`tau_mem` must be positive"):
         client.execute(bad)
     assert client.starts == starts + 1 and client.running
+
+
+def test_worker_rebuilds_an_adex_population_from_the_request():
+    # The worker sees only the request: every AdEx flag and term must survive the trip.
+    adex = bj.AdEx(
+        3,
+        exponential_slope=0.04,
+        exponential_threshold=130.0,
+        subthreshold_adaptation_strength=0.3,
+        spike_triggered_adaptation_increment=2.0,
+        tau_adap=50e-6,
+        subthreshold_adaptation=False,
+    )
+    net = bj.Sequential([bj.Synapse(4, 3, key=jax.random.PRNGKey(3)), adex])
+    inputs = jnp.zeros((5, 1, 4), jnp.float32)
+    network, names = network_from_request(sent_request(net, inputs, dt=1e-6))
+    rebuilt = network.population(names[0])
+    assert isinstance(rebuilt, bj.AdEx) and not rebuilt.subthreshold_adaptation
+    assert rebuilt.exponential and rebuilt.spike_triggered_adaptation and rebuilt.fire
+    for name, value in dict(
+        exponential_slope=0.04,
+        exponential_threshold=130.0,
+        subthreshold_adaptation_strength=0.3,
+        spike_triggered_adaptation_increment=2.0,
+        tau_adap=50e-6,
+    ).items():
+        np.testing.assert_allclose(bj.hardware_value(getattr(rebuilt, name)), value, rtol=1e-6)
