@@ -36,6 +36,47 @@ class ChipInstanceError(ValueError):
     """
 
 
+class NonFiniteError(FloatingPointError):
+    """A training step gave a NaN or infinite loss, gradient update or parameter.
+
+    `fit(..., on_nonfinite="raise")` (the default) stops with this error before anything
+    non-finite reaches a checkpoint; `on_nonfinite="skip"` drops such steps instead.
+
+    ```python
+    try:
+        bj.fit(net, loss, optax.adam(1e3), train, epochs=1, batch_size=50, key=key)
+    except bj.NonFiniteError as error:
+        print(error)   # names the epoch, the batch and the non-finite values
+    ```
+    """
+
+
+class OutputFolderError(ValueError):
+    """An output folder (`fit(output=...)`, `Hardware(record_to=...)`, a file's folder)
+    that cannot be created or written; checked before any work is done.
+
+    ```python
+    try:
+        bj.Hardware(client, record_to="/read-only/session")
+    except bj.OutputFolderError as error:
+        print(error)   # names the argument, the folder and the reason
+    ```
+    """
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or does not fit: corrupt, truncated, written by
+    another run, or holding non-finite values; the message names the file.
+
+    ```python
+    try:
+        tree, meta = bj.load_checkpoint("out/checkpoint.npz", (net, opt_state))
+    except bj.CheckpointError as error:
+        print(error)
+    ```
+    """
+
+
 class HardwareError(RuntimeError):
     """A hardware run failed: the client raised, timed out, or returned malformed data.
 
@@ -68,6 +109,20 @@ class HardwareTimeoutError(HardwareError):
 
     ```python
     backend = bj.Hardware(client, timeout=60.0)   # a slower call raises this error
+    ```
+    """
+
+
+class ClientBusyError(HardwareError):
+    """The client is still busy with a call that timed out: `Hardware` sends one experiment
+    at a time, so the client stays unusable until that call returns or the client's
+    `cancel()` returns True (it confirmed the call stopped).
+
+    ```python
+    try:
+        out = bj.run(net, x, backend=backend)
+    except bj.ClientBusyError:
+        time.sleep(60)   # wait for the hung call to end, then retry
     ```
     """
 

@@ -23,6 +23,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 → what `open` would give
         with os.fdopen(handle, mode) as file:
             write(file)
             file.flush()
@@ -34,10 +35,49 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
         raise
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None (JSON's `null`), so that
+    the JSON written is standard (no `NaN` or `Infinity` tokens)."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def write_json(path, value: Any) -> None:
-    """Write `value` as indented JSON to `path` atomically (temporary file + `os.replace`)."""
-    text = json.dumps(value, indent=2, sort_keys=False) + "\n"
+    """Write `value` as indented, standard JSON to `path` atomically (temporary file +
+    `os.replace`); non-finite floats are written as `null`."""
+    text = json.dumps(json_safe(value), indent=2, sort_keys=False, allow_nan=False) + "\n"
     atomic_write(Path(path), lambda f: f.write(text), mode="w")
+
+
+def check_writable_folder(folder, name: str) -> Path:
+    """Create `folder` (and its parents) if needed and check that a file can be written in
+    it, by writing and removing one; else `OutputFolderError` naming `name` and the cause."""
+    from ._errors import OutputFolderError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".bss2jax-write-check.", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise OutputFolderError(
+            f"`{name}` must be a folder that can be created and written; got {str(folder)!r} "
+            f"({type(error).__name__}: {error.strerror or error})."
+        ) from None
+    return folder
 
 
 def positive_int(value, name):
@@ -73,3 +113,46 @@ def join_batch(traces: jax.Array) -> jax.Array:
     """The inverse of `split_batch`: `(groups, time, b, ...)` → `(time, groups * b, ...)`."""
     traces = jnp.moveaxis(traces, 0, 1)
     return traces.reshape(traces.shape[0], -1, *traces.shape[3:])
+
+
+def check_inputs(network, inputs, float_dtype) -> jax.Array:
+    """`inputs` as a float array of shape `(time, batch, network.input_size)`; else a named
+    error. Integer or bool spikes are cast to `float_dtype`."""
+    inputs = jnp.asarray(inputs)
+    if inputs.ndim != 3 or inputs.shape[-1] != network.input_size:
+        raise ValueError(
+            "`inputs` must have shape (time, batch, in_features) with in_features = "
+            f"{network.input_size}; got {inputs.shape}."
+        )
+    if not jnp.issubdtype(inputs.dtype, jnp.floating):
+        inputs = inputs.astype(float_dtype)
+    return inputs
+
+
+def _argument(convert, rule: str, accept) -> Callable[[str], Any]:
+    """An argparse `type=`: `convert(text)` that passes `accept`, else `ArgumentTypeError`
+    (argparse then prints `error: argument --flag: ...` and exits with status 2)."""
+    import argparse
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}; got {text!r}")
+        return value
+
+    parse.__name__ = rule
+    return parse
+
+
+positive_int_argument = _argument(int, "a positive int", lambda v: v >= 1)
+nonnegative_int_argument = _argument(int, "a non-negative int", lambda v: v >= 0)
+positive_float_argument = _argument(
+    float, "a positive finite number", lambda v: math.isfinite(v) and v > 0
+)
+nonnegative_float_argument = _argument(
+    float, "a non-negative finite number", lambda v: math.isfinite(v) and v >= 0
+)
+probability_argument = _argument(float, "a probability in [0, 1]", lambda v: 0 <= v <= 1)

@@ -36,6 +36,7 @@ from ._dense import (
     spikes_to_dense as spikes_to_dense,
 )
 from ._errors import (
+    ClientBusyError as ClientBusyError,
     HardwareError as HardwareError,
     HardwareTimeoutError as HardwareTimeoutError,
     RecordingFileError as RecordingFileError,
@@ -66,6 +67,7 @@ __all__ = [
     "AbstractClient",
     "CADCSamples",
     "CADC_RANGE",
+    "ClientBusyError",
     "ExperimentRequest",
     "FPGA_CLOCK",
     "HardwareError",

@@ -102,37 +102,33 @@ def test_train_phase_defaults_follow_the_gradient_mode():
     assert one.chips_per_call == 1
 
 
-def test_train_argument_errors(tmp_path):
-    with pytest.raises(ValueError, match="`--batch-size` must be a positive int; got 0"):
-        main(["train", "--batch-size", "0", "--output", str(tmp_path)])
-    with pytest.raises(ValueError, match="`--batch-size` must not exceed `--train-size`"):
-        main(["train", "--train-size", "10", "--batch-size", "20", "--output", str(tmp_path)])
-    with pytest.raises(ValueError, match="`--pretrain-epochs` must be a positive int; got -1"):
-        main(["train", "--pretrain-epochs", "-1", "--output", str(tmp_path)])
-    with pytest.raises(ValueError, match="`--random-chip-epochs` must be a positive int; got -2"):
-        main(["train", "--random-chip-epochs", "-2", "--output", str(tmp_path)])
-    with pytest.raises(ValueError, match=r"`--anchor-probability` must lie in \[0, 1\]; got 1.5"):
-        main(["train", "--anchor-probability", "1.5", "--output", str(tmp_path)])
-    with pytest.raises(ValueError, match="`--pretrain-noise` must be a non-negative float"):
-        main(["train", "--pretrain-noise", "-1", "--output", str(tmp_path)])
-    with pytest.raises(ValueError, match=r"divides the batch size \(50\); got 3"):
-        main(["train", "--pretrain-noise-draws", "3", "--output", str(tmp_path)])
-    with pytest.raises(ValueError, match="`--chips-per-call` must be a positive int; got 0"):
-        main(["train", "--chips-per-call", "0", "--output", str(tmp_path)])
-    with pytest.raises(ValueError, match=r"multiple of the chips per batch \(5\); got 22"):
-        main(
-            [
-                "train",
-                "--batch-size",
-                "22",
-                "--pretrain-noise-draws",
-                "2",
-                "--output",
-                str(tmp_path),
-            ]
-        )
-    with pytest.raises(SystemExit):
-        main(["train", "--backend", "gpu"])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--batch-size", "0"], r"--batch-size: must be a positive int; got '0'"),
+        (["--train-size", "10", "--batch-size", "20"], "`--batch-size` must not exceed"),
+        (["--pretrain-epochs", "-1"], "--pretrain-epochs: must be a non-negative int; got '-1'"),
+        (["--random-chip-epochs", "-2"], "--random-chip-epochs: must be a non-negative int"),
+        (
+            ["--anchor-probability", "1.5"],
+            r"--anchor-probability: must be a probability in \[0, 1\]",
+        ),
+        (["--pretrain-noise", "-1"], "--pretrain-noise: must be a non-negative finite number"),
+        (["--pretrain-noise-draws", "3"], r"divides the batch size \(50\); got 3"),
+        (["--chips-per-call", "0"], "--chips-per-call: must be a positive int; got '0'"),
+        (["--batch-size", "22", "--pretrain-noise-draws", "2"], r"chips per batch \(5\); got 22"),
+        (["--lr", "nan"], "--lr: must be a positive finite number; got 'nan'"),
+        (["--lr", "-1"], "--lr: must be a positive finite number; got '-1'"),
+        (["--backend", "gpu"], "--backend: invalid choice"),
+    ],
+)
+def test_train_argument_errors(tmp_path, capsys, argv, message):
+    """Every option error is argparse's: an `error:` line naming the option, exit status 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *argv, "--output", str(tmp_path)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "error:" in error and re.search(message, error), error
 
 
 def test_killed_train_resumes_from_its_checkpoint(tmp_path, capsys):

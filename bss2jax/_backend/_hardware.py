@@ -35,6 +35,7 @@ from .._hardware._protocol import (
     FLAG_NAMES,
     PARAMETER_NAMES,
 )
+from .._misc import check_writable_folder
 from .._network import INPUT
 from .._parameters import hardware_value
 from .._recording import PopulationRecording, Recording
@@ -377,6 +378,8 @@ class Hardware(AbstractBackend):
         self.retry_delay = float(retry_delay)
         self.retry_on = retry_on
         self.record_to = None if record_to is None else str(record_to)
+        for index in range(len(clients) if record_to is not None else 0):
+            check_writable_folder(_client_folder(record_to, index, len(clients)), "record_to")
         self.vmap_method = vmap_method
         self.cadc_samples = cadc_samples
         self.madc_samples = madc_samples

@@ -10,12 +10,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from .._backend import AbstractBackend, Numeric
-from .._misc import positive_int as _positive_int, write_json
+from .._errors import CheckpointError, NonFiniteError
+from .._misc import check_writable_folder, positive_int as _positive_int, write_json
 from ._checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from ._evaluate import _length, _take, evaluate
 from ._step import make_train_step
@@ -61,6 +64,7 @@ def fit(
     epoch_callback: Callable[[dict], None] | None = None,
     eval_batch_size: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    on_nonfinite: str = "raise",
 ) -> FitResult:
     """Train `network` for `epochs` passes over `train`; evaluate on `test`; checkpoint.
 
@@ -89,14 +93,16 @@ def fit(
       If it holds a checkpoint of the same `config`, training resumes from it.
     - `checkpoint_every`: steps between checkpoints (default: once per epoch); a checkpoint
       is also written at the end of every epoch. A killed run loses at most this many steps.
-    - `config`: JSON-serialisable dict that identifies the run; resuming from a checkpoint
-      written with a different `config` raises `ValueError`.
-    - `progress`: show a tqdm bar per epoch and a summary line after it.
-    - `callback(info)`: called after each step with `{"epoch", "batch", "step", "metrics"}`;
-      `epoch_callback(record)`: called with each epoch's history record (after it is saved).
-    - `eval_batch_size`: samples per evaluation call (all of `test` if None).
-    - `mesh`: a `jax.sharding.Mesh`: data parallelism as for `make_train_step`. With
-      several processes, each calls `fit` alike; only process 0 writes to `output`.
+    - `config`: JSON dict naming the run; a checkpoint of another `config` raises `ValueError`.
+    - `progress`: a tqdm bar per epoch and a summary line. `callback(info)`: called after
+      each step with `{"epoch", "batch", "step", "metrics"}`; `epoch_callback(record)`:
+      with each epoch's history record (after it is saved).
+    - `eval_batch_size`: samples per evaluation call (all of `test` if None). `mesh`: a
+      `jax.sharding.Mesh`: data parallelism as for `make_train_step`. With several
+      processes, each calls `fit` alike; only process 0 writes to `output`.
+    - `on_nonfinite`: a step giving a NaN or inf (loss, metric, parameter, optimiser state):
+      `"raise"` stops with `bj.NonFiniteError` before it reaches a checkpoint; `"skip"`
+      drops the step (state kept, metrics left out, counted in the record's `skipped_steps`).
 
     **Returns:** a `FitResult(network, opt_state, history, resumed_step)`.
 
@@ -106,13 +112,11 @@ def fit(
     result.history[-1]["test_accuracy"]
     ```
     """
-    epochs, batch_size, size, every = _check_sizes(
-        train, test, epochs, batch_size, checkpoint_every
-    )
+    sizes = _check_sizes(train, test, epochs, batch_size, checkpoint_every)
     config = _json_normalise(dict(config or {}))
+    output = _check_output(output, on_nonfinite)
     step = make_train_step(loss, optimiser, trainable=trainable, constrain=constrain, mesh=mesh)
-    output = None if output is None else Path(output)
-    loop = _Loop(step, train, epochs, batch_size, size, every, backend, output, config, progress)
+    loop = _Loop(step, train, *sizes, backend, output, config, progress, on_nonfinite)
     test_metrics = _test_metrics(
         test, loss, eval_loss, backend, eval_backend, eval_batch_size, mesh
     )
@@ -131,6 +135,18 @@ def _test_metrics(test, loss, eval_loss, backend, eval_backend, batch_size, mesh
         batch_size=batch_size,
         mesh=mesh,
     )
+
+
+def _check_output(output, on_nonfinite: str) -> Path | None:
+    """Check `on_nonfinite`, and that `output` (if given) can be created and written, before
+    any training is done; return `output` as a `Path`."""
+    if on_nonfinite not in ("raise", "skip"):
+        raise ValueError(f"`on_nonfinite` must be 'raise' or 'skip'; got {on_nonfinite!r}.")
+    if output is None:
+        return None
+    if jax.process_index() == 0:
+        check_writable_folder(output, "output")
+    return Path(output)
 
 
 def _check_sizes(train, test, epochs, batch_size, checkpoint_every):
@@ -171,7 +187,10 @@ def _train(loop, network, key, test_metrics, callback, epoch_callback) -> FitRes
             loop, network, opt_state, epoch, epoch_key, order, first, sums, history, callback
         )
         record = {"epoch": epoch + 1, "step": (epoch + 1) * batches}
-        record.update({f"train_{n}": v / batches for n, v in sums.items()})
+        skipped = int(sums.pop(_SKIPPED, 0))
+        record.update({f"train_{n}": v / max(batches - skipped, 1) for n, v in sums.items()})
+        if loop.on_nonfinite == "skip":
+            record["skipped_steps"] = skipped
         if test_metrics is not None:
             tested = test_metrics(network, key=jax.random.fold_in(epoch_key, 2))
             record.update({f"test_{n}": v for n, v in tested.items()})
@@ -196,6 +215,7 @@ class _Loop(NamedTuple):
     output: Path | None
     config: dict
     progress: bool
+    on_nonfinite: str  # "raise" or "skip"
 
     @property
     def batches(self) -> int:
@@ -247,6 +267,7 @@ def _resume(loop: _Loop, network, opt_state) -> _Start:
     if checkpoint is None or not checkpoint.exists():
         return _Start(network, opt_state, 0, 0, {}, [], None)
     (network, opt_state), meta = load_checkpoint(checkpoint, (network, opt_state))
+    _check_counters(checkpoint, meta, loop)
     config = loop.config
     if meta.get("config") != config:
         changed = sorted(
@@ -265,6 +286,8 @@ def _resume(loop: _Loop, network, opt_state) -> _Start:
         )
     epoch, batch = meta["epoch"], meta["batch"]
     resumed = epoch * loop.batches + batch
+    if meta["history"] and jax.process_index() == 0:  # a kill may have come before it
+        write_json(output / METRICS_NAME, {"config": config, "history": meta["history"]})
     if loop.progress:
         tqdm.write(f"resuming from {checkpoint}: epoch {epoch + 1}, batch {batch} (step {resumed})")
     return _Start(network, opt_state, epoch, batch, meta["sums"], meta["history"], resumed)
@@ -291,14 +314,17 @@ def _train_epoch(
     with bar:
         for batch in range(first, batches):
             index = order[batch * batch_size : (batch + 1) * batch_size]
-            network, opt_state, metrics = loop.step(
+            network, opt_state, values = _checked_step(
+                loop,
                 network,
                 opt_state,
                 _take(loop.train, index),
-                key=jax.random.fold_in(step_keys, batch),
-                backend=loop.backend,
+                jax.random.fold_in(step_keys, batch),
+                (epoch, batch),
             )
-            values = {name: float(value) for name, value in metrics.items()}
+            if values is None:
+                sums[_SKIPPED] = sums.get(_SKIPPED, 0) + 1
+                values = {}
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value
             bar.update(1)
@@ -310,6 +336,64 @@ def _train_epoch(
                 step = epoch * batches + batch
                 callback({"epoch": epoch, "batch": batch, "step": step, "metrics": values})
     return network, opt_state
+
+
+_SKIPPED = "__skipped_steps__"  # key in an epoch's `sums`: steps skipped as non-finite
+
+
+@eqx.filter_jit
+def _stays_finite(before, after, metrics) -> jax.Array:
+    """True when the metrics are finite and no inexact array of `after` holds a NaN or inf
+    where `before` (the same structure) held a finite value (a network may hold infinities
+    on purpose, e.g. an infinite refractory time)."""
+    old = jax.tree_util.tree_leaves(eqx.filter(before, eqx.is_inexact_array))
+    new = jax.tree_util.tree_leaves(eqx.filter(after, eqx.is_inexact_array))
+    checks = [jnp.all(jnp.isfinite(jnp.asarray(value))) for value in metrics.values()]
+    checks += [jnp.all(jnp.isfinite(b) | ~jnp.isfinite(a)) for a, b in zip(old, new, strict=True)]
+    return jnp.all(jnp.stack(checks or [jnp.asarray(True)]))
+
+
+def _checked_step(loop: _Loop, network, opt_state, batch, key, where):
+    """One step of `loop.step`; returns `(network, opt_state, metrics as floats)`. A step that
+    gives a non-finite value raises `NonFiniteError` or, with `on_nonfinite="skip"`, returns
+    the state from before it and metrics None."""
+    new_network, new_opt_state, metrics = loop.step(
+        network, opt_state, batch, key=key, backend=loop.backend
+    )
+    values = {name: float(value) for name, value in metrics.items()}
+    if bool(_stays_finite((network, opt_state), (new_network, new_opt_state), metrics)):
+        return new_network, new_opt_state, values
+    if loop.on_nonfinite == "skip":
+        return network, opt_state, None
+    epoch, batch_index = where
+    raise NonFiniteError(
+        f"training step {epoch * loop.batches + batch_index} (epoch {epoch + 1}, batch "
+        f"{batch_index}) gave a non-finite value (metrics {values}, or a NaN/inf in the "
+        "updated network or optimiser state); the last checkpoint is kept. Lower the "
+        "learning rate, check the data, or pass `on_nonfinite='skip'`."
+    )
+
+
+def _check_counters(checkpoint: Path, meta: dict, loop: _Loop) -> None:
+    """Refuse a checkpoint whose counters cannot belong to this run."""
+    epoch, batch, history = meta.get("epoch"), meta.get("batch"), meta.get("history")
+    valid = (
+        type(epoch) is int
+        and type(batch) is int
+        and 0 <= epoch
+        and 0 <= batch < loop.batches
+        and isinstance(history, list)
+        and len(history) == epoch
+        and isinstance(meta.get("sums"), dict)
+        and meta.get("step") == epoch * loop.batches + batch
+    )
+    if not valid:
+        raise CheckpointError(
+            f"checkpoint {checkpoint}: its counters do not fit this run (epoch {epoch!r}, "
+            f"batch {batch!r} of {loop.batches} per epoch, step {meta.get('step')!r}, "
+            f"{len(history) if isinstance(history, list) else history!r} history records); "
+            "the file is damaged or from another run: delete it or use another output folder."
+        )
 
 
 def _end_epoch(loop: _Loop, network, opt_state, history: list, record: dict) -> None:

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from .._misc import (
+    nonnegative_float_argument,
+    nonnegative_int_argument,
+    positive_float_argument,
+    positive_int_argument,
+    probability_argument,
+)
 from ._config import (
     CHIP_FINE_TUNING,
     CHIP_FINE_TUNING_THROUGH,
@@ -39,7 +46,7 @@ OPTIONS = (
     (
         "--epochs",
         dict(
-            type=int,
+            type=positive_int_argument,
             default=None,
             help=f"epochs on the backend (default {_DEFAULT.epochs} numeric, "
             f"{CHIP_FINE_TUNING.epochs} chip)",
@@ -48,7 +55,7 @@ OPTIONS = (
     (
         "--pretrain-epochs",
         dict(
-            type=int,
+            type=nonnegative_int_argument,
             default=CHIP_PRETRAINING.epochs,
             help="chip backend: epochs of numerics first, with training noise standing for a "
             f"chip's mismatch (default {CHIP_PRETRAINING.epochs})",
@@ -57,7 +64,7 @@ OPTIONS = (
     (
         "--pretrain-noise",
         dict(
-            type=float,
+            type=nonnegative_float_argument,
             default=1.0,
             help="chip backend: factor on that training noise (default 1: weights 5 %%, "
             "per-neuron gains 7 %%, leaks and thresholds 0.02, time constants 2 %%; 0: none)",
@@ -66,7 +73,7 @@ OPTIONS = (
     (
         "--pretrain-noise-draws",
         dict(
-            type=int,
+            type=positive_int_argument,
             default=CHIP_PRETRAINING.noise_draws,
             help="chip backend: draws of that noise per batch, each for an equal part of it "
             f"(default {CHIP_PRETRAINING.noise_draws}; the batch size must be a multiple)",
@@ -75,7 +82,7 @@ OPTIONS = (
     (
         "--random-chip-epochs",
         dict(
-            type=int,
+            type=nonnegative_int_argument,
             default=0,
             help="chip backend: then epochs on the chip model with new random chip instances "
             f"({CHIP_RANDOM.chips_per_call} per batch), gradient through (default 0: skipped)",
@@ -84,7 +91,7 @@ OPTIONS = (
     (
         "--anchor-probability",
         dict(
-            type=float,
+            type=probability_argument,
             default=None,
             help="chip backend, last phase: chance that a batch runs on the chip trained on "
             "rather than on a random chip (default "
@@ -96,17 +103,17 @@ OPTIONS = (
     (
         "--chips-per-call",
         dict(
-            type=int,
+            type=positive_int_argument,
             default=None,
             help="chip backend, last phase: chips per batch, each running an equal share of it "
             f"(default {CHIP_FINE_TUNING.chips_per_call}; the batch size must be a multiple)",
         ),
     ),
-    ("--batch-size", dict(type=int, default=_DEFAULT.batch_size)),
+    ("--batch-size", dict(type=positive_int_argument, default=_DEFAULT.batch_size)),
     (
         "--lr",
         dict(
-            type=float,
+            type=positive_float_argument,
             default=None,
             help=f"Adam's learning rate on the backend (default {_DEFAULT.lr} numeric, "
             f"{CHIP_FINE_TUNING.lr} chip, {CHIP_FINE_TUNING_THROUGH.lr} chip through)",
@@ -115,7 +122,7 @@ OPTIONS = (
     (
         "--lr-decay",
         dict(
-            type=float,
+            type=positive_float_argument,
             default=None,
             help=f"learning-rate factor per epoch (default {_DEFAULT.lr_decay} numeric, "
             f"{CHIP_FINE_TUNING.lr_decay} chip)",
@@ -124,7 +131,7 @@ OPTIONS = (
     (
         "--weight-noise",
         dict(
-            type=float,
+            type=nonnegative_float_argument,
             default=None,
             help="relative weight noise in training on the backend (default 0)",
         ),
@@ -132,7 +139,7 @@ OPTIONS = (
     (
         "--gain-noise",
         dict(
-            type=float,
+            type=nonnegative_float_argument,
             default=None,
             help="relative per-neuron gain noise in training on the backend (default 0)",
         ),
@@ -140,7 +147,7 @@ OPTIONS = (
     (
         "--neuron-noise",
         dict(
-            type=float,
+            type=nonnegative_float_argument,
             default=None,
             help="per-neuron noise on thresholds, leaks (model units; chip values alike) and "
             "time constants (relative) in training on the backend (default 0)",
@@ -155,15 +162,21 @@ OPTIONS = (
             "readout keeps the hidden layer of the earlier phases)",
         ),
     ),
-    ("--train-size", dict(type=int, default=_DEFAULT.train_size)),
-    ("--test-size", dict(type=int, default=_DEFAULT.test_size)),
-    ("--hidden", dict(type=int, default=_DEFAULT.hidden, help="hidden LIF neurons")),
-    ("--seed", dict(type=int, default=0, help="weights, shuffling and noise")),
-    ("--chip-seed", dict(type=int, default=0, help="the chip instance trained on")),
+    ("--train-size", dict(type=positive_int_argument, default=_DEFAULT.train_size)),
+    ("--test-size", dict(type=positive_int_argument, default=_DEFAULT.test_size)),
+    (
+        "--hidden",
+        dict(type=positive_int_argument, default=_DEFAULT.hidden, help="hidden LIF neurons"),
+    ),
+    ("--seed", dict(type=nonnegative_int_argument, default=0, help="weights, shuffling and noise")),
+    (
+        "--chip-seed",
+        dict(type=nonnegative_int_argument, default=0, help="the chip instance trained on"),
+    ),
     (
         "--transfer",
         dict(
-            type=int,
+            type=nonnegative_int_argument,
             default=5,
             help="evaluate the trained network on this many other chip instances (chip backend)",
         ),
@@ -179,7 +192,7 @@ OPTIONS = (
     ),
     (
         "--checkpoint-every",
-        dict(type=int, default=None, help="steps between checkpoints (1 epoch)"),
+        dict(type=positive_int_argument, default=None, help="steps between checkpoints (1 epoch)"),
     ),
     ("--no-progress", dict(action="store_true", help="no progress bar")),
     ("--no-plots", dict(action="store_true", help="skip the plots")),

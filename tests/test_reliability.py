@@ -1,0 +1,147 @@
+"""Reliability: no lost data, no concurrent client calls, no silent wrong result, no obscure
+error (issue 13). One regression test per finding; `test_fuzz.py` generates the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import bss2jax as bj
+from bss2jax._cli import main
+from bss2jax._misc import write_json
+
+# --------------------------------------------------------------------------------------------
+# Data loss
+# --------------------------------------------------------------------------------------------
+
+SGD = optax.sgd(1.0)  # one object: the compiled step is cached per optimiser
+
+
+def _sqrt_loss(params, batch, *, key, backend):
+    """sqrt(w): with SGD(1) from w = 1 the third step sees w < 0 and gives NaN."""
+    return jnp.sqrt(params["w"]) + 0.0 * jnp.sum(batch)
+
+
+def _fit_sqrt(output, **options):
+    options = {"epochs": 1, "batch_size": 1, "progress": False, **options}
+    return bj.fit(
+        {"w": jnp.array(1.0)},
+        _sqrt_loss,
+        SGD,
+        jnp.zeros((4, 1)),
+        key=jax.random.key(0),
+        output=output,
+        **options,
+    )
+
+
+def _strict_json(path):
+    def refuse(token):
+        raise AssertionError(f"{path} holds the non-standard token {token}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_fit_stops_on_a_nonfinite_step_and_keeps_the_good_checkpoint(tmp_path):
+    with pytest.raises(bj.NonFiniteError, match=r"training step 2 \(epoch 1, batch 2\)"):
+        _fit_sqrt(tmp_path, checkpoint_every=1)
+    like = ({"w": jnp.array(0.0)}, SGD.init({"w": jnp.array(0.0)}))
+    (params, _), meta = bj.load_checkpoint(tmp_path / "checkpoint.npz", like)
+    assert meta["step"] == 2 and np.isfinite(params["w"]) and float(params["w"]) < 0
+
+
+def test_fit_skips_nonfinite_steps_when_asked_and_writes_standard_json(tmp_path):
+    test = jnp.zeros((2, 1))
+    result = _fit_sqrt(tmp_path, on_nonfinite="skip", test=test)
+    record = result.history[-1]
+    assert record["skipped_steps"] == 2 and np.isfinite(float(result.network["w"]))
+    assert np.isnan(record["test_loss"])  # sqrt of the negative w reached after 2 steps
+    metrics = _strict_json(tmp_path / "metrics.json")
+    assert metrics["history"][-1]["test_loss"] is None
+
+
+def test_fit_rejects_an_unknown_nonfinite_policy(tmp_path):
+    with pytest.raises(ValueError, match="`on_nonfinite` must be 'raise' or 'skip'; got 'warn'"):
+        _fit_sqrt(None, on_nonfinite="warn")
+
+
+def test_write_json_writes_null_for_nonfinite_floats(tmp_path):
+    write_json(tmp_path / "a.json", {"x": float("nan"), "y": [np.float32("inf"), 1.5]})
+    assert _strict_json(tmp_path / "a.json") == {"x": None, "y": [None, 1.5]}
+
+
+def test_atomic_files_get_the_umask_permissions(tmp_path):
+    write_json(tmp_path / "a.json", {"x": 1})
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode) == 0o666 & ~mask
+
+
+def test_fit_checks_the_output_folder_before_training(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+
+    def loss(params, batch, *, key, backend):
+        raise AssertionError("trained before checking the output folder")
+
+    with pytest.raises(bj.OutputFolderError, match="`output` must be a folder .* got '.*file"):
+        bj.fit(
+            {"w": jnp.array(1.0)},
+            loss,
+            SGD,
+            jnp.zeros((4, 1)),
+            epochs=1,
+            batch_size=1,
+            key=jax.random.key(0),
+            output=blocked,
+            progress=False,
+        )
+
+
+class _NoClient:
+    def execute(self, request):
+        raise AssertionError("not called")
+
+
+@pytest.mark.parametrize("where", ["file", "file/below"])
+def test_hardware_checks_record_to_at_construction(tmp_path, where):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(bj.OutputFolderError, match="`record_to` must be a folder"):
+        bj.Hardware(_NoClient(), record_to=tmp_path / where)
+
+
+def test_a_rerun_rewrites_metrics_lost_by_a_kill(tmp_path):
+    """A kill between the last checkpoint and `metrics.json` (simulated by deleting it)."""
+    first = _fit_sqrt(tmp_path, on_nonfinite="skip")
+    (tmp_path / "metrics.json").unlink()
+    again = _fit_sqrt(tmp_path, on_nonfinite="skip")
+    assert again.resumed_step == 4
+    assert _strict_json(tmp_path / "metrics.json")["history"] == bj_json(first.history)
+
+
+def bj_json(history):
+    return json.loads(json.dumps(history).replace("NaN", "null"))
+
+
+def test_fit_refuses_a_checkpoint_with_absurd_counters(tmp_path):
+    result = _fit_sqrt(tmp_path, on_nonfinite="skip")
+    path = tmp_path / "checkpoint.npz"
+    _, meta = bj.load_checkpoint(path, ({"w": jnp.array(0.0)}, result.opt_state))
+    bj.save_checkpoint(path, ({"w": jnp.array(0.5)}, result.opt_state), {**meta, "batch": 10**6})
+    with pytest.raises(bj.CheckpointError, match="checkpoint.npz: its counters .* batch 1000000"):
+        _fit_sqrt(tmp_path, on_nonfinite="skip")
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "-1"], ["--dt", "inf"], ["--learning-rate", "nan"]])
+def test_demo_option_errors_are_argparse_errors(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", *argv])
+    assert exit_info.value.code == 2
+    assert f"error: argument {argv[0]}: must be" in capsys.readouterr().err
