@@ -50,12 +50,6 @@ class MismatchProfile:
     log-std `s`, except `cadc_gain`, a factor `N(1, s)`. All defaults are estimates to be
     replaced by fitted values (see the reference for each bound's source).
 
-    - `leak`, `reset`, `threshold`: LSB std per neuron circuit.
-    - `tau_mem`, `tau_syn`: log-std per circuit (exc and inh drawn independently).
-    - `synaptic_gain`: log-std of the per-circuit synaptic input gain (exc and inh).
-    - `synapse_gain`: log-std of the per-synapse weight-DAC gain (no trim on the chip).
-    - `cadc_offset`: LSB std per CADC channel. `cadc_gain`: std of the channel gain.
-
     ```python
     profile = bj.MismatchProfile.uncalibrated()
     chip = bj.ChipInstance.random(jax.random.PRNGKey(1), profile)
@@ -63,14 +57,23 @@ class MismatchProfile:
     """
 
     leak: float = 1.5
+    """Std of the leak potential per neuron circuit, CADC LSB."""
     reset: float = 1.5
+    """Std of the reset potential per neuron circuit, CADC LSB."""
     threshold: float = 2.0
+    """Std of the threshold per neuron circuit, CADC LSB."""
     tau_mem: float = 0.05
+    """Log-std of the membrane time constant per circuit."""
     tau_syn: float = 0.03
+    """Log-std of the synaptic time constants per circuit (exc and inh drawn apart)."""
     synaptic_gain: float = 0.05
+    """Log-std of the per-circuit synaptic input gain (exc and inh)."""
     synapse_gain: float = 0.05
+    """Log-std of the per-synapse weight-DAC gain (no trim on the chip)."""
     cadc_offset: float = 1.5
+    """Std of the offset per CADC channel, LSB."""
     cadc_gain: float = 0.01
+    """Std of the gain per CADC channel (a factor `N(1, s)`)."""
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
