@@ -31,7 +31,7 @@ from .._chip._readout import (
 )
 from .._chip._setup import check_network
 from .._constants import MAX_RUNTIME
-from .._misc import check_dt
+from .._misc import check_dt, check_inputs
 from .._network import AbstractNetwork
 from ._base import AbstractBackend
 
@@ -139,14 +139,7 @@ class ChipModel(AbstractBackend):
         if not isinstance(network, AbstractNetwork):
             raise TypeError(f"`network` must be a bj.Sequential or bj.Network; got {network!r}.")
         dt = check_dt(dt)
-        inputs = jnp.asarray(inputs)
-        if inputs.ndim != 3 or inputs.shape[-1] != network.input_size:
-            raise ValueError(
-                "`inputs` must have shape (time, batch, in_features) with in_features = "
-                f"{network.input_size}; got {inputs.shape}."
-            )
-        if not jnp.issubdtype(inputs.dtype, jnp.floating):
-            inputs = inputs.astype(jnp.float32)
+        inputs = check_inputs(network, inputs, jnp.float32)
         if key is None:
             if self.config.noisy:
                 raise ValueError(
