@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hardware_clients import FakeClient
 
 import bss2jax as bj
 from bss2jax._cli import main
@@ -145,3 +148,109 @@ def test_demo_option_errors_are_argparse_errors(capsys, argv):
         main(["demo", *argv])
     assert exit_info.value.code == 2
     assert f"error: argument {argv[0]}: must be" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Concurrency: one call at a time per client
+# --------------------------------------------------------------------------------------------
+
+
+def _hardware_net():
+    k1, k2 = jax.random.split(jax.random.key(0))
+    return bj.Sequential(
+        [
+            bj.Synapse(8, 4, key=k1, transform=bj.linear_saturating(40.0)),
+            bj.LIF(
+                4,
+                leak=bj.Mixed(0.0, 80.0),
+                reset=bj.Mixed(0.0, 80.0),
+                threshold=bj.Mixed(1.0, 125.0),
+            ),
+            bj.Synapse(4, 2, key=k2, transform=bj.linear_saturating(30.0)),
+            bj.LI(2, leak=bj.Mixed(0.0, 80.0), trace_offset=80.0, trace_scale=0.02),
+        ]
+    )
+
+
+HW_INPUTS = (jax.random.uniform(jax.random.key(1), (20, 3, 8)) < 0.25).astype(jnp.float32)
+
+
+class _CountingClient(FakeClient):
+    """Records how many `execute` calls run at once; `hold` makes a call wait on an event."""
+
+    def __init__(self, *, confirm_cancel=False, **kwargs):
+        super().__init__(**kwargs)
+        self.active = 0
+        self.most_active = 0
+        self.lock = threading.Lock()
+        self.hold = None
+        self.confirm_cancel = confirm_cancel
+
+    def execute(self, request):
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        try:
+            if self.hold is not None:
+                self.hold.wait(10.0)
+            return super().execute(request)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def cancel(self):
+        super().cancel()
+        return self.confirm_cancel
+
+
+def test_calls_to_one_client_never_overlap():
+    """Two backends on one client, four threads: `execute` never runs twice at once."""
+    client = _CountingClient(delay=0.02)
+    backends = [bj.Hardware(client, timeout=None), bj.Hardware(client, timeout=5.0)]
+    net = _hardware_net()
+    errors = []
+
+    def work(backend):
+        try:
+            bj.run(net, HW_INPUTS, backend=backend, dt=1e-6)
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(backends[i % 2],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30.0)
+    assert not errors and len(client.requests) == 4 and client.most_active == 1
+
+
+def test_a_timed_out_client_is_unusable_until_its_call_returns():
+    client = _CountingClient()
+    client.hold = threading.Event()
+    backend = bj.Hardware(client, timeout=0.05, retries=0)
+    net = _hardware_net()
+    with pytest.raises(bj.HardwareTimeoutError, match="takes no new call until"):
+        bj.run(net, HW_INPUTS, backend=backend, dt=1e-6)
+    with pytest.raises(bj.ClientBusyError, match="still running a call that timed out"):
+        bj.run(net, HW_INPUTS, backend=bj.Hardware(client, timeout=1.0), dt=1e-6)
+    assert len(client.requests) == 0 and client.active == 1
+    client.hold.set()  # the hung call returns
+    for _ in range(100):
+        if client.active == 0:
+            break
+        time.sleep(0.01)
+    client.hold = None
+    bj.run(net, HW_INPUTS, backend=backend, dt=1e-6)
+    assert client.most_active == 1
+
+
+def test_a_confirmed_cancel_frees_the_client():
+    client = _CountingClient(confirm_cancel=True)
+    client.hold = threading.Event()
+    backend = bj.Hardware(client, timeout=0.05, retries=0)
+    net = _hardware_net()
+    with pytest.raises(bj.HardwareTimeoutError, match="cancel\\(\\) confirmed"):
+        bj.run(net, HW_INPUTS, backend=backend, dt=1e-6)
+    client.hold.set()
+    client.hold = None
+    bj.run(net, HW_INPUTS, backend=backend, dt=1e-6)

@@ -13,10 +13,11 @@ import hashlib
 import pathlib
 import threading
 import time
+import weakref
 
 import numpy as np
 
-from .._errors import HardwareError, HardwareTimeoutError
+from .._errors import ClientBusyError, HardwareError, HardwareTimeoutError
 from ._protocol import (
     FLAG_NAMES,
     PARAMETER_NAMES,
@@ -249,6 +250,30 @@ def _host_observe(link, spec, float_dtype, *args):
     return outputs
 
 
+class _Guard:
+    """One client's exclusive access: a lock held for each call (with its retries), and the
+    thread of a call that timed out and has not yet returned (None when there is none)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.hung: threading.Thread | None = None
+        self.hung_since = 0.0
+
+
+_GUARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_GUARDS_LOCK = threading.Lock()
+
+
+def _guard(client) -> _Guard:
+    """The guard shared by every `Hardware` backend that uses `client` (a fresh one for a
+    client that cannot be weakly referenced or hashed)."""
+    with _GUARDS_LOCK:
+        try:
+            return _GUARDS.setdefault(client, _Guard())
+        except TypeError:
+            return _Guard()
+
+
 class _Link:
     """Host-side state of one backend: the client, its last configuration, retry policy.
 
@@ -265,7 +290,7 @@ class _Link:
         self.retry_delay = retry_delay
         self.record_to = None if record_to is None else pathlib.Path(record_to)
         self.last_configuration: str | None = None
-        self.lock = threading.Lock()
+        self.guard = _guard(client)
         self.calls = 0
         self.reconfigurations = 0
         self._next_file = None
@@ -285,22 +310,53 @@ class _Link:
         thread.start()
         thread.join(self.timeout)
         if thread.is_alive():
-            cancel = getattr(self.client, "cancel", None)
-            if callable(cancel):
-                try:
-                    cancel()
-                except Exception:  # noqa: BLE001 - the timeout is the error to report
-                    pass
+            stopped = self._cancel()
+            thread.join(min(self.timeout, 0.1))  # a cancelled call may end at once
+            stopped = stopped or not thread.is_alive()
+            if not stopped:  # the client stays unusable until the call returns
+                self.guard.hung, self.guard.hung_since = thread, time.monotonic()
             raise HardwareTimeoutError(
                 f"client {type(self.client).__name__} did not answer within the timeout of "
-                f"{self.timeout:g} s (Hardware(timeout=...))."
+                f"{self.timeout:g} s (Hardware(timeout=...)); "
+                + (
+                    "its cancel() confirmed that the call stopped."
+                    if stopped
+                    else "it takes no new call until that one returns or cancel() returns True."
+                )
             )
         if "error" in box:
             raise box["error"]
         return box["result"]
 
+    def _cancel(self) -> bool:
+        """Call the client's `cancel()`; True only when it returned True (the call stopped)."""
+        cancel = getattr(self.client, "cancel", None)
+        if not callable(cancel):
+            return False
+        try:
+            return cancel() is True
+        except Exception:  # noqa: BLE001 - the timeout is the error to report
+            return False
+
+    def _check_not_busy(self) -> None:
+        """Raise `ClientBusyError` while a timed-out call of the client is still running
+        (asking the client's `cancel()` once more whether it stopped)."""
+        hung = self.guard.hung
+        if hung is None or not hung.is_alive() or self._cancel():
+            self.guard.hung = None
+            return
+        raise ClientBusyError(
+            f"client {type(self.client).__name__} is still running a call that timed out "
+            f"{time.monotonic() - self.guard.hung_since:.0f} s ago; bss2jax sends one "
+            "experiment at a time, so the client takes no new call until that one returns or "
+            "its cancel() returns True."
+        )
+
     def execute(self, request: ExperimentRequest, options: dict | None = None) -> RawRecording:
-        with self.lock:
+        """Run `request` on the client, one call at a time per client (whatever the number
+        of `Hardware` backends or threads that use it)."""
+        with self.guard.lock:
+            self._check_not_busy()
             return self._execute(request, options or {})
 
     def _execute(self, request: ExperimentRequest, options: dict) -> RawRecording:

@@ -290,6 +290,14 @@ class AbstractClient(abc.ABC):
     out) and `close` are optional. A client may raise `TransientHardwareError` to ask for a
     retry; any other exception fails the run with a `HardwareError`.
 
+    Concurrency: `Hardware` never calls `execute` of one client object twice at once, even
+    from several backends or threads: calls are serialised. With `Hardware(timeout=...)`,
+    `execute` runs in a worker thread; when it times out, `Hardware` calls `cancel()` and
+    raises `HardwareTimeoutError`. Unless `cancel()` returned True, the client is then
+    unusable (`ClientBusyError` on the next call, which asks `cancel()` again) until the
+    hung `execute` returns. So `cancel()` returns True only once the running `execute` has
+    stopped touching the chip; the default returns None (nothing cancelled).
+
     ```python
     class Echo(bjh.AbstractClient):
         def execute(self, request):
@@ -302,8 +310,9 @@ class AbstractClient(abc.ABC):
     def execute(self, request: ExperimentRequest) -> RawRecording:
         """Configure (unless `request.reconfigure` is False), run and read back."""
 
-    def cancel(self) -> None:
-        """Abort a running `execute` (called when it exceeded the timeout)."""
+    def cancel(self) -> bool | None:
+        """Abort a running `execute` (called from another thread when it exceeded the
+        timeout); return True only when it has stopped (see the class's notes)."""
         return None
 
     def close(self) -> None:
