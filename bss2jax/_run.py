@@ -13,7 +13,7 @@ from jax.typing import DTypeLike
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ._backend import AbstractBackend, Numeric
-from ._misc import check_dt as _check_dt
+from ._misc import check_dt as _check_dt, check_inputs
 from ._network import INPUT, AbstractNetwork, Stage
 from ._neurons import AbstractNeuron
 from ._observables import Observables
@@ -59,6 +59,27 @@ def run(
     through the numerics linearised around the observed trajectory (hxtorch's
     `Unterjubel`). With `Numeric()` the numerics are the result.
     """
+    dt = _check_arguments(network, backend, dt, projection, integrator)
+    if isinstance(inputs, _projection.Events):
+        return _run_events(network, inputs, backend, dt, key, projection, integrator)
+    inputs = check_inputs(network, inputs, float)
+    recording = backend.observe(network, inputs, dt=dt, key=key)
+    time, batch = inputs.shape[:2]
+    observed = _check_recording(network, recording, (time, batch))
+
+    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events] = {INPUT: inputs}
+    results: dict[Hashable, Observables] = {}
+    for stage in network.plan():
+        results.update(
+            _run_stage(network, stage, spikes, observed, inputs, dt, projection, integrator)
+        )
+    return network.pack(results)
+
+
+def _check_arguments(
+    network: object, backend: object, dt: object, projection: str, integrator: str
+) -> float:
+    """`run`'s arguments other than the inputs, with named errors; returns `dt` as a float."""
     if not isinstance(network, AbstractNetwork):
         raise TypeError(
             f"`network` must be a bj.Sequential or bj.Network; got {type(network).__name__}."
@@ -67,47 +88,39 @@ def run(
         raise TypeError(
             f"`backend` must be a bss2jax backend such as bj.Numeric(); got {backend!r}."
         )
-    dt = _check_dt(dt)
+    checked = _check_dt(dt)
     _projection.uses_events(None, projection)  # validates the names
     _lean.uses_lean((), integrator)
-    if isinstance(inputs, _projection.Events):
-        events = inputs
-        if len(events.shape) != 3 or events.in_features != network.input_size:
-            raise ValueError(
-                "`inputs` must have shape (time, batch, in_features) with in_features = "
-                f"{network.input_size}; got Events of shape {events.shape}."
-            )
-        dtype = jnp.asarray(0.0).dtype
-        recording = None  # Numeric observes nothing; other backends see the 0/1 spikes
-        if not isinstance(backend, Numeric):
-            recording = backend.observe(network, events.to_dense(dtype), dt=dt, key=key)
-        time, batch = events.shape[:2]
-        observed = _check_recording(network, recording, (time, batch))
-        like = jax.ShapeDtypeStruct(events.shape, dtype)
-        spikes = {INPUT: events}
-        results = {}
-        for stage in network.plan():
-            results.update(
-                _run_stage(network, stage, spikes, observed, like, dt, projection, integrator)
-            )
-        return network.pack(results)
-    inputs = jnp.asarray(inputs)
-    if inputs.ndim != 3 or inputs.shape[-1] != network.input_size:
+    return checked
+
+
+def _run_events(
+    network: AbstractNetwork,
+    events: _projection.Events,
+    backend: AbstractBackend,
+    dt: float,
+    key: PRNGKeyArray | None,
+    projection: str,
+    integrator: str,
+) -> tuple[Observables, ...] | dict[str, Observables]:
+    """`run` on inputs given as `Events` (the numerics project them without a dense copy)."""
+    if len(events.shape) != 3 or events.in_features != network.input_size:
         raise ValueError(
             "`inputs` must have shape (time, batch, in_features) with in_features = "
-            f"{network.input_size}; got {inputs.shape}."
+            f"{network.input_size}; got Events of shape {events.shape}."
         )
-    if not jnp.issubdtype(inputs.dtype, jnp.floating):
-        inputs = inputs.astype(float)
-    recording = backend.observe(network, inputs, dt=dt, key=key)
-    time, batch = inputs.shape[:2]
+    dtype = jnp.asarray(0.0).dtype
+    recording = None  # Numeric observes nothing; other backends see the 0/1 spikes
+    if not isinstance(backend, Numeric):
+        recording = backend.observe(network, events.to_dense(dtype), dt=dt, key=key)
+    time, batch = events.shape[:2]
     observed = _check_recording(network, recording, (time, batch))
-
-    spikes: dict[Hashable, Float[Array, "time batch _"]] = {INPUT: inputs}
+    like = jax.ShapeDtypeStruct(events.shape, dtype)
+    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events] = {INPUT: events}
     results: dict[Hashable, Observables] = {}
     for stage in network.plan():
         results.update(
-            _run_stage(network, stage, spikes, observed, inputs, dt, projection, integrator)
+            _run_stage(network, stage, spikes, observed, like, dt, projection, integrator)
         )
     return network.pack(results)
 
@@ -175,23 +188,67 @@ def _run_stage(
     projection: str = "auto",
     integrator: str = "auto",
 ) -> dict[Hashable, Observables]:
+    """One stage of `network.plan()`: project its inputs, integrate, observe.
+
+    Adds the spikes of the stage's populations to `spikes` (the later stages' sources).
+    """
     time, batch = inputs.shape[:2]
     dtype = inputs.dtype
     neurons = {k: network.population(k) for k in stage.populations}
-    received: dict[Hashable, list[Array]] = {k: [] for k in stage.populations}
-    fused = None  # (events, weight) projected inside the lean scan's segments
-    if not stage.internal and len(stage.populations) == 1 and len(stage.hoisted) == 1:
-        (edge,) = stage.hoisted
+    fused = _fused_events(network, stage, spikes, neurons, inputs, projection, integrator)
+    external = {}
+    if fused is None:
+        external = _project_inputs(network, stage, spikes, neurons, inputs, projection)
+    hardware = {k: _hardware(neurons[k], observed.get(k), time, dtype) for k in neurons}
+
+    if not stage.internal and len(stage.populations) == 1:
         (k,) = stage.populations
-        source = spikes[edge.source]
-        if (
-            isinstance(source, _projection.Events)
-            and not edge.delayed
-            and _projection.uses_events(source, projection)
-            and _lean.uses_lean((time, batch, neurons[k].size), integrator)
-        ):
-            fused = (source, network.synapse(edge.synapse).model_weight().astype(dtype))
-    for edge in stage.hoisted if fused is None else ():
+        out = _integrate_alone(neurons[k], fused, external.get(k), hardware[k], dt, integrator)
+        outputs = {k: out}
+    else:
+        outputs = _scan_jointly(network, stage, neurons, external, hardware, batch, dtype, dt)
+    return _observe(outputs, neurons, observed, spikes, time, dtype)
+
+
+def _fused_events(
+    network: AbstractNetwork,
+    stage: Stage,
+    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events],
+    neurons: dict[Hashable, AbstractNeuron],
+    inputs: Float[Array, "time batch in_features"] | jax.ShapeDtypeStruct,
+    projection: str,
+    integrator: str,
+) -> tuple[_projection.Events, Float[Array, "neurons in_features"]] | None:
+    """`(events, weight)` when the stage's one input projection is fused into the lean
+    scan's segments (a lone population fed by `Events` only, taking the lean integrator)."""
+    if stage.internal or len(stage.populations) != 1 or len(stage.hoisted) != 1:
+        return None
+    (edge,) = stage.hoisted
+    (k,) = stage.populations
+    source = spikes[edge.source]
+    if (
+        isinstance(source, _projection.Events)
+        and not edge.delayed
+        and _projection.uses_events(source, projection)
+        and _lean.uses_lean((*inputs.shape[:2], neurons[k].size), integrator)
+    ):
+        return source, network.synapse(edge.synapse).model_weight().astype(inputs.dtype)
+    return None
+
+
+def _project_inputs(
+    network: AbstractNetwork,
+    stage: Stage,
+    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events],
+    neurons: dict[Hashable, AbstractNeuron],
+    inputs: Float[Array, "time batch in_features"] | jax.ShapeDtypeStruct,
+    projection: str,
+) -> dict[Hashable, Float[Array, "time batch _"]]:
+    """The summed current of the stage's hoisted projections into each population."""
+    time, batch = inputs.shape[:2]
+    dtype = inputs.dtype
+    received: dict[Hashable, list[Array]] = {k: [] for k in stage.populations}
+    for edge in stage.hoisted:
         source = spikes[edge.source]
         if isinstance(source, _projection.Events) and edge.delayed:
             source = source.to_dense(dtype)
@@ -203,48 +260,61 @@ def _run_stage(
         else:
             current = source @ weight.T
         received[edge.target].append(current)
-    external = {
+    return {
         k: functools.reduce(operator.add, currents)
         if currents
         else jnp.zeros((time, batch, neurons[k].size), dtype)
         for k, currents in received.items()
-        if fused is None
     }
-    hardware = {k: _hardware(neurons[k], observed.get(k), time, dtype) for k in neurons}
 
-    if not stage.internal and len(stage.populations) == 1:
-        (k,) = stage.populations
-        neuron = neurons[k]
-        if fused is not None:
-            events, weight = fused
 
-            def project(indices, events=events, weight=weight):
-                part = _projection.Events(indices, None, events.in_features)
-                return _projection.project(part, weight, method="events", dtype=dtype)
+def _integrate_alone(
+    neuron: AbstractNeuron,
+    fused: tuple[_projection.Events, Float[Array, "neurons in_features"]] | None,
+    external: Float[Array, "time batch neurons"] | None,
+    hardware: cuba.HardwareStep,
+    dt: float,
+    integrator: str,
+) -> cuba.StepOutput:
+    """A lone population's scan: the reference or the lean integrator, the input projection
+    fused into the lean scan's segments when `fused` is given, else the `external` current."""
+    if fused is None:
+        return _lean.integrate_auto(
+            neuron.cuba_params(),
+            neuron.cuba_flags(),
+            external,
+            hardware,
+            dt=dt,
+            spike_fn=neuron.surrogate,
+            method=integrator,
+        )
+    events, weight = fused
 
-            out = _lean.integrate(
-                neuron.cuba_params(),
-                neuron.cuba_flags(),
-                events.indices,
-                hardware[k],
-                dt=dt,
-                spike_fn=neuron.surrogate,
-                project=project,
-            )
-        else:
-            out = _lean.integrate_auto(
-                neuron.cuba_params(),
-                neuron.cuba_flags(),
-                external[k],
-                hardware[k],
-                dt=dt,
-                spike_fn=neuron.surrogate,
-                method=integrator,
-            )
-        outputs = {k: out}
-    else:
-        outputs = _scan_jointly(network, stage, neurons, external, hardware, batch, dtype, dt)
+    def project(indices):
+        part = _projection.Events(indices, None, events.in_features)
+        return _projection.project(part, weight, method="events", dtype=weight.dtype)
 
+    return _lean.integrate(
+        neuron.cuba_params(),
+        neuron.cuba_flags(),
+        events.indices,
+        hardware,
+        dt=dt,
+        spike_fn=neuron.surrogate,
+        project=project,
+    )
+
+
+def _observe(
+    outputs: dict[Hashable, cuba.StepOutput],
+    neurons: dict[Hashable, AbstractNeuron],
+    observed: dict[Hashable, PopulationRecording],
+    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events],
+    time: int,
+    dtype: DTypeLike,
+) -> dict[Hashable, Observables]:
+    """The stage's `Observables`: a backend's differentiable values where it has them, the
+    MADC trace recorded or read off the membrane; the stage's spikes added to `spikes`."""
     results = {}
     for k, out in outputs.items():
         neuron = neurons[k]
@@ -255,7 +325,6 @@ def _run_stage(
             spikes[k] = out.spikes
         madc = None
         if neuron.enable_madc_recording:
-            entry = observed.get(k)
             if entry is not None and entry.membrane_madc is not None:
                 madc = lax.stop_gradient(jnp.asarray(entry.membrane_madc, dtype)[:time])
             else:
