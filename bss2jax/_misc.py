@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,17 +117,41 @@ def join_batch(traces: jax.Array) -> jax.Array:
 
 
 def check_inputs(network, inputs, float_dtype) -> jax.Array:
-    """`inputs` as a float array of shape `(time, batch, network.input_size)`; else a named
-    error. Integer or bool spikes are cast to `float_dtype`."""
+    """`inputs` as a float array of shape `(time, batch, network.input_size)` holding spikes
+    as 0/1; else a named error (under `jit`, `eqx.error_if` on a traced value). Integer,
+    bool and floats narrower than 32 bits are cast to `float_dtype`."""
     inputs = jnp.asarray(inputs)
+    if jnp.iscomplexobj(inputs):
+        raise TypeError(f"`inputs` must be real spikes as 0/1; got dtype {inputs.dtype}.")
     if inputs.ndim != 3 or inputs.shape[-1] != network.input_size:
         raise ValueError(
             "`inputs` must have shape (time, batch, in_features) with in_features = "
             f"{network.input_size}; got {inputs.shape}."
         )
-    if not jnp.issubdtype(inputs.dtype, jnp.floating):
+    if inputs.shape[0] == 0 or inputs.shape[1] == 0:
+        raise ValueError(
+            f"`inputs` must hold at least one time step and one sample; got shape {inputs.shape}."
+        )
+    if not jnp.issubdtype(inputs.dtype, jnp.floating) or inputs.dtype.itemsize < 4:
         inputs = inputs.astype(float_dtype)
-    return inputs
+    return check_spikes(inputs, "inputs")
+
+
+def check_spikes(spikes: jax.Array, name: str) -> jax.Array:
+    """`spikes` unchanged when every entry is 0 or 1; else `ValueError` naming `name`, the
+    count and an example (a concrete array), or `eqx.error_if` (a traced one)."""
+    if isinstance(spikes, jax.core.Tracer):
+        bad = (spikes != 0) & (spikes != 1)
+        return eqx.error_if(spikes, jnp.any(bad), f"`{name}` must hold spikes as 0/1.")
+    values = np.asarray(spikes)  # on the host: no op staged into an enclosing trace
+    bad = (values != 0) & (values != 1)
+    count = int(bad.sum())
+    if count:
+        example = values[bad].flat[0]
+        raise ValueError(
+            f"`{name}` must hold spikes as 0/1; got {count} other entries (e.g. {example})."
+        )
+    return spikes
 
 
 def _argument(convert, rule: str, accept) -> Callable[[str], Any]:

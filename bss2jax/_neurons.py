@@ -13,6 +13,7 @@ from typing import Any, Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._parameters import Mixed, ParameterLike, as_parameter, model_value
 from ._surrogate import AbstractSurrogate, SuperSpike
@@ -94,10 +95,12 @@ class AbstractNeuron(eqx.Module):
             membrane_capacitance = Mixed(_CAPACITANCE_MODEL, _CAPACITANCE_HARDWARE)
         parameters["membrane_capacitance"] = membrane_capacitance
         for name, value in parameters.items():
+            _check_real(value, name)
             setattr(self, name, as_parameter(value, name, size))
         for name in ("tau_mem", "tau_syn", "tau_adap", "membrane_capacitance"):
             _check_positive(getattr(self, name), name)
         _check_non_negative(self.refractory_time, "refractory_time")
+        _check_relations(self, flags)
         if not isinstance(surrogate, AbstractSurrogate):
             raise TypeError(
                 "`surrogate` must be a bss2jax surrogate such as `bj.SuperSpike(alpha=50.0)`; "
@@ -131,6 +134,8 @@ class AbstractNeuron(eqx.Module):
         self.enable_cadc_recording = bool(readout["enable_cadc_recording"])
         self.enable_madc_recording = bool(readout["enable_madc_recording"])
         self.i_synin_gm = float(readout["i_synin_gm"])
+        if not self.i_synin_gm >= 0:  # a negative bias would flip every synapse's sign
+            raise ValueError(f"`i_synin_gm` must be a non-negative number; got {self.i_synin_gm}.")
         self.synapse_dac_bias = float(readout["synapse_dac_bias"])
 
     @property
@@ -150,6 +155,23 @@ class AbstractNeuron(eqx.Module):
             exact=self.integrator == "exact",
         )
 
+    def check_step(self, dt: float) -> None:
+        """Raise `ValueError` when explicit Euler (`integrator="euler"`) cannot integrate
+        with step `dt` (seconds): a time constant at or below `dt` makes it overshoot or
+        diverge. Concrete values only (a traced one was checked where it was made)."""
+        if self.integrator != "euler":
+            return
+        names = ["tau_syn"] + ["tau_mem"] * self.leaky + ["tau_adap"] * self.adaptation
+        for name in names:
+            for part in _concrete_parts(getattr(self, name)):
+                shortest = float(np.min(np.asarray(part)))
+                if not shortest > dt:
+                    raise ValueError(
+                        f"`{name}` must exceed `dt` = {dt:g} s with integrator='euler' (explicit "
+                        f"Euler overshoots or diverges for dt >= tau); got {shortest:g} s. Lower "
+                        "`dt` or use integrator='exact'."
+                    )
+
     def cuba_params(self) -> CubaParams:
         """Model-space values of the parameters, as the integrator takes them."""
         return CubaParams(*(model_value(getattr(self, name)) for name in CubaParams._fields))
@@ -165,6 +187,37 @@ def _check_non_negative(value, name):
     for part in _concrete_parts(value):
         if not bool(jnp.all(part >= 0)):
             raise ValueError(f"`{name}` must be non-negative; got {part}.")
+
+
+def _check_real(value, name):
+    """Raise for a complex value or a NaN in the model or the chip value of a parameter."""
+    from ._parameters import Frozen
+
+    if isinstance(value, Frozen):
+        return _check_real(value.value, name)
+    for part in (value.model, value.hardware) if isinstance(value, Mixed) else (value,):
+        if isinstance(part, jax.core.Tracer):
+            continue
+        array = np.asarray(part)
+        if np.iscomplexobj(array):
+            raise TypeError(f"`{name}` must be real (a float or float array); got {part!r}.")
+        if array.dtype.kind in "fiub" and np.isnan(array.astype(float)).any():
+            raise ValueError(f"`{name}` must not be NaN; got {part!r}.")
+
+
+def _check_relations(neuron, flags):
+    """Raise for parameter values that break the dynamics: a threshold below the reset
+    (the neuron would fire every step), a non-positive AdEx exponential slope."""
+    if flags.get("fire"):
+        for threshold, reset in zip(
+            _concrete_parts(neuron.threshold), _concrete_parts(neuron.reset), strict=False
+        ):
+            if np.any(np.asarray(threshold) < np.asarray(reset)):
+                raise ValueError(
+                    f"`threshold` must not lie below `reset` ({reset}); got {threshold}."
+                )
+    if flags.get("exponential"):
+        _check_positive(neuron.exponential_slope, "exponential_slope")
 
 
 def _concrete_parts(value):

@@ -89,6 +89,8 @@ def _check_arguments(
             f"`backend` must be a bss2jax backend such as bj.Numeric(); got {backend!r}."
         )
     checked = _check_dt(dt)
+    for key in network.population_keys():
+        network.population(key).check_step(checked)
     _projection.uses_events(None, projection)  # validates the names
     _lean.uses_lean((), integrator)
     return checked

@@ -118,15 +118,34 @@ def linear_exponential_clamp(
     return ExponentialClamp(float(cap), float(start_weight), bool(quantize))
 
 
-def check_range(transform: LinearSaturating, weight, *, name: str = "weight") -> None:
-    """Warn (never clip silently) when `scale * weight` leaves [-63, 63] on the chip."""
+def check_range(
+    transform: LinearSaturating, weight, *, name: str = "weight", stacklevel: int = 2
+) -> None:
+    """Warn (never clip silently) when `scale * weight` leaves [-63, 63] on the chip.
+    Concrete weights only: under `jit` the values are not known when this runs."""
     scaled = jnp.abs(transform.scale * jnp.asarray(weight))
     if isinstance(scaled, jax.core.Tracer):
         return
     count = int(jnp.sum(scaled > WEIGHT_MAX + 0.5))
     if count:
         warnings.warn(
-            f"{count} entries of `{name}` exceed ±63 after scaling by {transform.scale} and "
-            "will be clipped on the chip.",
-            stacklevel=2,
+            f"{count} entries of `{name}` exceed ±{WEIGHT_MAX} after scaling by the "
+            f"transform's scale {transform.scale} (largest {float(jnp.max(scaled)):g}) and "
+            f"will be clipped to ±{WEIGHT_MAX} on the chip; lower the scale or clip the "
+            "weights (fit's `constrain`).",
+            stacklevel=stacklevel,
         )
+
+
+def check_weight_range(network, *, stacklevel: int = 2) -> None:
+    """`check_range` on every `linear_saturating` synapse of `network` (masked entries
+    excluded): what `ChipModel` and `Hardware` call before they run."""
+    for index in range(len(network.edges())):
+        synapse = network.synapse(index)
+        if not isinstance(synapse.transform, LinearSaturating):
+            continue
+        weight = synapse.weight
+        if synapse.mask is not None and not isinstance(weight, jax.core.Tracer):
+            weight = jnp.where(synapse.mask, weight, 0.0)
+        name = f"weight of synapse {index}"
+        check_range(synapse.transform, weight, name=name, stacklevel=stacklevel + 1)

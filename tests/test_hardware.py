@@ -381,8 +381,10 @@ def test_more_samples_than_the_static_limit(net, inputs):
 
 
 def test_inputs_must_be_spikes(net, inputs):
-    with pytest.raises(bj.HardwareError, match="`inputs` must be spikes as 0/1.*got 0.5"):
+    with pytest.raises(ValueError, match=r"`inputs` must hold spikes as 0/1; .*\(e.g. 0.5\)"):
         bj.run(net, inputs * 0.5, backend=bj.Hardware(FakeClient()), dt=DT)
+    with pytest.raises(bj.HardwareError, match="`inputs` must be spikes as 0/1.*got 0.5"):
+        bj.Hardware(FakeClient()).observe(net, inputs * 0.5, dt=DT, key=None)
 
 
 def test_trace_time_errors(inputs, getkey):

@@ -254,3 +254,136 @@ def test_a_confirmed_cancel_frees_the_client():
     client.hold.set()
     client.hold = None
     bj.run(net, HW_INPUTS, backend=backend, dt=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# Silent wrong results
+# --------------------------------------------------------------------------------------------
+
+
+def _one_layer(scale=1.0, weight=0.5, **lif):
+    return bj.Sequential(
+        [
+            bj.Synapse(
+                2, 2, weight=jnp.full((2, 2), weight), transform=bj.linear_saturating(scale)
+            ),
+            bj.LIF(2, **lif),
+        ]
+    )
+
+
+SPIKES = jnp.zeros((5, 1, 2)).at[1, 0, 0].set(1.0)
+NOMINAL = bj.ChipModel(bj.ChipInstance.nominal(), bj.ChipConfig.noiseless())
+
+
+def test_chip_model_warns_for_weights_beyond_six_bits():
+    with pytest.warns(
+        UserWarning,
+        match=r"4 entries of `weight of synapse 0` exceed ±63 .*"
+        r"scale 40.0 \(largest 200\)",
+    ):
+        bj.run(_one_layer(40.0, 5.0), SPIKES, backend=NOMINAL)
+
+
+def test_hardware_warns_for_weights_beyond_six_bits():
+    backend = bj.Hardware(FakeClient(samples=3))
+    with pytest.warns(UserWarning, match="exceed ±63 after scaling by the transform's scale"):
+        bj.run(_one_layer(40.0, 5.0), SPIKES, backend=backend)
+
+
+def test_explicit_euler_refuses_a_step_not_below_tau():
+    with pytest.raises(ValueError, match=r"`tau_syn` must exceed `dt` = 1e-05 s .* got 5e-06"):
+        bj.run(_one_layer(tau_syn=5e-6), SPIKES, dt=1e-5)
+    bj.run(_one_layer(tau_syn=5e-6, integrator="exact"), SPIKES, dt=1e-5)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 2.5, -1.0])
+@pytest.mark.parametrize("backend", [bj.Numeric(), NOMINAL], ids=["numeric", "chip"])
+def test_inputs_must_be_spikes(backend, value):
+    x = SPIKES.at[2, 0, 1].set(value)
+    with pytest.raises(ValueError, match="`inputs` must hold spikes as 0/1; got 1 other"):
+        bj.run(_one_layer(), x, backend=backend)
+
+
+def test_traced_inputs_that_are_not_spikes_fail_at_run_time():
+    run = jax.jit(lambda x: bj.run(_one_layer(), x)[0].spikes)
+    run(SPIKES)
+    with pytest.raises(Exception, match="`inputs` must hold spikes as 0/1"):
+        jax.block_until_ready(run(SPIKES.at[2, 0, 1].set(2.5)))
+
+
+def test_complex_inputs_are_refused():
+    with pytest.raises(TypeError, match="`inputs` must be real spikes as 0/1; got dtype complex"):
+        bj.run(_one_layer(), SPIKES.astype(jnp.complex64))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(leak=float("nan")), "`leak` must not be NaN"),
+        (dict(threshold=float("nan")), "`threshold` must not be NaN"),
+        (dict(threshold=0.0, reset=0.5), r"`threshold` must not lie below `reset` \(0.5\)"),
+        (dict(tau_mem=float("nan")), "`tau_mem` must not be NaN"),
+        (
+            dict(membrane_capacitance=bj.Mixed(1.0, float("nan"))),
+            "`membrane_capacitance` must not be NaN",
+        ),
+        (dict(threshold=1 + 2j), "`threshold` must be real"),
+    ],
+)
+def test_neuron_parameters_are_validated(options, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        bj.LIF(2, **options)
+
+
+def test_adex_slope_and_synaptic_bias_are_validated():
+    with pytest.raises(ValueError, match="`exponential_slope` must be positive"):
+        bj.AdEx(2, exponential_slope=0.0)
+    with pytest.raises(ValueError, match="`i_synin_gm` must be a non-negative number; got -5"):
+        bj.LIF(2, i_synin_gm=-5.0)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("weight_efficacy", float("inf")),
+        ("membrane_noise", float("inf")),
+        ("cadc_period", float("inf")),
+        ("potential_range", (0.0, float("inf"))),
+    ],
+)
+def test_chip_config_refuses_infinities(field, value):
+    with pytest.raises(ValueError, match=f"`{field}` must be"):
+        bj.ChipConfig(**{field: value})
+
+
+@pytest.mark.parametrize("fill, message", [(np.nan, "must be finite"), (-1.0, "must be positive")])
+def test_chip_instance_refuses_nan_and_negative_gains(fill, message):
+    fields = dict(bj.ChipInstance.nominal().__dict__)
+    fields["synaptic_gain_exc"] = jnp.full_like(fields["synaptic_gain_exc"], fill)
+    with pytest.raises(bj.ChipInstanceError, match=f"synaptic_gain_exc` .*{message}"):
+        bj.ChipInstance(**fields)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_mismatch_profile_refuses_nan_and_inf(value):
+    with pytest.raises(ValueError, match="`MismatchProfile.leak` must be a non-negative float"):
+        bj.MismatchProfile(leak=value)
+
+
+def test_a_chip_file_value_beyond_float32_is_refused(tmp_path):
+    path = tmp_path / "chip.npz"
+    bj.ChipInstance.nominal().save(path)
+    with np.load(path) as archive:
+        fields = dict(archive)
+    fields["leak"] = np.full(fields["leak"].shape, 1e300, np.float64)
+    np.savez(path, **fields)
+    with pytest.raises(bj.ChipInstanceError, match="'leak' has NaN or inf .*float32"):
+        bj.ChipInstance.load(path)
+
+
+def test_a_checkpoint_with_nan_leaves_is_refused(tmp_path):
+    like = ({"w": jnp.array(0.0)}, SGD.init({"w": jnp.array(0.0)}))
+    bj.save_checkpoint(tmp_path / "c.npz", ({"w": jnp.array(jnp.nan)}, like[1]))
+    with pytest.raises(bj.CheckpointError, match=r"c.npz: array 0 .* holds NaN"):
+        bj.load_checkpoint(tmp_path / "c.npz", like)

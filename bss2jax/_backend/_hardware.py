@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._chip._placement import place
+from .._chip._readout import user_stacklevel
 from .._dense import cadc_to_dense, grid_length, madc_to_dense, spikes_to_dense
 from .._errors import BackendError, TransientHardwareError
 from .._hardware._link import _host_observe, _Link
@@ -40,6 +41,7 @@ from .._network import INPUT
 from .._parameters import hardware_value
 from .._recording import PopulationRecording, Recording
 from .._sharding import check_mesh, sharded_callback
+from .._transforms import check_weight_range
 from ._base import AbstractBackend
 
 CADC_MIN_PERIOD = 0.5e-6
@@ -231,6 +233,7 @@ def observe_through(
     """`observe` of `Hardware` and `Replay`: the callback around `link`, then to-dense.
     With a `mesh`, each device's slice of the batch goes through one of `links`."""
     spec = _make_spec(network, inputs.shape, dt, key is not None, limits)
+    check_weight_range(network, stacklevel=user_stacklevel() + 1)
     args = _dynamic_args(network, inputs, key)
     float_dtype = np.dtype(inputs.dtype)
     shapes = _result_shapes(spec, float_dtype)

@@ -6,6 +6,7 @@ All defaults are the estimates of reference/bss2-chip.md §7; keep them configur
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 from .._constants import CADC_RANGE, FPGA_CLOCK
@@ -121,8 +122,13 @@ class ChipConfig:
             _is_number(self.cadc_period) and self.cadc_period > 0
         ):
             raise ValueError(f"`cadc_period` must be positive or None; got {self.cadc_period!r}.")
-        low, high = self.potential_range
-        if not low < high:
+        bounds = self.potential_range
+        if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2):
+            raise ValueError(
+                f"`potential_range` must be a pair (low, high) in LSB; got {bounds!r}."
+            )
+        low, high = bounds
+        if not (_is_number(low) and _is_number(high) and low < high):
             raise ValueError(
                 "`potential_range` must be (low, high) with low < high; got "
                 f"{self.potential_range}."
@@ -171,4 +177,5 @@ class ChipConfig:
 
 
 def _is_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
+    """A finite int or float (not a bool, NaN or infinity)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)

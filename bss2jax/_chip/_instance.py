@@ -78,7 +78,11 @@ class MismatchProfile:
     def __post_init__(self):
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value < float("inf")  # NaN and infinity fail too
+            ):
                 raise ValueError(
                     f"`MismatchProfile.{field.name}` must be a non-negative float; got {value!r}."
                 )
@@ -117,6 +121,20 @@ class MismatchProfile:
         """The spread that applies to the `ChipInstance` field `name`."""
         base = name.removesuffix("_exc").removesuffix("_inh")
         return float(getattr(self, base))
+
+
+def _check_values(name: str, value) -> None:
+    """`ChipInstanceError` for NaN or inf in a concrete field, or a gain that is not
+    positive (a traced field is checked where it was made)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    array = np.asarray(value)
+    if not np.all(np.isfinite(array)):
+        raise ChipInstanceError(f"`ChipInstance.{name}` must be finite; got NaN or inf values.")
+    if _FIELDS[name][1] == "gain" and not np.all(array > 0):
+        raise ChipInstanceError(
+            f"`ChipInstance.{name}` holds factors and must be positive; got min {array.min()}."
+        )
 
 
 class ChipInstance(eqx.Module):
@@ -162,6 +180,7 @@ class ChipInstance(eqx.Module):
                     f"`ChipInstance.{name}` must have shape (..., {', '.join(map(str, shape))});"
                     f" got {got}."
                 )
+            _check_values(name, value)
             this = got[: len(got) - len(shape)]
             if lead is None:
                 lead = this
@@ -307,8 +326,13 @@ class ChipInstance(eqx.Module):
                         f"{path!r}: field {name!r} must have shape (..., "
                         f"{', '.join(map(str, shape))}); got {array.shape}."
                     )
+                with np.errstate(over="ignore"):
+                    array = array.astype(np.float32)  # what the chip model computes with
                 if not np.all(np.isfinite(array)):
-                    raise ChipInstanceError(f"{path!r}: field {name!r} has NaN or inf values.")
+                    raise ChipInstanceError(
+                        f"{path!r}: field {name!r} has NaN or inf values (or values beyond "
+                        "float32's range)."
+                    )
                 if kind == "gain" and not np.all(array > 0):
                     raise ChipInstanceError(
                         f"{path!r}: field {name!r} holds factors and must be positive; "

@@ -19,6 +19,7 @@ from .._constants import CALIX_RANGES, INPUTS_PER_CIRCUIT
 from .._errors import BackendError
 from .._network import INPUT
 from .._parameters import hardware_value, model_value
+from .._transforms import check_weight_range
 from ..kernels.cuba import CubaParams
 from ._config import (
     REFERENCE_CAPACITANCE,
@@ -37,7 +38,9 @@ TARGET_NAMES = ("leak", "reset", "threshold", "tau_mem", "tau_syn")
 
 
 def check_network(network, placement: Placement, config: ChipConfig, time, dt) -> None:
-    """Trace-time checks: targets in calix ranges (warn), MADC one per run, CADC buffer."""
+    """Trace-time checks: targets in calix ranges (warn), chip weights beyond 6 bits
+    (warn), MADC one per run, CADC buffer."""
+    check_weight_range(network, stacklevel=user_stacklevel() + 1)
     madc_runs = {}
     for key in network.population_keys():
         neuron = network.population(key)
@@ -61,7 +64,7 @@ def check_network(network, placement: Placement, config: ChipConfig, time, dt) -
         capacitance = hardware_value(neuron.membrane_capacitance)
         if not isinstance(capacitance, jax.core.Tracer):
             capacitance = np.asarray(capacitance)
-            if np.any((capacitance < 1) | (capacitance > 63)):
+            if not np.all((capacitance >= 1) & (capacitance <= 63)):  # NaN included
                 raise BackendError(
                     f"population {key!r}: `membrane_capacitance` on the chip must lie in "
                     f"[1, 63] LSB; got {capacitance}. Use bj.Mixed(model_seconds, lsb)."

@@ -8,6 +8,7 @@ previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._errors import CheckpointError
 from .._misc import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -73,40 +75,67 @@ def load_checkpoint(path, like) -> tuple[Any, dict]:
 
     **Returns:** `(tree, metadata)`.
 
-    Raises `ValueError` naming the first mismatch when the file does not fit `like` (a
-    different network size, optimiser or configuration).
+    Raises `CheckpointError` (a `ValueError`) naming the file and the first problem when
+    it cannot be read (corrupt, truncated, not a checkpoint), does not fit `like` (a
+    different network size, optimiser or configuration) or holds NaN values.
 
     ```python
     (net, opt_state), meta = bj.load_checkpoint("out/checkpoint.npz", (net, opt_state))
     ```
     """
     path = Path(path)
-    with np.load(path, allow_pickle=False) as file:
-        if _METADATA_KEY not in file.files:
-            raise ValueError(f"{path} is not a bss2jax checkpoint (no {_METADATA_KEY!r} entry).")
-        header = json.loads(str(file[_METADATA_KEY]))
-        if header.get("format") != _FORMAT or header.get("version") != _VERSION:
-            raise ValueError(
-                f"{path} has format {header.get('format')!r} version {header.get('version')!r}; "
-                f"expected {_FORMAT!r} version {_VERSION}."
-            )
-        stored = [file[f"leaf_{i:05d}"] for i in range(len(header["leaves"]))]
+    header, stored = _read(path)
     arrays, static = eqx.partition(like, eqx.is_array)
     leaves, treedef = jax.tree_util.tree_flatten(arrays)
     if len(leaves) != len(stored) or str(treedef) != header["structure"]:
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {path} does not fit the given structure: it holds {len(stored)} "
             f"arrays, the structure {len(leaves)}; build the network and optimiser with the "
             "settings of the run that wrote it, or use another output folder."
         )
     for i, (leaf, value) in enumerate(zip(leaves, stored, strict=True)):
         if np.shape(leaf) != value.shape or np.asarray(leaf).dtype != value.dtype:
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {path}: array {i} is {_describe(value)}; the structure expects "
                 f"{_describe(leaf)}."
             )
+        if value.dtype.kind in "fc" and np.isnan(value).any():
+            raise CheckpointError(
+                f"checkpoint {path}: array {i} ({_describe(value)}) holds NaN values; the "
+                "file is damaged or was written after training diverged."
+            )
     restored = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(v) for v in stored])
     return eqx.combine(restored, static), header["metadata"]
+
+
+def _read(path: Path) -> tuple[dict, list]:
+    """The header and the stored arrays of checkpoint `path`; `CheckpointError` naming the
+    file when it cannot be read as one."""
+    try:
+        with np.load(path, allow_pickle=False) as file:
+            if _METADATA_KEY not in file.files:
+                raise CheckpointError(
+                    f"{path} is not a bss2jax checkpoint (no {_METADATA_KEY!r} entry)."
+                )
+            header = json.loads(str(file[_METADATA_KEY]))
+            if not isinstance(header, dict) or not isinstance(header.get("metadata", {}), dict):
+                raise CheckpointError(f"checkpoint {path}: its header is not a JSON object.")
+            if header.get("format") != _FORMAT or header.get("version") != _VERSION:
+                raise CheckpointError(
+                    f"{path} has format {header.get('format')!r} version "
+                    f"{header.get('version')!r}; expected {_FORMAT!r} version {_VERSION}."
+                )
+            count = len(header["leaves"])
+            stored = [file[f"leaf_{i:05d}"] for i in range(count)]
+            _ = header["structure"], header["metadata"]
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(error).__name__}: {error}; the file is "
+            "damaged or not a bss2jax checkpoint (delete it or use another output folder)."
+        ) from None
+    return header, stored
 
 
 # --------------------------------------------------------------------------------------------

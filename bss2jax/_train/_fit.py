@@ -385,6 +385,7 @@ def _check_counters(checkpoint: Path, meta: dict, loop: _Loop) -> None:
         and isinstance(history, list)
         and len(history) == epoch
         and isinstance(meta.get("sums"), dict)
+        and type(meta.get("batch_size")) is int
         and meta.get("step") == epoch * loop.batches + batch
     )
     if not valid:
