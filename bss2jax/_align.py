@@ -30,6 +30,7 @@ from ._parameters import model_value
 from ._run import run
 from ._synapse import Synapse
 from ._transforms import LinearSaturating
+from ._typing import user_facing
 
 DEFAULT_HARDWARE_WEIGHTS = (-63.0, -42.0, -21.0, 21.0, 42.0, 63.0)
 DEFAULT_MODEL_WEIGHTS = (-1.0, -2.0 / 3.0, -1.0 / 3.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
@@ -83,6 +84,7 @@ class Alignment(eqx.Module):
         return LinearSaturating(scale[:, None] if scale.ndim else scale)
 
 
+@user_facing
 def align(
     backend: AbstractBackend,
     neuron: AbstractNeuron,
@@ -193,14 +195,12 @@ def _check_drive(neuron, saturating_weight, trace_scale) -> None:
 def _identity(neuron, per_neuron) -> Alignment:
     """`align` on `Numeric()`: nothing is observed, the numerics' traces are already in
     model units (offset 0, scales 1, raw measurements NaN)."""
-    zero, one = jnp.zeros(()), jnp.ones(())
-    nan = jnp.full((), jnp.nan)
-    values = (zero, one, one, zero, nan, nan, nan)
+    shape = (neuron.size,) if per_neuron else ()
+    zero, one, nan = jnp.zeros(shape), jnp.ones(shape), jnp.full(shape, jnp.nan)
     shift = jnp.asarray(neuron.cadc_time_shift)
     if per_neuron:
-        values = tuple(jnp.broadcast_to(v, (neuron.size,)) for v in values)
-        shift = jnp.broadcast_to(shift, (neuron.size,))
-    return Alignment(*values, cadc_time_shift=shift)
+        shift = jnp.broadcast_to(shift, shape)
+    return Alignment(zero, one, one, zero, nan, nan, nan, cadc_time_shift=shift)
 
 
 def _trace_alignment(backend, neuron, probe, drive, trace_scale, keys, dt):
@@ -216,7 +216,7 @@ def _trace_alignment(backend, neuron, probe, drive, trace_scale, keys, dt):
         leak_model = jnp.broadcast_to(model_value(neuron.leak), (size,))
         saturating = jnp.ones((time, repetitions, 1))
         saturated = _measure(probe, saturating_weight, saturating, backend, keys[1], dt)
-        span = (saturated - baseline).max(0)
+        span = (saturated - baseline[None]).max(0)
         model_span = jnp.broadcast_to(model_value(neuron.threshold), (size,)) - leak_model
         return baseline, span, model_span / span
     span = jnp.full((size,), jnp.nan)
@@ -234,13 +234,13 @@ def _psp_alignment(backend, neuron, probe, baseline, sweep, keys, dt, per_neuron
     single = jnp.zeros((time, repetitions, 1)).at[input_step].set(1.0)
     traces_backend = jnp.stack(
         [
-            _measure(probe, w, single, backend, k, dt) - baseline
+            _measure(probe, w, single, backend, k, dt) - baseline[None]
             for w, k in zip(hardware_weights, keys, strict=True)
         ]
     )
     traces_model = jnp.stack(
         [
-            _measure(neuron, w, single[:, :1], Numeric(), None, dt) - leak_model
+            _measure(neuron, w, single[:, :1], Numeric(), None, dt) - leak_model[None]
             for w in model_weights
         ]
     )
@@ -296,12 +296,12 @@ def _time_shift(backend, model, start, per_neuron):
 
 
 def _half_rise(trace, start):
-    window = trace[start:] / _extreme(trace, start)
+    window = trace[start:] / _extreme(trace, start)[None]
     index = jnp.argmax(window >= 0.5, axis=0)  # first step at or above half the peak
     below = jnp.take_along_axis(window, jnp.maximum(index - 1, 0)[None], axis=0)[0]
     above = jnp.take_along_axis(window, index[None], axis=0)[0]
     fraction = jnp.where(above > below, (0.5 - below) / (above - below), 1.0)
-    return start + index - 1 + jnp.clip(fraction, 0.0, 1.0)
+    return (start + index - 1).astype(fraction.dtype) + jnp.clip(fraction, 0.0, 1.0)
 
 
 def _extreme(trace, start):

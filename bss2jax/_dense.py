@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 
 def grid_length(runtime: float, dt: float) -> int:
@@ -20,19 +21,19 @@ def grid_length(runtime: float, dt: float) -> int:
     return int(math.ceil(runtime / dt - 1e-9)) + 1
 
 
-def spike_bins(times: jax.Array, dt: float) -> jax.Array:
+def spike_bins(times: ArrayLike, dt: float) -> jax.Array:
     """Bin index of each spike time (seconds): `round(t / dt)` as int32."""
     return jnp.round(jnp.asarray(times) / dt).astype(jnp.int32)
 
 
 def spikes_to_dense(
-    times: jax.Array,
-    neurons: jax.Array,
-    batch: jax.Array,
+    times: ArrayLike,
+    neurons: ArrayLike,
+    batch: ArrayLike,
     *,
     dt: float,
     shape: tuple[int, int, int],
-    valid: jax.Array | None = None,
+    valid: ArrayLike | None = None,
 ) -> jax.Array:
     """Spike events to a dense float array of 0/1.
 

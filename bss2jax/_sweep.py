@@ -160,7 +160,8 @@ def sweep(
             )
         shape = (lengths[0],)
         index = np.repeat(np.arange(lengths[0], dtype=np.int32)[:, None], len(names), axis=1)
-    devices = 1 if check_mesh(mesh) is None else mesh.size
+    mesh = check_mesh(mesh)
+    devices = 1 if mesh is None else mesh.size
     per_device = -(-index.shape[0] // devices)
     if chunk_size is None:
         chunk_size = per_device

@@ -68,7 +68,8 @@ def train(net, inputs, targets, backend, *, epochs, learning_rate):
     @jax.jit
     def step(weight, state):
         value, grad = jax.value_and_grad(loss)(weight)
-        updates, state = optimiser.update(grad, state, weight)
+        with jax.numpy_dtype_promotion("standard"):  # optax's adam promotes (float ** int32)
+            updates, state = optimiser.update(grad, state, weight)
         return optax.apply_updates(weight, updates), state, value
 
     weight = net.layers[0].weight

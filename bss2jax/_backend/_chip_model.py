@@ -9,13 +9,15 @@ converts real recordings). `ChipModel`'s docstring states the semantics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
 from .._chip._config import ChipConfig
 from .._chip._dynamics import chip_dynamics, external_drive, initial_state, integrate
@@ -33,6 +35,7 @@ from .._chip._setup import check_network
 from .._constants import MAX_RUNTIME
 from .._misc import check_dt, check_inputs
 from .._network import AbstractNetwork
+from .._typing import user_facing
 from ._base import AbstractBackend
 
 
@@ -85,6 +88,7 @@ class ChipModel(AbstractBackend):
     gradient: str = eqx.field(static=True)
     partition: bool = eqx.field(static=True)
 
+    @user_facing
     def __init__(
         self,
         chip: ChipInstance,
@@ -122,7 +126,12 @@ class ChipModel(AbstractBackend):
         return self._emulate(network, inputs, dt=dt, key=key, densify=True)[1]
 
     def record(
-        self, network: AbstractNetwork, inputs: jax.Array, *, dt: float, key: jax.Array | None
+        self,
+        network: AbstractNetwork,
+        inputs: ArrayLike,
+        *,
+        dt: float,
+        key: jax.Array | None,
     ) -> dict:
         """The raw readout: population key → `RawPopulationRecording` (chip units).
 
@@ -195,7 +204,7 @@ def _record(model: ChipModel, network, inputs, key, dt: float, lean: bool = Fals
         summaries = integrate(
             dynamics, state, drive, key_noise, partial(reduce_window, plan), plan.cadc_local
         )
-        read = read_windows
+        read: Callable[..., Any] = read_windows
     else:
         summaries = integrate(dynamics, state, drive, key_noise)
         read = read_trajectory

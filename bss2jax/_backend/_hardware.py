@@ -42,6 +42,7 @@ from .._parameters import hardware_value
 from .._recording import PopulationRecording, Recording
 from .._sharding import check_mesh, sharded_callback
 from .._transforms import check_weight_range
+from .._typing import user_facing
 from ._base import AbstractBackend
 
 CADC_MIN_PERIOD = 0.5e-6
@@ -194,7 +195,7 @@ def _to_recording(spec: _Spec, flat: list) -> Recording:
     flat = list(flat)
     populations = {}
     for p in spec.populations:
-        entry = {}
+        entry: dict[str, Any] = {}
         if p.record_spikes:
             times, neurons, valid = flat[:3]
             del flat[:3]
@@ -331,6 +332,7 @@ class Hardware(AbstractBackend):
     links: tuple = eqx.field(static=True, repr=False)
     mesh: Any = eqx.field(static=True)
 
+    @user_facing
     def __init__(
         self,
         client,

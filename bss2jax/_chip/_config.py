@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from .._constants import CADC_RANGE, FPGA_CLOCK
+from .._typing import user_facing
 
 REFERENCE_CAPACITANCE = 63.0
 """Membrane capacitance setting (LSB) at which `C = 10 us` (hxtorch's convention)."""
@@ -30,6 +31,7 @@ WEIGHT_EFFICACY = 0.67
 intro tutorial's settings (leak 80, threshold 125, tau 10 us) give weight_scale 55-70."""
 
 
+@user_facing
 @dataclasses.dataclass(frozen=True)
 class ChipConfig:
     """Settings of the chip model that are not per-chip mismatch (static, hashable).
@@ -150,7 +152,9 @@ class ChipConfig:
         backend = bj.ChipModel(bj.ChipInstance.nominal(), bj.ChipConfig.noiseless())
         ```
         """
-        options = dict(membrane_noise=0.0, cadc_jitter=0.0, cadc_noise=0.0, madc_noise=0.0)
+        options: dict[str, Any] = dict(
+            membrane_noise=0.0, cadc_jitter=0.0, cadc_noise=0.0, madc_noise=0.0
+        )
         options.update(changes)
         return cls(**options)
 

@@ -156,6 +156,7 @@ def initial_state(dynamics: ChipDynamics, batch: int, noise: jax.Array | None) -
     membrane = jnp.where(dynamics.flags.leaky, neurons.leak, neurons.reset)
     membrane = jnp.broadcast_to(membrane, (batch, count)).astype(jnp.float32)
     if dynamics.config.membrane_noise:
+        assert noise is not None  # drawn by the caller whenever membrane_noise is set
         membrane = membrane + dynamics.config.membrane_noise * noise.reshape(membrane.shape)
     membrane = jnp.clip(membrane, *dynamics.config.potential_range)
     circuit_zeros = jnp.zeros((batch, dynamics.layout.circuit_count), jnp.float32)

@@ -13,6 +13,7 @@ is split into sequential runs (hxtorch's execution instances), population by pop
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from typing import NamedTuple
 
 import numpy as np
@@ -172,7 +173,7 @@ def _fan_in(network: AbstractNetwork) -> tuple[dict, dict]:
     """Per population key: the fan-in (signed inputs per neuron), and the list of
     `(projection index, offset)` of its incoming projections, in projection order."""
     keys = network.population_keys()
-    inputs = {k: [] for k in keys}
+    inputs: dict[Hashable, list[tuple[int, int]]] = {k: [] for k in keys}
     fan_in = {k: 0 for k in keys}
     for index, (source, target) in enumerate(network.edges()):
         inputs[target].append((index, fan_in[target]))
@@ -215,8 +216,8 @@ def _assign_circuits(network: AbstractNetwork, width: dict, partition: bool):
     """
     keys = network.population_keys()
     needed = {k: network.population(k).size * width[k] for k in keys}
-    circuits = {k: [] for k in keys}
-    runs = {k: [] for k in keys}
+    circuits: dict[Hashable, list[np.ndarray]] = {k: [] for k in keys}
+    runs: dict[Hashable, list[int]] = {k: [] for k in keys}
     run, run_index = _Run(), 0
 
     def take(k, count, run, run_index):  # the next `count` neurons of `k` into `run`

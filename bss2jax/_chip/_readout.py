@@ -52,12 +52,14 @@ def user_stacklevel() -> int:
     """The `stacklevel` of the first frame outside bss2jax, JAX and equinox (the user's)."""
     import os
     import sys
+    import types
 
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     skip = (package,) + tuple(
-        os.path.dirname(os.path.abspath(module.__file__)) for module in (jax, eqx)
+        os.path.dirname(os.path.abspath(str(module.__file__))) for module in (jax, eqx)
     )
-    level, frame = 1, sys._getframe(1)
+    level = 1
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(skip):
         frame, level = frame.f_back, level + 1
     return level
@@ -376,6 +378,7 @@ def read_windows(plan: ReadoutPlan, network, layout, summaries: WindowSummary, n
     extremes = summaries.spike_extremes.reshape(2 * time, batch, n)
     madc = summaries.madc_membrane
     if plan.madc_neurons:
+        assert madc is not None  # recorded whenever MADC neurons are planned
         madc = madc.reshape(time * plan.config.substeps, batch, len(plan.madc_neurons))
         madc = jnp.concatenate([initial[:, jnp.asarray(plan.madc_neurons)][None], madc])
 

@@ -9,7 +9,8 @@ MADC per run, the CADC buffer).
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from collections.abc import Hashable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +42,7 @@ def check_network(network, placement: Placement, config: ChipConfig, time, dt) -
     """Trace-time checks: targets in calix ranges (warn), chip weights beyond 6 bits
     (warn), MADC one per run, CADC buffer."""
     check_weight_range(network, stacklevel=user_stacklevel() + 1)
-    madc_runs = {}
+    madc_runs: dict[int, Hashable] = {}
     for key in network.population_keys():
         neuron = network.population(key)
         for name in TARGET_NAMES:
@@ -50,7 +51,7 @@ def check_network(network, placement: Placement, config: ChipConfig, time, dt) -
                 continue
             if name == "reset" and not neuron.fire:
                 continue
-            value = hardware_value(getattr(neuron, name))
+            value: Any = hardware_value(getattr(neuron, name))
             if isinstance(value, jax.core.Tracer):
                 continue
             value = np.asarray(value)
@@ -61,7 +62,7 @@ def check_network(network, placement: Placement, config: ChipConfig, time, dt) -
                     "calibrated to it (the model uses it unchanged).",
                     stacklevel=user_stacklevel(),
                 )
-        capacitance = hardware_value(neuron.membrane_capacitance)
+        capacitance: Any = hardware_value(neuron.membrane_capacitance)
         if not isinstance(capacitance, jax.core.Tracer):
             capacitance = np.asarray(capacitance)
             if not np.all((capacitance >= 1) & (capacitance <= 63)):  # NaN included

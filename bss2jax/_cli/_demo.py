@@ -40,7 +40,7 @@ def demo_command(args: argparse.Namespace) -> int:
 
     keys = iter(jax.random.split(jax.random.PRNGKey(args.seed), 16))
     chip = bj.ChipModel(bj.ChipInstance.random(next(keys)))
-    figures = {}
+    figures: dict[str, object] = {}
     _emulate(chip, next(keys), args.dt, figures)
     _mock(args.dt, figures)
     alignment = _align_and_compare(chip, keys, args, figures)

@@ -226,9 +226,9 @@ class ChipModelClient(AbstractClient):
                     f"on the next call. Its last output:\n{tail}"
                 ) from error
         if head[:1] == _ERROR:
-            error = json.loads(body.decode())
+            failure = json.loads(body.decode())
             raise HardwareError(
-                f"the chip model raised {error['name']}: {error['message']}\n{error['trace']}"
+                f"the chip model raised {failure['name']}: {failure['message']}\n{failure['trace']}"
             )
         answer = decode_run(body, validate=False)
         self.calls += 1

@@ -7,6 +7,9 @@ Both cite the hxtorch, grenade and calix code they were checked against.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import Any
+
 from .._constants import WEIGHT_MAX
 from .._errors import CalibrationMismatchError, HardwareError
 from .._hardware._protocol import (
@@ -74,8 +77,8 @@ class HxtorchClient(AbstractClient):
         self.calib_path = calib_path
         self.init_hardware = init_hardware
         self.chip_settings: dict = {}
-        self._modules = None
-        self._neurons = None
+        self._modules: tuple[Any, Any, Any, Any] | None = None  # experiment, populations, ...
+        self._neurons: str | None = None
         self._checked = False
         self._initialised = False
 
@@ -144,7 +147,9 @@ class HxtorchClient(AbstractClient):
         # An input handle that no module produced is an open source: hxtorch inserts an
         # `InputNeuron` for it (`ModuleManager._handle_inputs`, backend/module_manager.py).
         spikes_in = torch.as_tensor(input_tensor(request))
-        handles = {"input": _require(hxsnn, "LIFObservables")(spikes=spikes_in)}
+        handles: dict[Hashable, Any] = {
+            "input": _require(hxsnn, "LIFObservables")(spikes=spikes_in)
+        }
         keys = list(request.keys())
         pending = list(zip(request.projections, synapses, strict=True))
         while pending:  # feed-forward order: a projection runs once its source exists

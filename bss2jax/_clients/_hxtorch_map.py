@@ -124,7 +124,7 @@ def input_spike_lists(request: ExperimentRequest, *, unit: float = 1e-3) -> list
     """
     lists = []
     for spikes in request.input_spikes:
-        per_channel = [[] for _ in range(request.input_size)]
+        per_channel: list[list[float]] = [[] for _ in range(request.input_size)]
         for t, c in zip(spikes.times.tolist(), spikes.channels.tolist(), strict=True):
             per_channel[c].append(t / unit)
         lists.append([sorted(times) for times in per_channel])

@@ -34,7 +34,7 @@ class ReplayClient(AbstractClient):
             raise ValueError(f"`match` must be one of {MATCH_METHODS}; got {match!r}.")
         self.runs = tuple(runs)
         self.match = match
-        self._by_hash = {}
+        self._by_hash: dict[str, RecordedRun] = {}
         for run in self.runs:
             self._by_hash.setdefault(run.request.request_hash, run)
         self._position = 0
@@ -56,8 +56,8 @@ class ReplayClient(AbstractClient):
                 run = self.runs[self._position]
                 self._position += 1
             return run.recording
-        run = self._by_hash.get(request.request_hash)
-        if run is None:
+        found = self._by_hash.get(request.request_hash)
+        if found is None:
             same = sum(
                 r.request.configuration_hash == request.configuration_hash for r in self.runs
             )
@@ -72,7 +72,7 @@ class ReplayClient(AbstractClient):
                 f"are recorded and {detail}. Replay the same network, inputs and key, or use "
                 "match='order'."
             )
-        return run.recording
+        return found.recording
 
 
 def as_runs(source) -> tuple[RecordedRun, ...]:

@@ -14,6 +14,7 @@ import struct
 import sys
 import time
 import traceback
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def network_from_request(request: ExperimentRequest):
     import jax.numpy as jnp
 
     from .._network import INPUT, Network, Projection
-    from .._neurons import LI, LIF, AdEx
+    from .._neurons import LI, LIF, AbstractNeuron, AdEx
     from .._parameters import Mixed
     from .._synapse import Synapse
     from .._transforms import linear_saturating
@@ -51,7 +52,7 @@ def network_from_request(request: ExperimentRequest):
     madc_key, madc_neuron = request.madc if request.madc is not None else (None, 0)
     populations = {}
     for p in request.populations:
-        common = dict(
+        common: dict[str, Any] = dict(
             leak=p.leak,
             tau_mem=p.tau_mem,
             tau_syn=p.tau_syn,
@@ -62,19 +63,20 @@ def network_from_request(request: ExperimentRequest):
             i_synin_gm=p.i_synin_gm,
             synapse_dac_bias=p.synapse_dac_bias,
         )
-        firing = dict(
+        firing: dict[str, Any] = dict(
             reset=p.reset,
             threshold=p.threshold,
             refractory_time=p.refractory_time,
             enable_spike_recording=p.record_spikes,
         )
+        neuron: AbstractNeuron
         if p.kind == "LI":
             neuron = LI(p.size, **common)
         elif p.kind == "LIF":
             neuron = LIF(p.size, **common, **firing)
         else:
-            flags = {name: getattr(p, name) for name in FLAG_NAMES}
-            extra = {name: getattr(p, name) for name in _ADEX_TERMS}
+            flags: dict[str, Any] = {name: getattr(p, name) for name in FLAG_NAMES}
+            extra: dict[str, Any] = {name: getattr(p, name) for name in _ADEX_TERMS}
             if not p.fire:
                 firing = dict(enable_spike_recording=False)
             neuron = AdEx(p.size, **common, **firing, **flags, **extra)
@@ -187,6 +189,7 @@ def _serve(chip_path: str, config_json: str, seed: int, platform: str | None) ->
             calls += 1
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
+                assert network is not None and names is not None  # configured above
                 raw = backend.record(network, input_dense(request), dt=request.dt, key=key)
             recording = recording_from_chip_model(request, raw, names)
             info = {"reconfigured": reconfigured, "warnings": [str(w.message) for w in caught]}

@@ -93,10 +93,9 @@ def _build_request(spec, params, weights, inputs, seed) -> ExperimentRequest:
     for index, (q, weight) in enumerate(zip(spec.projections, weights, strict=True)):
         exc, inh = split_weight(weight, name=f"hardware weight of projection {index}")
         projections.append(ProjectionRequest(q.source, q.target, exc, inh, q.delayed))
-    populations, projections = tuple(populations), tuple(projections)
     return ExperimentRequest(
-        populations=populations,
-        projections=projections,
+        populations=tuple(populations),
+        projections=tuple(projections),
         input_size=spec.input_size,
         batch_size=inputs.shape[1],
         input_spikes=_input_spikes(inputs, spec.dt),
@@ -104,7 +103,7 @@ def _build_request(spec, params, weights, inputs, seed) -> ExperimentRequest:
         dt=spec.dt,
         madc=spec.madc,
         seed=seed,
-        configuration_hash=configuration_hash(populations, projections),
+        configuration_hash=configuration_hash(tuple(populations), tuple(projections)),
     )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._constants import CADC_RANGE, MADC_RANGE
 from .._errors import HardwareError
+from .._typing import user_facing
 from ._protocol import CADCSamples, ExperimentRequest, MADCSamples, RawRecording, SpikeEvents
 
 
@@ -56,6 +57,7 @@ def _check_range(where, name, array, low, high, unit):
         )
 
 
+@user_facing
 def validate_recording(request: ExperimentRequest, raw: RawRecording) -> RawRecording:
     """Check a client's raw recording against its request; raise `HardwareError` if bad.
 
@@ -82,7 +84,7 @@ def validate_recording(request: ExperimentRequest, raw: RawRecording) -> RawReco
         "cadc": {p.key for p in request.populations if p.record_cadc},
         "madc": {request.madc[0]} if request.madc is not None else set(),
     }
-    cleaned = {}
+    cleaned: dict[str, dict] = {}
     for field in ("spikes", "cadc", "madc"):
         entries = getattr(raw, field)
         if not isinstance(entries, Mapping):

@@ -60,7 +60,8 @@ def evaluate(
     """
     size = _length(data)
     batch_size = size if batch_size is None else _positive_int(batch_size, "batch_size")
-    if check_mesh(mesh) is not None:
+    mesh = check_mesh(mesh)
+    if mesh is not None:
         network, backend = replicate((network, backend), mesh)
     totals: dict[str, float] = {}
     for number, start in enumerate(range(0, size, batch_size)):

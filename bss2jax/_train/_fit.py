@@ -19,6 +19,7 @@ import optax
 from .._backend import AbstractBackend, Numeric
 from .._errors import CheckpointError, NonFiniteError
 from .._misc import check_writable_folder, positive_int as _positive_int, write_json
+from .._typing import user_facing
 from ._checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from ._evaluate import _length, _take, evaluate
 from ._step import make_train_step
@@ -41,6 +42,7 @@ def _json_normalise(value):
     return json.loads(json.dumps(value))
 
 
+@user_facing
 def fit(
     network,
     loss: Callable,
@@ -113,10 +115,10 @@ def fit(
     ```
     """
     sizes = _check_sizes(train, test, epochs, batch_size, checkpoint_every)
-    config = _json_normalise(dict(config or {}))
+    settings: dict = _json_normalise(dict(config or {}))
     output = _check_output(output, on_nonfinite)
     step = make_train_step(loss, optimiser, trainable=trainable, constrain=constrain, mesh=mesh)
-    loop = _Loop(step, train, *sizes, backend, output, config, progress, on_nonfinite)
+    loop = _Loop(step, train, *sizes, backend, output, settings, progress, on_nonfinite)
     test_metrics = _test_metrics(
         test, loss, eval_loss, backend, eval_backend, eval_batch_size, mesh
     )
@@ -149,7 +151,7 @@ def _check_output(output, on_nonfinite: str) -> Path | None:
     return Path(output)
 
 
-def _check_sizes(train, test, epochs, batch_size, checkpoint_every):
+def _check_sizes(train, test, epochs, batch_size, checkpoint_every) -> tuple[int, int, int, int]:
     """Check `fit`'s sizes: positive ints, at least one batch in `train`, a valid `test` (if
     given). Returns `(epochs, batch_size, size, every)` with `size` the number of training
     samples and `every` the steps between checkpoints."""
@@ -287,7 +289,7 @@ def _resume(loop: _Loop, network, opt_state) -> _Start:
     epoch, batch = meta["epoch"], meta["batch"]
     resumed = epoch * loop.batches + batch
     if meta["history"] and jax.process_index() == 0:  # a kill may have come before it
-        write_json(output / METRICS_NAME, {"config": config, "history": meta["history"]})
+        write_json(checkpoint.parent / METRICS_NAME, {"config": config, "history": meta["history"]})
     if loop.progress:
         tqdm.write(f"resuming from {checkpoint}: epoch {epoch + 1}, batch {batch} (step {resumed})")
     return _Start(network, opt_state, epoch, batch, meta["sums"], meta["history"], resumed)

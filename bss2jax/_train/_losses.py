@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from .._network import AbstractNetwork
+from .._typing import user_facing
 
 
 def _check_scores(scores, labels):
@@ -28,6 +29,7 @@ def _check_scores(scores, labels):
     return scores, labels
 
 
+@user_facing
 def cross_entropy(
     scores: Float[Array, "batch classes"], labels: Int[Array, " batch"]
 ) -> Float[Array, ""]:
@@ -52,6 +54,7 @@ def cross_entropy(
     return -jnp.mean(picked)
 
 
+@user_facing
 def accuracy(
     scores: Float[Array, "batch classes"], labels: Int[Array, " batch"]
 ) -> Float[Array, ""]:
@@ -67,6 +70,7 @@ def accuracy(
     return jnp.mean((jnp.argmax(scores, axis=-1) == labels).astype(scores.dtype))
 
 
+@user_facing
 def mse(trace: Float[Array, "*shape"], target: Float[Array, "*shape"]) -> Float[Array, ""]:
     """Mean squared error between a trace and a target of the same shape (model units²).
 
@@ -121,6 +125,7 @@ def firing_regulariser(
     return penalty
 
 
+@user_facing
 def weight_regulariser(network: AbstractNetwork, *, power: float = 2.0) -> Float[Array, ""]:
     """Sum over the projections of the mean of `|weight|^power` (model weights).
 

@@ -19,6 +19,7 @@ import optax
 from .._backend import AbstractBackend, Numeric
 from .._network import AbstractNetwork, trainable_filter
 from .._sharding import check_mesh, replicate, shard_batch
+from .._typing import user_facing
 
 
 def _spec(network, trainable):
@@ -56,7 +57,11 @@ def _train_step(loss, optimiser, trainable, constrain, network, opt_state, batch
         return _call_loss(loss, eqx.combine(p, static), batch, key, backend)
 
     (value, metrics), grads = jax.value_and_grad(objective, has_aux=True)(params)
-    updates, opt_state = optimiser.update(grads, opt_state, params)
+    # optax promotes implicitly (adam's bias correction: `1 - decay**count`, a Python float
+    # and an int32 count); like equinox's own layers, its update runs under standard
+    # promotion, also when the caller (e.g. the tests) sets jax_numpy_dtype_promotion=strict.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = optimiser.update(grads, opt_state, params)
     network = eqx.combine(optax.apply_updates(params, updates), static)
     if constrain is not None:
         network = constrain(network)
@@ -101,6 +106,7 @@ class TrainStep:
         opt_state = self.optimiser.init(params)
         return opt_state if self.mesh is None else replicate(opt_state, self.mesh)
 
+    @user_facing
     def __call__(self, network, opt_state, batch, *, key, backend: AbstractBackend = Numeric()):
         if not isinstance(backend, AbstractBackend):
             raise TypeError(f"`backend` must be a bss2jax backend; got {backend!r}.")
@@ -122,6 +128,7 @@ class TrainStep:
         )
 
 
+@user_facing
 def make_train_step(
     loss: Callable,
     optimiser: optax.GradientTransformation,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import numpy as np
@@ -24,7 +24,9 @@ from ._plots import plot_curves, plot_decision_map
 from ._recipe import YinYangLoss, clip_weights, optimiser, readout_weights, yin_yang_network
 
 
-def make_backend(name: str, *, gradient: str = "inject", chip_seed: int = 0):
+def make_backend(
+    name: str, *, gradient: Literal["inject", "through"] = "inject", chip_seed: int = 0
+):
     """The backend called `name` ("numeric" or "chip": a seeded chip instance)."""
     from .._backend import Numeric
 

@@ -58,8 +58,8 @@ def plot_decision_map(network, loss, test, path, *, backend, key, resolution: in
     from matplotlib.figure import Figure
 
     axis_values = (np.arange(resolution) + 0.5) / resolution
-    x, y = np.meshgrid(axis_values, axis_values)
-    x, y = x.ravel(), y.ravel()
+    grid_x, grid_y = np.meshgrid(axis_values, axis_values)
+    x, y = grid_x.ravel(), grid_y.ravel()
     coordinates = jnp.asarray(np.stack([x, y, 1 - x, 1 - y], axis=1))
     predict = eqx.filter_jit(
         lambda n, c, k, b: jnp.argmax(loss.scores(n, c, key=k, backend=b)[0], axis=-1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -28,8 +30,10 @@ def yin_yang_network(config: YinYangConfig, *, key: jax.Array) -> Sequential:
     output_weight = config.init_output[0] + config.init_output[1] * jax.random.normal(
         k_output, (3, config.hidden)
     )
-    potentials = dict(leak=Mixed(0.0, 80.0), reset=Mixed(0.0, 80.0), threshold=Mixed(1.0, 150.0))
-    membrane = dict(
+    potentials: dict[str, Any] = dict(
+        leak=Mixed(0.0, 80.0), reset=Mixed(0.0, 80.0), threshold=Mixed(1.0, 150.0)
+    )
+    membrane: dict[str, Any] = dict(
         tau_mem=config.tau,
         tau_syn=config.tau,
         shift_cadc_to_first=True,
@@ -195,9 +199,11 @@ def perturb(network, key, weight_noise: float, gain_noise: float, neuron_noise: 
             if layer.fire:
                 names += ["leak", "threshold"]
                 values += [shifted(layer.leak, k_leak), shifted(layer.threshold, k_threshold)]
-            layers[index] = eqx.tree_at(
-                lambda n, names=names: [getattr(n, name) for name in names], layer, values
-            )
+
+            def where(n, names=names):
+                return [getattr(n, name) for name in names]
+
+            layers[index] = eqx.tree_at(where, layer, values)
     return eqx.tree_at(lambda n: n.layers, network, tuple(layers))
 
 
