@@ -21,7 +21,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
     `os.replace` it into place: a reader sees the old file or the new one, never half of one.
     The folder is created; the temporary file is removed when `write` raises."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(path.parent, f"the folder of {path.name!r}")
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 → what `open` would give

@@ -159,6 +159,13 @@ class Projection(eqx.Module):
     target: str = eqx.field(static=True)
     synapse: Synapse
 
+    def __check_init__(self):
+        if not isinstance(self.synapse, Synapse):
+            raise TypeError(
+                f"`Projection.synapse` must be a bj.Synapse; got {type(self.synapse).__name__} "
+                f"(projection {self.source!r} -> {self.target!r})."
+            )
+
 
 class Network(AbstractNetwork):
     """A graph of named populations and projections; recurrence is first-class.

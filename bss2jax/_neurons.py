@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._neuron_checks import check_real, check_relations
 from ._parameters import Mixed, ParameterLike, as_parameter, model_value
 from ._surrogate import AbstractSurrogate, SuperSpike
 from ._typing import user_facing
@@ -95,12 +96,12 @@ class AbstractNeuron(eqx.Module):
             membrane_capacitance = Mixed(_CAPACITANCE_MODEL, _CAPACITANCE_HARDWARE)
         parameters["membrane_capacitance"] = membrane_capacitance
         for name, value in parameters.items():
-            _check_real(value, name)
+            check_real(value, name)
             setattr(self, name, as_parameter(value, name, size))
         for name in ("tau_mem", "tau_syn", "tau_adap", "membrane_capacitance"):
             _check_positive(getattr(self, name), name)
         _check_non_negative(self.refractory_time, "refractory_time")
-        _check_relations(self, flags)
+        check_relations(self, flags)
         if not isinstance(surrogate, AbstractSurrogate):
             raise TypeError(
                 "`surrogate` must be a bss2jax surrogate such as `bj.SuperSpike(alpha=50.0)`; "
@@ -187,37 +188,6 @@ def _check_non_negative(value, name):
     for part in _concrete_parts(value):
         if not bool(jnp.all(part >= 0)):
             raise ValueError(f"`{name}` must be non-negative; got {part}.")
-
-
-def _check_real(value, name):
-    """Raise for a complex value or a NaN in the model or the chip value of a parameter."""
-    from ._parameters import Frozen
-
-    if isinstance(value, Frozen):
-        return _check_real(value.value, name)
-    for part in (value.model, value.hardware) if isinstance(value, Mixed) else (value,):
-        if isinstance(part, jax.core.Tracer):
-            continue
-        array = np.asarray(part)
-        if np.iscomplexobj(array):
-            raise TypeError(f"`{name}` must be real (a float or float array); got {part!r}.")
-        if array.dtype.kind in "fiub" and np.isnan(array.astype(float)).any():
-            raise ValueError(f"`{name}` must not be NaN; got {part!r}.")
-
-
-def _check_relations(neuron, flags):
-    """Raise for parameter values that break the dynamics: a threshold below the reset
-    (the neuron would fire every step), a non-positive AdEx exponential slope."""
-    if flags.get("fire"):
-        for threshold, reset in zip(
-            _concrete_parts(neuron.threshold), _concrete_parts(neuron.reset), strict=False
-        ):
-            if np.any(np.asarray(threshold) < np.asarray(reset)):
-                raise ValueError(
-                    f"`threshold` must not lie below `reset` ({reset}); got {threshold}."
-                )
-    if flags.get("exponential"):
-        _check_positive(neuron.exponential_slope, "exponential_slope")
 
 
 def _concrete_parts(value):

@@ -13,6 +13,7 @@ import warnings
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._constants import WEIGHT_MAX
 from ._typing import FloatScalar
@@ -69,8 +70,13 @@ def linear_saturating(scale: FloatScalar = 1.0) -> LinearSaturating:
     """
     if isinstance(scale, jax.core.Tracer):  # a scale swept under vmap/jit
         return LinearSaturating(scale)
-    if not scale > 0:
-        raise ValueError(f"`scale` must be positive; got {scale!r}.")
+    if isinstance(scale, (bool, str, bytes)) or not (
+        isinstance(scale, (int, float, np.number)) and 0 < scale < float("inf")
+    ):
+        raise ValueError(
+            "`scale` must be a positive finite number (chip weight units per model weight "
+            f"unit); got {scale!r}."
+        )
     return LinearSaturating(float(scale))
 
 

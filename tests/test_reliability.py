@@ -17,6 +17,7 @@ import pytest
 from hardware_clients import FakeClient
 
 import bss2jax as bj
+import bss2jax.hardware as bjh
 from bss2jax._cli import main
 from bss2jax._misc import write_json
 
@@ -387,3 +388,79 @@ def test_a_checkpoint_with_nan_leaves_is_refused(tmp_path):
     bj.save_checkpoint(tmp_path / "c.npz", ({"w": jnp.array(jnp.nan)}, like[1]))
     with pytest.raises(bj.CheckpointError, match=r"c.npz: array 0 .* holds NaN"):
         bj.load_checkpoint(tmp_path / "c.npz", like)
+
+
+# --------------------------------------------------------------------------------------------
+# Obscure errors
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(0, 1, 2), (5, 0, 2)])
+@pytest.mark.parametrize(
+    "backend", [NOMINAL, bj.Hardware(FakeClient(samples=3))], ids=["chip", "hardware"]
+)
+def test_empty_time_or_batch_is_a_named_error(backend, shape):
+    with pytest.raises(ValueError, match=r"at least one time step and one sample; got shape"):
+        bj.run(_one_layer(), jnp.zeros(shape), backend=backend)
+
+
+def test_float16_inputs_run_on_the_chip_model():
+    low = bj.run(_one_layer(), SPIKES.astype(jnp.float16), backend=NOMINAL)
+    full = bj.run(_one_layer(), SPIKES, backend=NOMINAL)
+    assert np.array_equal(low[0].spikes, full[0].spikes)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "junk"])
+def test_damaged_chip_files_and_checkpoints_name_the_file(tmp_path, damage):
+    chip, checkpoint = tmp_path / "chip.npz", tmp_path / "checkpoint.npz"
+    bj.ChipInstance.nominal().save(chip)
+    like = ({"w": jnp.array(1.0)},)
+    bj.save_checkpoint(checkpoint, like)
+    for path in (chip, checkpoint):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"PK\x03\x04" * 50)
+    with pytest.raises(bj.ChipInstanceError, match="chip.npz"):
+        bj.ChipInstance.load(chip)
+    with pytest.raises(bj.CheckpointError, match="checkpoint.npz"):
+        bj.load_checkpoint(checkpoint, like)
+
+
+@pytest.mark.parametrize(
+    "metadata, message",
+    [
+        ([1, 2], "metadata must be a JSON object; got list"),
+        ("populations", "malformed metadata|missing entry"),
+    ],
+)
+def test_recorded_run_metadata_of_the_wrong_type(tmp_path, metadata, message):
+    from bss2jax._hardware._files import FORMAT, VERSION
+
+    if metadata == "populations":
+        metadata = {"format": FORMAT, "version": VERSION, "populations": 3, "projections": 1}
+    path = tmp_path / "run-000000.npz"
+    np.savez(path, __metadata__=np.frombuffer(json.dumps(metadata).encode(), np.uint8))
+    with pytest.raises(bj.RecordingFileError, match=message):
+        bjh.load_run(path)
+
+
+def test_linear_saturating_names_its_argument():
+    with pytest.raises(ValueError, match="`scale` must be a positive finite number.*got '55'"):
+        bj.linear_saturating("55")
+
+
+def test_projection_must_hold_a_synapse():
+    with pytest.raises(TypeError, match="`Projection.synapse` must be a bj.Synapse; got LIF"):
+        bj.Projection(bj.INPUT, "a", bj.LIF(2))
+
+
+def test_potential_range_must_be_a_pair():
+    with pytest.raises(ValueError, match=r"`potential_range` must be a pair .* got \(0, 1, 2\)"):
+        bj.ChipConfig(potential_range=(0, 1, 2))
+
+
+def test_saving_a_chip_file_into_a_missing_or_blocked_folder(tmp_path):
+    bj.ChipInstance.nominal().save(tmp_path / "new" / "chip.npz")  # the folder is created
+    assert bj.ChipInstance.load(tmp_path / "new" / "chip.npz") is not None
+    (tmp_path / "file").write_text("")
+    with pytest.raises(bj.OutputFolderError, match="'chip.npz'.* got '.*file'"):
+        bj.ChipInstance.nominal().save(tmp_path / "file" / "chip.npz")

@@ -9,8 +9,10 @@ Instances stack along a leading axis for `jax.vmap` (many chips in one call).
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import equinox as eqx
@@ -282,18 +284,33 @@ class ChipInstance(eqx.Module):
         chip = bj.ChipInstance.load("chip-a.npz")
         ```
         """
-        return cls._from_file(path)[0]
+        return cls._read(path)[0]
 
     @classmethod
     def load_metadata(cls, path) -> dict:
         """The `metadata` dict stored with `save`."""
-        return cls._from_file(path)[1]
+        return cls._read(path)[1]
+
+    @classmethod
+    def _read(cls, path):
+        """`_from_file`, with every failure to read the archive as a `ChipInstanceError`
+        naming the file (a truncated or damaged file, a missing entry)."""
+        try:
+            return cls._from_file(path)
+        except ChipInstanceError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+            raise ChipInstanceError(
+                f"cannot read a chip instance from {os.fspath(path)!r}: "
+                f"{type(error).__name__}: {error} (a damaged or truncated file?)"
+            ) from None
 
     @classmethod
     def _from_file(cls, path):
         path = os.fspath(path)
         try:
-            archive = np.load(path, allow_pickle=False)
+            with open(path, "rb") as handle:  # read whole: a damaged file leaks no handle
+                archive = np.load(io.BytesIO(handle.read()), allow_pickle=False)
         except (OSError, ValueError) as error:
             raise ChipInstanceError(f"cannot read a chip instance from {path!r}: {error}") from None
         with archive:

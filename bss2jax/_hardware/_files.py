@@ -162,6 +162,8 @@ def decode_run(data: bytes, *, name: str = "<bytes>", validate: bool = True) -> 
         metadata = json.loads(arrays.pop("__metadata__").tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         _bad(name, f"metadata is not valid JSON ({error})")
+    if not isinstance(metadata, dict):
+        _bad(name, f"metadata must be a JSON object; got {type(metadata).__name__}")
     if metadata.get("format") != FORMAT:
         _bad(name, f"format must be {FORMAT!r}; got {metadata.get('format')!r}")
     if metadata.get("version") != VERSION:
@@ -174,12 +176,14 @@ def decode_run(data: bytes, *, name: str = "<bytes>", validate: bool = True) -> 
         run = _decode(metadata, arrays)
     except KeyError as error:
         _bad(name, f"missing entry {error}")
+    except (TypeError, ValueError, AttributeError, IndexError) as error:
+        _bad(name, f"malformed metadata ({type(error).__name__}: {error})")
     if validate:
         try:
             validate_recording(run.request, run.recording)
         except HardwareError as error:
             _bad(name, str(error))
-    if run.request.request_hash != metadata["request_hash"]:
+    if run.request.request_hash != metadata.get("request_hash"):
         _bad(name, "the stored request does not match its hash (corrupted file)")
     return run
 

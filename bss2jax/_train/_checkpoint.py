@@ -112,7 +112,7 @@ def _read(path: Path) -> tuple[dict, list]:
     """The header and the stored arrays of checkpoint `path`; `CheckpointError` naming the
     file when it cannot be read as one."""
     try:
-        with np.load(path, allow_pickle=False) as file:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as file:
             if _METADATA_KEY not in file.files:
                 raise CheckpointError(
                     f"{path} is not a bss2jax checkpoint (no {_METADATA_KEY!r} entry)."

@@ -1,0 +1,56 @@
+"""Value checks of neuron parameters beyond their shapes: no NaN or complex values, a
+threshold above the reset, a positive AdEx slope (concrete values; a traced one is checked
+where it was made)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from ._parameters import Frozen, Mixed
+
+
+def check_real(value, name):
+    """Raise for a complex value or a NaN in the model or the chip value of a parameter."""
+    if isinstance(value, Frozen):
+        return check_real(value.value, name)
+    for part in (value.model, value.hardware) if isinstance(value, Mixed) else (value,):
+        if isinstance(part, jax.core.Tracer):
+            continue
+        array = np.asarray(part)
+        if np.iscomplexobj(array):
+            raise TypeError(f"`{name}` must be real (a float or float array); got {part!r}.")
+        if array.dtype.kind in "fiub" and np.isnan(array.astype(float)).any():
+            raise ValueError(f"`{name}` must not be NaN; got {part!r}.")
+
+
+def check_relations(neuron, flags):
+    """Raise for parameter values that break the dynamics: a threshold below the reset
+    (the neuron would fire every step), a non-positive AdEx exponential slope."""
+    if flags.get("fire"):
+        for side, threshold, reset in _same_sides(neuron.threshold, neuron.reset):
+            if np.any(np.asarray(threshold) < np.asarray(reset)):
+                raise ValueError(
+                    f"`threshold` must not lie below `reset` ({reset}{side}); got {threshold}."
+                )
+    if flags.get("exponential"):
+        for side, slope, _ in _same_sides(neuron.exponential_slope, neuron.exponential_slope):
+            if not np.all(np.asarray(slope) > 0):
+                raise ValueError(f"`exponential_slope` must be positive{side}; got {slope}.")
+
+
+def _same_sides(first, second):
+    """`(side, a, b)` for the concrete values of two parameters on the same side: model
+    and chip values when both are `Mixed`, the values when neither is; nothing for a
+    `Mixed` beside a plain value (a chip-only setting, say, whose model side is unused)."""
+    first = first.value if isinstance(first, Frozen) else first
+    second = second.value if isinstance(second, Frozen) else second
+    if isinstance(first, Mixed) and isinstance(second, Mixed):
+        pairs = [(" in the model", first.model, second.model)]
+        pairs.append((" on the chip", first.hardware, second.hardware))
+    elif isinstance(first, Mixed) or isinstance(second, Mixed):
+        return []
+    else:
+        pairs = [("", first, second)]
+    traced = (jax.core.Tracer,)
+    return [p for p in pairs if not isinstance(p[1], traced) and not isinstance(p[2], traced)]
