@@ -9,19 +9,40 @@ import numpy as np
 
 from ._parameters import Frozen, Mixed
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def check_real(value, name):
-    """Raise for a complex value or a NaN in the model or the chip value of a parameter."""
+    """Raise for a value that is not a real number or array (a string, None, a complex
+    number), a NaN, or a finite value beyond float32's range, in the model or the chip
+    value of a parameter."""
     if isinstance(value, Frozen):
         return check_real(value.value, name)
     for part in (value.model, value.hardware) if isinstance(value, Mixed) else (value,):
         if isinstance(part, jax.core.Tracer):
             continue
-        array = np.asarray(part)
+        try:
+            array = None if isinstance(part, (str, bytes)) else np.asarray(part)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.dtype.kind not in "fiubc":
+            raise TypeError(f"`{name}` must be a number or a float array; got {part!r}.")
         if np.iscomplexobj(array):
             raise TypeError(f"`{name}` must be real (a float or float array); got {part!r}.")
-        if array.dtype.kind in "fiub" and np.isnan(array.astype(float)).any():
+        values = array.astype(np.float64)
+        if np.isnan(values).any():
             raise ValueError(f"`{name}` must not be NaN; got {part!r}.")
+        if np.any(np.isfinite(values) & (np.abs(values) > _FLOAT32_MAX)):
+            raise ValueError(f"`{name}` must lie within float32's range; got {part!r}.")
+
+
+def check_setting(value, name: str) -> float:
+    """A chip setting as a non-negative finite float; else a named error."""
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"`{name}` must be a non-negative number; got {value!r}.")
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"`{name}` must be a non-negative finite number; got {value!r}.")
+    return float(value)
 
 
 def check_relations(neuron, flags):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._neuron_checks import check_real, check_relations
+from ._neuron_checks import check_real, check_relations, check_setting
 from ._parameters import Mixed, ParameterLike, as_parameter, model_value
 from ._surrogate import AbstractSurrogate, SuperSpike
 from ._typing import user_facing
@@ -134,9 +134,8 @@ class AbstractNeuron(eqx.Module):
         self.enable_spike_recording = bool(readout["enable_spike_recording"]) and self.fire
         self.enable_cadc_recording = bool(readout["enable_cadc_recording"])
         self.enable_madc_recording = bool(readout["enable_madc_recording"])
-        self.i_synin_gm = float(readout["i_synin_gm"])
-        if not self.i_synin_gm >= 0:  # a negative bias would flip every synapse's sign
-            raise ValueError(f"`i_synin_gm` must be a non-negative number; got {self.i_synin_gm}.")
+        # a negative bias would flip every synapse's sign
+        self.i_synin_gm = check_setting(readout["i_synin_gm"], "i_synin_gm")
         self.synapse_dac_bias = float(readout["synapse_dac_bias"])
 
     @property

@@ -30,8 +30,27 @@ class Mixed(eqx.Module):
     hardware: jax.Array
 
     def __init__(self, model, hardware):
-        self.model = jnp.asarray(model, dtype=float)
-        self.hardware = jnp.asarray(hardware, dtype=float)
+        self.model = _as_float(model, "Mixed.model")
+        self.hardware = _as_float(hardware, "Mixed.hardware")
+
+
+def _as_float(value, name: str) -> jax.Array:
+    """`value` as a float array; a named error for a string, None, a complex number or a
+    finite value that the float type cannot hold (a traced value passes unchecked)."""
+    if not isinstance(value, jax.core.Tracer):
+        try:
+            array = None if isinstance(value, (str, bytes)) else np.asarray(value)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.dtype.kind not in "fiub":
+            raise TypeError(f"`{name}` must be a real number or float array; got {value!r}.")
+        limit = float(jnp.finfo(jnp.asarray(0.0).dtype).max)
+        values = array.astype(np.float64)
+        if np.any(np.isfinite(values) & (np.abs(values) > limit)):
+            raise ValueError(
+                f"`{name}` must lie within the float range (±{limit:.3g}); got {value!r}."
+            )
+    return jnp.asarray(value, dtype=float)
 
 
 class Frozen(eqx.Module):

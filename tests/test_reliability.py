@@ -340,7 +340,9 @@ def test_neuron_parameters_are_validated(options, message):
 def test_adex_slope_and_synaptic_bias_are_validated():
     with pytest.raises(ValueError, match="`exponential_slope` must be positive"):
         bj.AdEx(2, exponential_slope=0.0)
-    with pytest.raises(ValueError, match="`i_synin_gm` must be a non-negative number; got -5"):
+    with pytest.raises(
+        ValueError, match="`i_synin_gm` must be a non-negative finite number; got -5"
+    ):
         bj.LIF(2, i_synin_gm=-5.0)
 
 
