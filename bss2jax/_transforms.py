@@ -14,6 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from ._constants import WEIGHT_MAX
 from ._typing import FloatScalar
@@ -48,7 +49,9 @@ class LinearSaturating(AbstractWeightTransform):
     would change trigger a warning when checked with `check_range` (never silently).
     """
 
-    scale: FloatScalar = 1.0
+    scale: FloatScalar | Float[Array, "out_features 1"] = 1.0
+    """Chip weight units per model weight unit: one for all, or one per row (per target
+    neuron, as `Alignment.transform()` gives)."""
 
     def model(self, weight):
         return weight

@@ -14,6 +14,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -23,6 +24,7 @@ import numpy as np
 from .._constants import NEURON_CIRCUITS, SYNAPSE_ROWS
 from .._errors import ChipInstanceError
 from .._misc import atomic_write
+from .._typing import user_facing
 
 FORMAT_NAME = "bss2jax.ChipInstance"
 FORMAT_VERSION = 1
@@ -207,6 +209,7 @@ class ChipInstance(eqx.Module):
         return cls(**values)
 
     @classmethod
+    @user_facing
     def random(cls, key: jax.Array, profile: MismatchProfile | None = None) -> ChipInstance:
         """Draw a chip from `key` with the spreads of `profile` (default: calibrated).
 
@@ -269,7 +272,9 @@ class ChipInstance(eqx.Module):
             text = json.dumps(header, sort_keys=True)
         except TypeError as error:
             raise ValueError(f"`metadata` must be JSON-serialisable; {error}.") from None
-        arrays = {name: np.asarray(getattr(self, name), np.float32) for name in _FIELDS}
+        arrays: dict[str, Any] = {
+            name: np.asarray(getattr(self, name), np.float32) for name in _FIELDS
+        }
         arrays["__header__"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
         atomic_write(Path(path), lambda file: np.savez(file, **arrays))
 

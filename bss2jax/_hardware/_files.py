@@ -12,6 +12,7 @@ import dataclasses
 import io
 import json
 import pathlib
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ _RAW_FIELDS = {
 
 def _encode(run: RecordedRun) -> bytes:
     request = run.request
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}
     populations = []
     index_of = {}
     for i, p in enumerate(request.populations):
@@ -70,12 +71,12 @@ def _encode(run: RecordedRun) -> bytes:
         arrays[f"projection/{j}/weight_exc"] = q.weight_exc
         arrays[f"projection/{j}/weight_inh"] = q.weight_inh
     counts = [len(s.times) for s in request.input_spikes]
-    arrays["input/times"] = np.concatenate([s.times for s in request.input_spikes] or [[]])
+    arrays["input/times"] = np.concatenate([s.times for s in request.input_spikes] or [np.zeros(0)])
     arrays["input/channels"] = np.concatenate(
         [s.channels for s in request.input_spikes] or [np.zeros(0, np.int32)]
     ).astype(np.int32)
     arrays["input/counts"] = np.asarray(counts, np.int64)
-    raw_keys = {}
+    raw_keys: dict[str, list[int]] = {}
     for field, (_, names) in _RAW_FIELDS.items():
         raw_keys[field] = []
         for key, entry in getattr(run.recording, field).items():
@@ -217,7 +218,6 @@ def _decode(metadata, arrays) -> RecordedRun:
         )
         for j, meta in enumerate(metadata["projections"])
     )
-    populations = tuple(populations)
     bounds = np.concatenate([[0], np.cumsum(arrays["input/counts"])]).astype(np.int64)
     inputs = tuple(
         protocol.InputSpikes(
@@ -228,7 +228,7 @@ def _decode(metadata, arrays) -> RecordedRun:
     )
     madc = metadata["madc"]
     request = protocol.ExperimentRequest(
-        populations=populations,
+        populations=tuple(populations),
         projections=projections,
         input_size=metadata["input_size"],
         batch_size=metadata["batch_size"],
@@ -237,7 +237,7 @@ def _decode(metadata, arrays) -> RecordedRun:
         dt=metadata["dt"],
         madc=tuple(madc) if madc is not None else None,
         seed=metadata["seed"],
-        configuration_hash=configuration_hash(populations, projections),
+        configuration_hash=configuration_hash(tuple(populations), projections),
         reconfigure=bool(metadata.get("reconfigure", True)),
     )
     raw = {}

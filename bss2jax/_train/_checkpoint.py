@@ -60,7 +60,7 @@ def save_checkpoint(path, tree, metadata: Mapping | None = None) -> None:
         "leaves": [_describe(leaf) for leaf in leaves],
         "metadata": dict(metadata or {}),
     }
-    payload = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
+    payload: dict[str, Any] = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
     payload[_METADATA_KEY] = np.array(json.dumps(header))
     atomic_write(Path(path), lambda f: np.savez(f, **payload))
 
