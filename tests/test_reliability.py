@@ -156,31 +156,11 @@ def test_demo_option_errors_are_argparse_errors(capsys, argv):
 # --------------------------------------------------------------------------------------------
 
 
-def _hardware_net():
-    k1, k2 = jax.random.split(jax.random.key(0))
-    return bj.Sequential(
-        [
-            bj.Synapse(8, 4, key=k1, transform=bj.linear_saturating(40.0)),
-            bj.LIF(
-                4,
-                leak=bj.Mixed(0.0, 80.0),
-                reset=bj.Mixed(0.0, 80.0),
-                threshold=bj.Mixed(1.0, 125.0),
-            ),
-            bj.Synapse(4, 2, key=k2, transform=bj.linear_saturating(30.0)),
-            bj.LI(2, leak=bj.Mixed(0.0, 80.0), trace_offset=80.0, trace_scale=0.02),
-        ]
-    )
-
-
-HW_INPUTS = (jax.random.uniform(jax.random.key(1), (20, 3, 8)) < 0.25).astype(jnp.float32)
-
-
 class _CountingClient(FakeClient):
     """Records how many `execute` calls run at once; `hold` makes a call wait on an event."""
 
     def __init__(self, *, confirm_cancel=False, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(samples=3, **kwargs)
         self.active = 0
         self.most_active = 0
         self.lock = threading.Lock()
@@ -208,12 +188,12 @@ def test_calls_to_one_client_never_overlap():
     """Two backends on one client, four threads: `execute` never runs twice at once."""
     client = _CountingClient(delay=0.02)
     backends = [bj.Hardware(client, timeout=None), bj.Hardware(client, timeout=5.0)]
-    net = _hardware_net()
+    net = _one_layer(40.0)
     errors = []
 
     def work(backend):
         try:
-            bj.run(net, HW_INPUTS, backend=backend, dt=1e-6)
+            bj.run(net, SPIKES, backend=backend, dt=1e-6)
         except Exception as error:  # noqa: BLE001 - reported by the assertion below
             errors.append(error)
 
@@ -229,11 +209,11 @@ def test_a_timed_out_client_is_unusable_until_its_call_returns():
     client = _CountingClient()
     client.hold = threading.Event()
     backend = bj.Hardware(client, timeout=0.05, retries=0)
-    net = _hardware_net()
+    net = _one_layer(40.0)
     with pytest.raises(bj.HardwareTimeoutError, match="takes no new call until"):
-        bj.run(net, HW_INPUTS, backend=backend, dt=1e-6)
+        bj.run(net, SPIKES, backend=backend, dt=1e-6)
     with pytest.raises(bj.ClientBusyError, match="still running a call that timed out"):
-        bj.run(net, HW_INPUTS, backend=bj.Hardware(client, timeout=1.0), dt=1e-6)
+        bj.run(net, SPIKES, backend=bj.Hardware(client, timeout=1.0), dt=1e-6)
     assert len(client.requests) == 0 and client.active == 1
     client.hold.set()  # the hung call returns
     for _ in range(100):
@@ -241,7 +221,7 @@ def test_a_timed_out_client_is_unusable_until_its_call_returns():
             break
         time.sleep(0.01)
     client.hold = None
-    bj.run(net, HW_INPUTS, backend=backend, dt=1e-6)
+    bj.run(net, SPIKES, backend=backend, dt=1e-6)
     assert client.most_active == 1
 
 
@@ -249,12 +229,12 @@ def test_a_confirmed_cancel_frees_the_client():
     client = _CountingClient(confirm_cancel=True)
     client.hold = threading.Event()
     backend = bj.Hardware(client, timeout=0.05, retries=0)
-    net = _hardware_net()
+    net = _one_layer(40.0)
     with pytest.raises(bj.HardwareTimeoutError, match="cancel\\(\\) confirmed"):
-        bj.run(net, HW_INPUTS, backend=backend, dt=1e-6)
+        bj.run(net, SPIKES, backend=backend, dt=1e-6)
     client.hold.set()
     client.hold = None
-    bj.run(net, HW_INPUTS, backend=backend, dt=1e-6)
+    bj.run(net, SPIKES, backend=backend, dt=1e-6)
 
 
 # --------------------------------------------------------------------------------------------
