@@ -19,6 +19,7 @@ from ._errors import NetworkError
 from ._neurons import AbstractNeuron
 from ._parameters import Frozen, Mixed
 from ._synapse import Synapse
+from ._typing import user_facing
 from .kernels.cuba import CubaParams
 
 INPUT = "input"
@@ -147,6 +148,7 @@ class Sequential(AbstractNetwork):
         return tuple(values[k] for k in self.population_keys())
 
 
+@user_facing
 class Projection(eqx.Module):
     """A synapse from population `source` (or `bj.INPUT`) onto population `target`.
 

@@ -17,7 +17,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._constants import WEIGHT_MAX
-from ._typing import FloatScalar
+from ._typing import FloatScalar, user_facing
 
 
 def round_half_away(x: jax.Array) -> jax.Array:
@@ -61,6 +61,7 @@ class LinearSaturating(AbstractWeightTransform):
         return round_straight_through(scaled)
 
 
+@user_facing
 def linear_saturating(scale: FloatScalar = 1.0) -> LinearSaturating:
     """The default weight transform: scale, clip to ±63, round half away from zero.
 

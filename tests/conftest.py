@@ -1,7 +1,8 @@
 """Shared fixtures: a `getkey` fixture, float64 on demand, Hypothesis profiles.
 
-With BSS2JAX_STRICT_TESTS=1 the suite runs with strict dtype promotion and rank promotion
-raising (as equinox's tests do): the library casts and broadcasts explicitly.
+The suite runs with strict dtype promotion and rank promotion raising (as equinox's tests
+do): the library casts and broadcasts explicitly. The runtime type checks come from
+jaxtyping's import hook with beartype (`--jaxtyping-packages` in pytest's addopts).
 """
 
 from __future__ import annotations
@@ -12,13 +13,9 @@ import hypothesis
 import jax
 import pytest
 
-# Strict dtype promotion and rank promotion raising, as in equinox's tests. Opt-in for now
-# (BSS2JAX_STRICT_TESTS=1, with `--jaxtyping-packages=bss2jax,beartype.beartype` for the
-# runtime type checks): the core passes both; the chip model, training and hardware modules
-# do not yet, and the switch becomes the default when they do.
-if os.environ.get("BSS2JAX_STRICT_TESTS") == "1":
-    jax.config.update("jax_numpy_dtype_promotion", "strict")
-    jax.config.update("jax_numpy_rank_promotion", "raise")
+# Strict dtype promotion and rank promotion raising, as in equinox's tests.
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 hypothesis.settings.register_profile("dev", deadline=None, max_examples=25)
 hypothesis.settings.register_profile(

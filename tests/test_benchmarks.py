@@ -11,6 +11,7 @@ import math
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
@@ -33,7 +34,9 @@ def test_train_step_benchmark_smoke(tmp_path):
     benchmark = _load_benchmark()
     output = tmp_path / "train_step.json"
     argv = "--inputs 20 --hidden 8 --outputs 3 --time 10 --batch 2 --repeats 2".split()
-    report = benchmark.main([*argv, "--output", str(output)])
+    # The benchmark is user code with optax loops: JAX's default promotion, as it runs.
+    with jax.numpy_dtype_promotion("standard"):
+        report = benchmark.main([*argv, "--output", str(output)])
 
     assert output.exists()
     names = [result["name"] for result in report["results"]]

@@ -13,6 +13,7 @@ from .._chip._instance import ChipInstance, MismatchProfile
 from .._errors import BackendError
 from .._misc import join_batch, positive_int, split_batch
 from .._recording import PopulationRecording, Recording
+from .._typing import user_facing
 from ._base import AbstractBackend
 from ._chip_model import ChipModel
 
@@ -67,6 +68,7 @@ class RandomChips(AbstractBackend):
     anchor_probability: float = eqx.field(static=True)
     chips_per_call: int = eqx.field(static=True)
 
+    @user_facing
     def __init__(
         self,
         profile: MismatchProfile | None = None,

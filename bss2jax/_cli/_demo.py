@@ -27,8 +27,8 @@ def _sine_targets(key, n_out=3, time=100):
         k_sign, k_period = jax.random.split(k)
         sign = jnp.sign(jax.random.uniform(k_sign, (n_out,)) - 0.5)
         period = (0.3 - 2.0) * jax.random.uniform(k_period, (n_out,)) + 2.0
-        targets = targets + sign * jnp.sin(ramp * 2 * jnp.pi / period)
-    return targets / jnp.abs(targets).max(0)
+        targets = targets + sign[None, None] * jnp.sin(ramp * 2 * jnp.pi / period[None, None])
+    return targets / jnp.abs(targets).max(0, keepdims=True)
 
 
 def demo_command(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .._errors import HardwareError, RecordingFileError
 from .._misc import atomic_write
+from .._typing import user_facing
 from . import _protocol as protocol
 from ._validate import validate_recording
 
@@ -108,6 +109,7 @@ def _encode(run: RecordedRun) -> bytes:
     return buffer.getvalue()
 
 
+@user_facing
 def save_run(path, run: RecordedRun) -> pathlib.Path:
     """Write `run` to `path` (`.npz`) atomically: a temporary file, then `os.replace`.
 
@@ -143,6 +145,7 @@ def load_run(path) -> RecordedRun:
     return decode_run(path.read_bytes(), name=str(path))
 
 
+@user_facing
 def encode_run(run: RecordedRun) -> bytes:
     """The bytes of `save_run`'s file format (an `.npz` archive) for `run`."""
     if not isinstance(run, RecordedRun):

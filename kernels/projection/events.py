@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +37,7 @@ from jaxtyping import Array, Float, Int
     meta_fields=["in_features"],
 )
 @dataclasses.dataclass(frozen=True)
+@typing.no_type_check  # a pytree: JAX rebuilds it with non-array leaves (avals, ArgInfo)
 class Events:
     """Binary input spikes as the indices of the active inputs of every row.
 
