@@ -4,7 +4,9 @@ where it was made)."""
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._parameters import Frozen, Mixed
@@ -75,3 +77,28 @@ def _same_sides(first, second):
         pairs = [("", first, second)]
     traced = (jax.core.Tracer,)
     return [p for p in pairs if not isinstance(p[1], traced) and not isinstance(p[2], traced)]
+
+
+_TRACED_RULES = {
+    "tau_mem": ("positive", lambda x: ~(x > 0)),
+    "tau_syn": ("positive", lambda x: ~(x > 0)),
+    "tau_adap": ("positive", lambda x: ~(x > 0)),
+    "membrane_capacitance": ("positive", lambda x: ~(x > 0)),
+    "refractory_time": ("non-negative", lambda x: ~(x >= 0)),
+}
+
+
+def guard_traced(neuron, names) -> None:
+    """The run-time counterpart of the checks above for parameters traced under `jit` or
+    `vmap` (a network built inside a sweep): `eqx.error_if` on every traced leaf of the
+    parameters `names` (`Mixed` and `Frozen` are pytrees), replacing them on `neuron`
+    (call from its `__init__`). Time constants must be positive, no value NaN."""
+    for name in names:
+        rule, bad = _TRACED_RULES.get(name, ("not NaN", jnp.isnan))
+
+        def check(leaf, name=name, rule=rule, bad=bad):
+            if not isinstance(leaf, jax.core.Tracer):
+                return leaf
+            return eqx.error_if(leaf, jnp.any(bad(leaf)), f"`{name}` must be {rule}.")
+
+        setattr(neuron, name, jax.tree_util.tree_map(check, getattr(neuron, name)))

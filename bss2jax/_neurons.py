@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._neuron_checks import check_real, check_relations, check_setting
+from ._neuron_checks import check_real, check_relations, check_setting, guard_traced
 from ._parameters import Mixed, ParameterLike, as_parameter, model_value
 from ._surrogate import AbstractSurrogate, SuperSpike
 from ._typing import user_facing
@@ -102,6 +102,7 @@ class AbstractNeuron(eqx.Module):
             _check_positive(getattr(self, name), name)
         _check_non_negative(self.refractory_time, "refractory_time")
         check_relations(self, flags)
+        guard_traced(self, parameters)
         if not isinstance(surrogate, AbstractSurrogate):
             raise TypeError(
                 "`surrogate` must be a bss2jax surrogate such as `bj.SuperSpike(alpha=50.0)`; "

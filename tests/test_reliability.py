@@ -21,9 +21,7 @@ import bss2jax.hardware as bjh
 from bss2jax._cli import main
 from bss2jax._misc import write_json
 
-# --------------------------------------------------------------------------------------------
 # Data loss
-# --------------------------------------------------------------------------------------------
 
 SGD = optax.sgd(1.0)  # one object: the compiled step is cached per optimiser
 
@@ -127,11 +125,8 @@ def test_a_rerun_rewrites_metrics_lost_by_a_kill(tmp_path):
     (tmp_path / "metrics.json").unlink()
     again = _fit_sqrt(tmp_path, on_nonfinite="skip")
     assert again.resumed_step == 4
-    assert _strict_json(tmp_path / "metrics.json")["history"] == bj_json(first.history)
-
-
-def bj_json(history):
-    return json.loads(json.dumps(history).replace("NaN", "null"))
+    expected = json.loads(json.dumps(first.history).replace("NaN", "null"))
+    assert _strict_json(tmp_path / "metrics.json")["history"] == expected
 
 
 def test_fit_refuses_a_checkpoint_with_absurd_counters(tmp_path):
@@ -151,9 +146,7 @@ def test_demo_option_errors_are_argparse_errors(capsys, argv):
     assert f"error: argument {argv[0]}: must be" in capsys.readouterr().err
 
 
-# --------------------------------------------------------------------------------------------
 # Concurrency: one call at a time per client
-# --------------------------------------------------------------------------------------------
 
 
 class _CountingClient(FakeClient):
@@ -237,9 +230,7 @@ def test_a_confirmed_cancel_frees_the_client():
     bj.run(net, SPIKES, backend=backend, dt=1e-6)
 
 
-# --------------------------------------------------------------------------------------------
 # Silent wrong results
-# --------------------------------------------------------------------------------------------
 
 
 def _one_layer(scale=1.0, weight=0.5, **lif):
@@ -372,9 +363,7 @@ def test_a_checkpoint_with_nan_leaves_is_refused(tmp_path):
         bj.load_checkpoint(tmp_path / "c.npz", like)
 
 
-# --------------------------------------------------------------------------------------------
 # Obscure errors
-# --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("shape", [(0, 1, 2), (5, 0, 2)])
@@ -446,3 +435,11 @@ def test_saving_a_chip_file_into_a_missing_or_blocked_folder(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(bj.OutputFolderError, match="'chip.npz'.* got '.*file'"):
         bj.ChipInstance.nominal().save(tmp_path / "file" / "chip.npz")
+
+
+def test_traced_neuron_parameters_are_checked_at_run_time():
+    spikes = jax.jit(lambda tau: bj.run(_one_layer(tau_mem=tau), SPIKES)[0].spikes)
+    assert spikes(jnp.float32(1e-5)).shape == (5, 1, 2)
+    for tau in (-1e-5, jnp.nan):
+        with pytest.raises(Exception, match="`tau_mem` must be positive"):
+            jax.block_until_ready(spikes(jnp.float32(tau)))
