@@ -64,14 +64,27 @@ def run(
         return _run_events(network, inputs, backend, dt, key, projection, integrator)
     inputs = check_inputs(network, inputs, float)
     recording = backend.observe(network, inputs, dt=dt, key=key)
-    time, batch = inputs.shape[:2]
-    observed = _check_recording(network, recording, (time, batch))
+    return _run_network(network, inputs, inputs, recording, dt, projection, integrator)
 
-    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events] = {INPUT: inputs}
+
+def _run_network(
+    network: AbstractNetwork,
+    source: Float[Array, "time batch in_features"] | _projection.Events,
+    like: Float[Array, "time batch in_features"] | jax.ShapeDtypeStruct,
+    recording: object,
+    dt: float,
+    projection: str,
+    integrator: str,
+) -> tuple[Observables, ...] | dict[str, Observables]:
+    """The numerics of every stage, fed by `source` (dense spikes or events of the shape
+    and dtype of `like`), with `recording` injected."""
+    time, batch = like.shape[:2]
+    observed = _check_recording(network, recording, (time, batch))
+    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events] = {INPUT: source}
     results: dict[Hashable, Observables] = {}
     for stage in network.plan():
         results.update(
-            _run_stage(network, stage, spikes, observed, inputs, dt, projection, integrator)
+            _run_stage(network, stage, spikes, observed, like, dt, projection, integrator)
         )
     return network.pack(results)
 
@@ -115,16 +128,8 @@ def _run_events(
     recording = None  # Numeric observes nothing; other backends see the 0/1 spikes
     if not isinstance(backend, Numeric):
         recording = backend.observe(network, events.to_dense(dtype), dt=dt, key=key)
-    time, batch = events.shape[:2]
-    observed = _check_recording(network, recording, (time, batch))
     like = jax.ShapeDtypeStruct(events.shape, dtype)
-    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events] = {INPUT: events}
-    results: dict[Hashable, Observables] = {}
-    for stage in network.plan():
-        results.update(
-            _run_stage(network, stage, spikes, observed, like, dt, projection, integrator)
-        )
-    return network.pack(results)
+    return _run_network(network, events, like, recording, dt, projection, integrator)
 
 
 def _check_recording(
