@@ -45,6 +45,7 @@ _FIELDS = {
 }
 
 
+@user_facing  # validates its own fields (named errors; an int is a valid float)
 @dataclasses.dataclass(frozen=True)
 class MismatchProfile:
     """Spreads of the fixed-pattern deviations of a chip (reference/bss2-chip.md §7.3).
