@@ -20,16 +20,20 @@ at 11.8 us per sample); the JSON reports the model's rate and its ratio to that.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 import bss2jax as bj
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
+from _report import cpu_model, emit  # noqa: E402
 
 CHIP_SAMPLES_PER_SECOND = 85_000.0
 """Cramer et al. 2022 (PNAS), abstract: up to 85k images per second on BSS-2."""
@@ -160,13 +164,9 @@ def main(argv=None) -> dict:
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
         "platform": platform.platform(),
+        "cpu": cpu_model(),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        with open(args.output, "w") as file:
-            file.write(text)
-    return report
+    return emit(report, args.output)
 
 
 if __name__ == "__main__":

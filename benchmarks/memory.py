@@ -24,6 +24,10 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
+from _report import cpu_model, emit  # noqa: E402
 
 DT = 1e-6
 TAU = 6e-6
@@ -186,15 +190,9 @@ def main(argv=None):
             row["peak_rss_gib"] = row["peak_rss_bytes"] / 2**30
             rows.append(row)
     import jax
-    from projection import cpu_model
 
     report = {"cpu": cpu_model(), "jax": jax.__version__, "workload": vars(args), "rows": rows}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
-    return report
+    return emit(report, args.output)
 
 
 if __name__ == "__main__":

@@ -15,27 +15,18 @@ implementations; medians and ratios to dense are printed as JSON with the CPU mo
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from bss2jax.kernels import projection
 
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or `platform.processor()`)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
+from _report import cpu_model, emit  # noqa: E402
 
 
 def _compile(fn, *args):
@@ -124,12 +115,7 @@ def main(argv=None):
         "device": str(jax.devices()[0]),
         "results": results,
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
-    return report
+    return emit(report, args.output)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
+from _report import emit  # noqa: E402
+
 
 def _time(fn, repeats):
     import jax
@@ -191,11 +194,7 @@ def main(argv=None) -> dict:
         "load_average": os.getloadavg(),
         "jax": jax.__version__,
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    return report
+    return emit(report, args.output)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,8 @@ the device, the per-chip accuracies' summary and the largest difference between 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +40,9 @@ import optax
 
 import bss2jax as bj
 import bss2jax.data as bd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
+from _report import cpu_model, emit  # noqa: E402
 
 DT = 1e-6
 STEPS, REPETITIONS, TAU, WEIGHT_SCALE = 38, 5, 6e-6, 36.6
@@ -325,13 +327,9 @@ def main(argv=None) -> dict:
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
         "device_kind": jax.devices()[0].device_kind,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    return report
+    return emit(report, args.output)
 
 
 if __name__ == "__main__":

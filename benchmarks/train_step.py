@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import math
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -31,6 +32,9 @@ import optax
 from bss2jax.kernels import projection
 
 import bss2jax as bj
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
+from _report import cpu_model, emit  # noqa: E402
 
 DT = 1e-6
 TAU = 6e-6
@@ -299,18 +303,6 @@ def bench(name, loss, params, data, repeats):
     }
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or `platform.processor()`)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def interleaved(cases, repeats):
     """Train-step medians (ms) of `name -> (loss, params, data)`, alternating per round,
     with ratios to `handwritten_scan`; compile times apart."""
@@ -420,12 +412,7 @@ def main(argv=None):
             "device": str(jax.devices()[0]),
             "interleaved": comparison,
         }
-        text = json.dumps(report, indent=2)
-        print(text)
-        if args.output:
-            with open(args.output, "w") as f:
-                f.write(text + "\n")
-        return report
+        return emit(report, args.output)
 
     results = [
         bench(
@@ -469,12 +456,7 @@ def main(argv=None):
         "interleaved": comparison,
         "results": results,
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
-    return report
+    return emit(report, args.output)
 
 
 if __name__ == "__main__":
