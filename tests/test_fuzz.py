@@ -204,24 +204,7 @@ def test_synapse_weights_and_scale(scale, weight):
 # ChipConfig, ChipInstance and its files
 # --------------------------------------------------------------------------------------------
 
-CONFIG_FIELDS = [
-    "substeps",
-    "weight_efficacy",
-    "clock_period",
-    "madc_clock",
-    "madc_gain",
-    "membrane_noise",
-    "synaptic_delay",
-    "spike_latency",
-    "cadc_jitter",
-    "cadc_noise",
-    "madc_noise",
-    "saturation",
-    "reset_time_constant",
-    "cadc_period",
-    "potential_range",
-    "madc_sample_duration_adjust",
-]
+CONFIG_FIELDS = [field.name for field in dataclasses.fields(bj.ChipConfig)]
 
 
 @fuzz(60, field=st.sampled_from(CONFIG_FIELDS), value=any_value | st.tuples(odd_floats, odd_floats))

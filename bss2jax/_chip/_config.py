@@ -118,6 +118,10 @@ class ChipConfig:
                 "`reset_time_constant` must be positive (seconds) or None; got "
                 f"{self.reset_time_constant!r}."
             )
+        if not _is_number(self.madc_offset):
+            raise ValueError(
+                f"`madc_offset` must be a finite float (MADC LSB); got {self.madc_offset!r}."
+            )
         if self.cadc_memory not in ("sram", "dram"):
             raise ValueError(f"`cadc_memory` must be 'sram' or 'dram'; got {self.cadc_memory!r}.")
         if self.cadc_period is not None and not (
