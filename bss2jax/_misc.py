@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._errors import OutputFolderError
+
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write a file through `write(file)` into a temporary file beside `path`, then
@@ -65,8 +67,6 @@ def write_json(path, value: Any) -> None:
 def check_writable_folder(folder, name: str) -> Path:
     """Create `folder` (and its parents) if needed and check that a file can be written in
     it, by writing and removing one; else `OutputFolderError` naming `name` and the cause."""
-    from ._errors import OutputFolderError
-
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
