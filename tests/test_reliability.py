@@ -230,6 +230,20 @@ def test_a_confirmed_cancel_frees_the_client():
     bj.run(net, SPIKES, backend=backend, dt=1e-6)
 
 
+def test_the_chip_model_client_confirms_a_cancel_and_serves_the_next_call():
+    # The first call hangs in the client's simulated latency and times out; `cancel()`
+    # kills the worker and confirms, so the next call runs (after the hung one let go of
+    # the client's lock) on a new worker: one call at a time, no ClientBusyError.
+    net = _one_layer(40.0)
+    with bj.ChipModelClient(seed=3, latency=1.0) as client:
+        with pytest.raises(bj.HardwareTimeoutError, match="cancel\\(\\) confirmed"):
+            bj.run(net, SPIKES, backend=bj.Hardware(client, timeout=0.2, retries=0), dt=1e-6)
+        client.latency = 0.0
+        out = bj.run(net, SPIKES, backend=bj.Hardware(client, retries=0), dt=1e-6)
+        assert client.calls == 1 and client.starts == 2
+    assert out[0].spikes.shape == (SPIKES.shape[0], SPIKES.shape[1], 2)
+
+
 # Silent wrong results
 
 

@@ -81,7 +81,8 @@ class ChipModelClient(AbstractClient):
 
     The worker starts on the first call and is reused; `close()` (or a `with` block) ends
     it. A worker that dies raises `TransientHardwareError` (so `Hardware` retries) and is
-    restarted on the next call; `cancel()` (called by `Hardware` on a timeout) ends it.
+    restarted on the next call; `cancel()` (called by `Hardware` on a timeout) ends it and
+    confirms, so the client stays usable after a timeout.
     `calls`, `reconfigurations` and `warnings` (the chip model's, e.g. CADC range) count
     what the worker did.
 
@@ -236,12 +237,18 @@ class ChipModelClient(AbstractClient):
         self.warnings.extend(answer.info["warnings"])
         return answer.recording
 
-    def cancel(self) -> None:
-        """End the worker at once (a timed-out call); the next call starts a new one."""
+    def cancel(self) -> bool:
+        """End the worker at once (a timed-out call) and confirm it (returns True).
+
+        Safe to confirm: the killed worker can touch nothing more, the hung `execute` sees
+        it end within 50 ms and fails, and every `execute` holds the client's lock, so the
+        next call waits for the hung one to let go and then starts a new worker.
+        """
         process = self._process
         if process is not None and process.poll() is None:
             process.kill()
             process.wait(10.0)
+        return True
 
     def close(self) -> None:
         """Stop the worker process and remove its files."""
