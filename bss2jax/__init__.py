@@ -52,6 +52,8 @@ from ._network import (
 )
 from ._neurons import LI as LI, LIF as LIF, AbstractNeuron as AbstractNeuron, AdEx as AdEx
 from ._observables import Observables as Observables
+from ._nir import to_nir as to_nir
+from ._nir_import import from_nir as from_nir
 from ._parameters import (
     Frozen as Frozen,
     Mixed as Mixed,
@@ -126,6 +128,8 @@ __all__ = [
     "model_value",
     "hardware_value",
     "trainable_filter",
+    "to_nir",
+    "from_nir",
     "AbstractWeightTransform",
     "LinearSaturating",
     "ExponentialClamp",
