@@ -46,3 +46,26 @@ CALIX_RANGES = {
     "synapse_dac_bias": (30.0, 1022.0, "DAC"),
 }
 """calix's `check_target` ranges of the calibration targets (§2): name → (low, high, unit)."""
+
+SYNAPSE_DRIVERS = 128
+"""Synapse drivers per hemisphere, each driving 2 adjacent synapse rows (§1: halco
+`SynapseDriverOnSynapseDriverBlock` 0..127, `SynapseRowOnSynapseDriver` 0..1). bss2jax
+puts a circuit's signed input `k` on rows `2k` (excitatory) and `2k + 1` (inhibitory),
+both rows of driver `k`, as hxtorch does with one signed input per driver."""
+
+PADI_BUSES = 4
+"""PADI event buses per hemisphere; 32 drivers listen to each (§1: halco
+`SynapseDriverOnPADIBus` 0..31, 128 / 32 = 4). bss2jax takes driver `k` to listen to
+bus `k % 4` (halco interleaves the drivers over the buses)."""
+
+SYNAPSE_LABELS = 64
+"""Distinct 6-bit synapse labels (§1: halco `SynapseLabel` 0..63): a synapse responds only
+to events whose low 6 address bits match its label, so one driver's rows carry at most 64
+distinct presynaptic sources."""
+
+DRIVER_EVENT_RATE = 125e6
+"""Events per second one synapse driver (and so one PADI bus) takes: one per 8 ns clock
+cycle (§1 "Event throughput", from Billaudelle's thesis chapter [thesis-ch]: 125 MEvent/s
+per driver; the 8 on-chip background generators give 8 x 125 MEvent/s, one per bus).
+How the chip loses events beyond this rate (queue depth, which events go) is not stated
+in the sources: the drop rule of `bss2jax._chip._events` is an [estimate]."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Hashable, Mapping
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Real
+from jaxtyping import Array, ArrayLike, Float, Int, Real
 
 from ._neurons import AbstractNeuron
 from ._parameters import model_value
@@ -48,15 +48,26 @@ class Recording(eqx.Module):
     Keys are those of the network (`0, 1, ...` for `Sequential`, names for `Network`); a
     population without an entry (or with None fields) is simulated by the numerics.
 
+    `dropped_inputs`: int `(batch,)`, the input events the chip lost per batch entry
+    because a PADI bus got more than its rate allows (`ChipModel` counts them, see
+    `bss2jax._chip._events`); None where the backend does not know (`Numeric` loses
+    nothing).
+
     ```python
     rec = bj.Recording({0: bj.PopulationRecording(membrane_cadc=trace)})
     ```
     """
 
     populations: dict[Hashable, PopulationRecording | None]
+    dropped_inputs: Int[ArrayLike, " batch"] | None = None
 
-    def __init__(self, populations: Mapping[Hashable, PopulationRecording | None]):
+    def __init__(
+        self,
+        populations: Mapping[Hashable, PopulationRecording | None],
+        dropped_inputs: Int[ArrayLike, " batch"] | None = None,
+    ):
         self.populations = dict(populations)
+        self.dropped_inputs = dropped_inputs
 
 
 def shift_time(trace: Float[Array, "time ..."], steps: int) -> Float[Array, "time ..."]:

@@ -21,6 +21,7 @@ from jax.typing import ArrayLike
 
 from .._chip._config import ChipConfig
 from .._chip._dynamics import chip_dynamics, external_drive, initial_state, integrate
+from .._chip._events import bus_capacity, drop_events, input_buses
 from .._chip._grid import to_recording
 from .._chip._instance import ChipInstance
 from .._chip._placement import place
@@ -35,6 +36,7 @@ from .._chip._setup import check_network
 from .._constants import MAX_RUNTIME
 from .._misc import check_dt, check_inputs
 from .._network import AbstractNetwork
+from .._recording import Recording
 from .._typing import user_facing
 from ._base import AbstractBackend
 
@@ -76,6 +78,10 @@ class ChipModel(AbstractBackend):
     clock plus the latency. Differences from the numerics that remain on the nominal,
     noiseless chip: exact instead of explicit-Euler integration (~5 % of a PSP at
     `dt / tau = 0.1`), the input saturation, CADC sampling and rounding.
+
+    Input events beyond a PADI bus's rate (125 MEvent/s, so 125 per bus in a 1 us step)
+    are dropped before they reach the synapses, as an overloaded chip loses them; the
+    `Recording`'s `dropped_inputs` `(batch,)` counts them (rule: `bss2jax._chip._events`).
 
     ```python
     chip = bj.ChipInstance.random(jax.random.PRNGKey(0))
@@ -178,7 +184,7 @@ def _stop_gradient(tree):
 
 
 def _record(model: ChipModel, network, inputs, key, dt: float, lean: bool = False):
-    """Emulate; returns `(readout, windows)`.
+    """Emulate; returns `(readout, windows, dropped)`.
 
     With `lean=False`, `readout` is population key → `RawPopulationRecording` (the whole
     sub-step trajectory and every sub-step's spike time). With `lean=True` (for
@@ -186,12 +192,16 @@ def _record(model: ChipModel, network, inputs, key, dt: float, lean: bool = Fals
     extremes inside the time scan, so memory grows with `time * batch * neurons` only
     (not times `substeps`): population key → `WindowedReadout`. `windows`: per population
     the surrogate spikes summed per grid window (`gradient="through"`), else None.
+    `dropped`: int32 `(batch,)`, the input events lost to the buses' rate (`_events`).
     """
     placement = place(network, partition=model.partition)
     time, batch, _ = inputs.shape
     through = model.gradient == "through"
     dynamics = chip_dynamics(network, placement, model.chip, model.config, dt, through=through)
-    drive = external_drive(dynamics, inputs.astype(jnp.float32))
+    inputs, dropped = drop_events(
+        inputs.astype(jnp.float32), input_buses(network), bus_capacity(dt)
+    )
+    drive = external_drive(dynamics, inputs)
     # Few random call sites (each compiles a threefry): the sub-step noise inside the scan,
     # and one draw for everything else (initial state, CADC jitter and reads, MADC reads).
     key_noise, key_once = jax.random.split(key)
@@ -208,12 +218,13 @@ def _record(model: ChipModel, network, inputs, key, dt: float, lean: bool = Fals
     else:
         summaries = integrate(dynamics, state, drive, key_noise)
         read = read_trajectory
-    return read(plan, network, layout, summaries, dynamics.neurons, state.membrane)
+    readout, windows = read(plan, network, layout, summaries, dynamics.neurons, state.membrane)
+    return readout, windows, dropped
 
 
 @eqx.filter_jit
 def _emulate_jit(model, network, inputs, key, dt, densify):
-    readout, windows = _record(model, network, inputs, key, dt, lean=densify)
+    readout, windows, dropped = _record(model, network, inputs, key, dt, lean=densify)
     ranges = {
         k: (r.cadc_value.min(), r.cadc_value.max())
         for k, r in readout.items()
@@ -223,4 +234,5 @@ def _emulate_jit(model, network, inputs, key, dt, densify):
         return readout, None, ranges
     time = inputs.shape[0]
     through = model.gradient == "through"
-    return None, to_recording(network, readout, windows, time, dt, through=through), ranges
+    recording = to_recording(network, readout, windows, time, dt, through=through)
+    return None, Recording(recording.populations, dropped_inputs=dropped), ranges

@@ -8,6 +8,14 @@ neuron takes the same columns in both hemispheres, as in hxtorch's and Cramer et
 layouts: 784 inputs give 8 circuits, 256 inputs give 2). One run holds at most
 `floor(512 / c)` such neurons; a larger network raises `PlacementError`, or, when asked,
 is split into sequential runs (hxtorch's execution instances), population by population.
+
+Routing (§1): a circuit's signed input `k` (of its 128) takes the two rows of synapse
+driver `k` of its hemisphere, and a driver's rows are shared by all 256 columns of the
+hemisphere. Columns listening to different sources on one driver tell them apart by the
+synapse's 6-bit label, so one driver carries at most 64 distinct sources
+(`SYNAPSE_LABELS`) per run; `place` raises `PlacementError` naming that limit otherwise.
+Driver `k` listens to PADI bus `k % 4`; the event rate of the buses is modelled by
+`bss2jax._chip._events` (drops), not checked here.
 """
 
 from __future__ import annotations
@@ -18,7 +26,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._constants import HEMISPHERES, INPUTS_PER_CIRCUIT, NEURON_CIRCUITS
+from .._constants import (
+    HEMISPHERES,
+    INPUTS_PER_CIRCUIT,
+    NEURON_CIRCUITS,
+    PADI_BUSES,
+    SYNAPSE_LABELS,
+)
 from .._errors import PlacementError
 from .._network import INPUT, AbstractNetwork
 
@@ -142,7 +156,9 @@ def place(network: AbstractNetwork, *, partition: bool = False) -> Placement:
     **Returns:** a `Placement`.
 
     **Raises:** `PlacementError` naming the limit and the numbers when the network does not
-    fit (or, with `partition`, when a recurrent group or one neuron exceeds a chip).
+    fit (or, with `partition`, when a recurrent group or one neuron exceeds a chip), or
+    when more than 64 distinct sources share one synapse driver of a hemisphere in a run
+    (the 6-bit synapse labels; see the module docstring).
 
     ```python
     placement = bj.place(net)
@@ -166,7 +182,44 @@ def place(network: AbstractNetwork, *, partition: bool = False) -> Placement:
         )
         for k in keys
     }
+    check_routing(network, populations)
     return Placement(populations, run_count)
+
+
+def check_routing(network: AbstractNetwork, populations: dict) -> None:
+    """Raise `PlacementError` where more than `SYNAPSE_LABELS` (64) distinct sources share
+    one synapse driver (its two rows) in one hemisphere and run.
+
+    Circuit slot `j` of a neuron takes the neuron's signed inputs `j * 128 + k` on driver
+    `k`; a source is `(source population or INPUT, neuron index)`. All neurons of a
+    population in one hemisphere and run share their slots' sources (same driver, same
+    label), so each (population, run, hemisphere, slot) adds its sources once.
+    """
+    edges = network.edges()
+    drivers: dict[tuple[int, int, int], set] = {}
+    for p in populations.values():
+        sources = []  # signed input index -> source
+        for index, _ in p.inputs:
+            source = edges[index][0]
+            size = network.input_size if source == INPUT else network.population(source).size
+            sources.extend((source, i) for i in range(size))
+        slots = set()
+        for circuits, run in zip(p.circuits, p.runs, strict=True):
+            for j, circuit in enumerate(circuits):
+                slots.add((int(run), int(circuit) // COLUMNS, j))
+        for run, hemisphere, j in slots:
+            start = j * INPUTS_PER_CIRCUIT
+            for k, source in enumerate(sources[start : start + INPUTS_PER_CIRCUIT]):
+                drivers.setdefault((run, hemisphere, k), set()).add(source)
+    for (run, hemisphere, k), sources in sorted(drivers.items(), key=lambda item: item[0]):
+        if len(sources) > SYNAPSE_LABELS:
+            raise PlacementError(
+                f"synapse driver {k} (PADI bus {k % PADI_BUSES}) of hemisphere {hemisphere} "
+                f"in run {run} would carry {len(sources)} distinct sources, but a driver's "
+                f"rows tell at most {SYNAPSE_LABELS} apart (6-bit synapse labels); put fewer "
+                "populations with different inputs on the chip at once (or pass "
+                "`partition=True` and smaller groups)."
+            )
 
 
 def _fan_in(network: AbstractNetwork) -> tuple[dict, dict]:
