@@ -198,7 +198,7 @@ def check_routing(network: AbstractNetwork, populations: dict) -> None:
     edges = network.edges()
     drivers: dict[tuple[int, int, int], set] = {}
     for p in populations.values():
-        sources = []  # signed input index -> source
+        sources: list[tuple[Hashable, int]] = []  # signed input index -> source
         for index, _ in p.inputs:
             source = edges[index][0]
             size = network.input_size if source == INPUT else network.population(source).size
@@ -211,11 +211,11 @@ def check_routing(network: AbstractNetwork, populations: dict) -> None:
             start = j * INPUTS_PER_CIRCUIT
             for k, source in enumerate(sources[start : start + INPUTS_PER_CIRCUIT]):
                 drivers.setdefault((run, hemisphere, k), set()).add(source)
-    for (run, hemisphere, k), sources in sorted(drivers.items(), key=lambda item: item[0]):
-        if len(sources) > SYNAPSE_LABELS:
+    for (run, hemisphere, k), shared in sorted(drivers.items(), key=lambda item: item[0]):
+        if len(shared) > SYNAPSE_LABELS:
             raise PlacementError(
                 f"synapse driver {k} (PADI bus {k % PADI_BUSES}) of hemisphere {hemisphere} "
-                f"in run {run} would carry {len(sources)} distinct sources, but a driver's "
+                f"in run {run} would carry {len(shared)} distinct sources, but a driver's "
                 f"rows tell at most {SYNAPSE_LABELS} apart (6-bit synapse labels); put fewer "
                 "populations with different inputs on the chip at once (or pass "
                 "`partition=True` and smaller groups)."
