@@ -55,13 +55,17 @@ both rows of driver `k`, as hxtorch does with one signed input per driver."""
 
 PADI_BUSES = 4
 """PADI event buses per hemisphere; 32 drivers listen to each (§1: halco
-`SynapseDriverOnPADIBus` 0..31, 128 / 32 = 4). bss2jax takes driver `k` to listen to
-bus `k % 4` (halco interleaves the drivers over the buses)."""
+`SynapseDriverOnPADIBus` 0..31, 128 / 32 = 4). Driver `k` listens to bus `k % 4`
+(halco `src/halco/hicann-dls/vx/synapse_driver.cpp`@e1451fc,
+`SynapseDriverOnSynapseDriverBlock::toPADIBusOnPADIBusBlock`: `toEnum() % 4`)."""
 
 SYNAPSE_LABELS = 64
 """Distinct 6-bit synapse labels (§1: halco `SynapseLabel` 0..63): a synapse responds only
 to events whose low 6 address bits match its label, so one driver's rows carry at most 64
-distinct presynaptic sources."""
+distinct presynaptic sources. grenade's router groups external sources per PADI bus in
+sets of at most `SynapseMatrix::Label::size` (grenade
+`src/grenade/vx/network/placed_atomic/routing/detail/source_on_padi_bus_manager.cpp`@1b66fa2,
+`split_linear`, `distribute_external_sources_linear`)."""
 
 DRIVER_EVENT_RATE = 125e6
 """Events per second one synapse driver (and so one PADI bus) takes: one per 8 ns clock
