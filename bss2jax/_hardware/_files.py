@@ -4,6 +4,9 @@ The format is safe to load (`numpy.load(allow_pickle=False)`, no pickle anywhere
 atomically (a temporary file in the same folder, then `os.replace`), and versioned: the
 JSON entry `__metadata__` names the format and its version, and loading checks both and
 validates the recording against its request.
+
+Version 2 adds the optional `dropped_inputs` array (input events the chip lost per batch
+entry, `bss2jax._chip._events`); version 1 files still load (with `dropped_inputs` None).
 """
 
 from __future__ import annotations
@@ -20,17 +23,20 @@ from .._errors import HardwareError, RecordingFileError
 from .._misc import atomic_write
 from .._typing import user_facing
 from . import _protocol as protocol
-from ._validate import validate_recording
+from ._validate import validate_dropped, validate_recording
 
 FORMAT = "bss2jax-recorded-run"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class RecordedRun:
     """One observed run: the `ExperimentRequest` sent and the `RawRecording` returned.
 
-    `info` holds free JSON-serialisable notes (client name, time).
+    `info` holds free JSON-serialisable notes (client name, time). `dropped_inputs`: int
+    `(batch_size,)`, the input events the chip lost per batch entry (bus overload), or None
+    where the client did not count them.
 
     ```python
     run = bjh.RecordedRun(request, raw)
@@ -42,6 +48,7 @@ class RecordedRun:
     request: protocol.ExperimentRequest
     recording: protocol.RawRecording
     info: dict = dataclasses.field(default_factory=dict)
+    dropped_inputs: np.ndarray | None = None
 
 
 _RAW_FIELDS = {
@@ -85,6 +92,8 @@ def _encode(run: RecordedRun) -> bytes:
             raw_keys[field].append(i)
             for name in names:
                 arrays[f"raw/{field}/{i}/{name}"] = np.asarray(getattr(entry, name))
+    if run.dropped_inputs is not None:
+        arrays["dropped_inputs"] = np.asarray(run.dropped_inputs)
     metadata = {
         "format": FORMAT,
         "version": VERSION,
@@ -101,6 +110,7 @@ def _encode(run: RecordedRun) -> bytes:
         "request_hash": request.request_hash,
         "raw": raw_keys,
         "info": run.info,
+        "dropped_inputs": run.dropped_inputs is not None,
     }
     text = json.dumps(metadata, allow_nan=False)
     arrays["__metadata__"] = np.frombuffer(text.encode(), dtype=np.uint8)
@@ -170,11 +180,12 @@ def decode_run(data: bytes, *, name: str = "<bytes>", validate: bool = True) -> 
         _bad(name, f"metadata must be a JSON object; got {type(metadata).__name__}")
     if metadata.get("format") != FORMAT:
         _bad(name, f"format must be {FORMAT!r}; got {metadata.get('format')!r}")
-    if metadata.get("version") != VERSION:
+    version = metadata.get("version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         _bad(
             name,
-            f"format version must be {VERSION} (this bss2jax reads version {VERSION}); got "
-            f"{metadata.get('version')!r}",
+            f"format version must be {' or '.join(map(str, READABLE_VERSIONS))} (the versions "
+            f"this bss2jax reads); got {version!r}",
         )
     try:
         run = _decode(metadata, arrays)
@@ -185,6 +196,7 @@ def decode_run(data: bytes, *, name: str = "<bytes>", validate: bool = True) -> 
     if validate:
         try:
             validate_recording(run.request, run.recording)
+            validate_dropped(run.request, run.dropped_inputs)
         except HardwareError as error:
             _bad(name, str(error))
     if run.request.request_hash != metadata.get("request_hash"):
@@ -249,7 +261,12 @@ def _decode(metadata, arrays) -> RecordedRun:
             populations[i].key: cls(**{n: arrays[f"raw/{field}/{i}/{n}"] for n in names})
             for i in metadata["raw"][field]
         }
-    return RecordedRun(request, protocol.RawRecording(**raw), metadata.get("info", {}))
+    dropped = None
+    if metadata.get("version") != 1 and metadata.get("dropped_inputs"):
+        dropped = arrays["dropped_inputs"]
+    return RecordedRun(
+        request, protocol.RawRecording(**raw), metadata.get("info", {}), dropped_inputs=dropped
+    )
 
 
 def load_runs(path) -> list[RecordedRun]:

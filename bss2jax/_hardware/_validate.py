@@ -108,6 +108,40 @@ def validate_recording(request: ExperimentRequest, raw: RawRecording) -> RawReco
     return RawRecording(**cleaned)
 
 
+@user_facing
+def validate_dropped(request: ExperimentRequest, dropped) -> np.ndarray | None:
+    """Check a count of dropped input events against its request; raise `HardwareError`.
+
+    Rules: None (not counted), or a 1-d integer array of `batch_size` entries, each in
+    `[0, number of input spikes of that batch entry]` (the chip cannot lose more events
+    than it was sent).
+
+    **Returns:** the count as an int64 numpy array, or None.
+
+    ```python
+    bjh.validate_dropped(request, np.zeros(request.batch_size, np.int64))
+    ```
+    """
+    if dropped is None:
+        return None
+    where = "dropped_inputs"
+    array = _check_1d(where, "dropped_inputs", dropped, kind="int")
+    if array.shape[0] != request.batch_size:
+        _fail(where, f"must have one entry per batch entry ({request.batch_size})", array.shape)
+    sent = np.asarray([len(s.times) for s in request.input_spikes], np.int64)
+    if sent.shape[0] != array.shape[0]:
+        sent = np.full(array.shape, np.iinfo(np.int64).max)
+    _check_where(where, "counts must not be negative", array, array < 0, "negative")
+    _check_where(
+        where,
+        "counts must not exceed the input spikes sent in that batch entry",
+        array,
+        array > sent,
+        "too large",
+    )
+    return array.astype(np.int64)
+
+
 _ENTRY_TYPES = {"spikes": SpikeEvents, "cadc": CADCSamples, "madc": MADCSamples}
 
 
