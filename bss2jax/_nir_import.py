@@ -98,9 +98,16 @@ def _neuron(name: str, node, kind: str, options: dict) -> tuple[Any, np.ndarray]
     refractory = np.asarray(meta.get("bss2jax_refractory_time", 0.0), dtype=np.float64)
     parameters["refractory_time"] = _compact(np.broadcast_to(refractory, (size,)))
     if kind == "IF":
-        flags = dict(exponential=False, subthreshold_adaptation=False)
-        flags.update(spike_triggered_adaptation=False, leaky=False, fire=True)
-        population = AdEx(size, **parameters, **settings, **flags)
+        population: Any = AdEx(
+            size,
+            **parameters,
+            **settings,
+            exponential=False,
+            subthreshold_adaptation=False,
+            spike_triggered_adaptation=False,
+            leaky=False,
+            fire=True,
+        )
     else:
         population = LIF(size, **parameters, **settings)
     return population, w_in / tau_syn
@@ -140,61 +147,11 @@ def _order(populations: dict, links: list, metadata_positions: dict) -> list:
     return order
 
 
-def from_nir(
-    graph,
-    *,
-    dt: float = 1e-6,
-    drop_bias: bool = False,
-    time_unit: float = 1.0,
-    lif_tau_syn: float | None = None,
-    integrator: str = "euler",
-):
-    """Import a `nir.NIRGraph` as a `bj.Sequential` (a plain chain) or a `bj.Network`.
-
-    **Arguments:**
-    - `graph`: one `Input` (1-D), `Linear`/`Affine` nodes, neuron nodes `CubaLIF` (→ `LIF`),
-      `CubaLI` (→ `LI`), `LIF`/`LI`/`IF` (with `lif_tau_syn`), `Output`s. Edges may close
-      loops (a population onto itself or an earlier one: one extra `dt` of delay).
-    - `dt`: step (seconds) the network will run with: every time constant must exceed it
-      with `integrator="euler"`.
-    - `drop_bias`: drop an `Affine`'s bias instead of refusing it (the chip has none).
-    - `time_unit`: seconds per NIR time unit (1.0 seconds; 1e-3 for hxtorch's files).
-    - `lif_tau_syn`: synaptic time constant (seconds) for NIR's synapse-free LIF/LI/IF.
-    - `integrator`: "euler" or "exact", for every population.
-
-    Parameters stay per neuron; weights into a population are scaled by its
-    `w_in / tau_syn` (see `bss2jax._nir` for the conventions).
-    """
-    nir = _nir()
-    options = dict(time_unit=_check_time_unit(time_unit), lif_tau_syn=lif_tau_syn)
-    options["integrator"] = integrator
-    if lif_tau_syn is not None and not (0 < float(lif_tau_syn) < float("inf")):
-        raise ValueError(f"`lif_tau_syn` must be a positive time (s); got {lif_tau_syn!r}.")
-    if not isinstance(graph, nir.NIRGraph):
-        raise TypeError(f"`graph` must be a nir.NIRGraph; got {type(graph).__name__}.")
-    kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
-    for name, kind in kinds.items():
-        if kind not in _NEURONS + _WEIGHTS + ("Input", "Output"):
-            raise NetworkError(
-                f"NIR node {name!r} is a {kind}; from_nir maps Input, Output, Linear, Affine, "
-                f"{', '.join(_NEURONS)} (flatten nested graphs first)."
-            )
-    inputs = [n for n, k in kinds.items() if k == "Input"]
-    if len(inputs) != 1:
-        raise NetworkError(f"the NIR graph must have exactly one Input node; got {inputs}.")
-    shape = np.asarray(graph.nodes[inputs[0]].input_type["input"]).reshape(-1)
-    if shape.size != 1:
-        raise NetworkError(f"NIR Input {inputs[0]!r} must be 1-D; got shape {tuple(shape)}.")
-    input_size = int(shape[0])
-    populations, gains, positions = {}, {}, {}
-    for name, kind in kinds.items():
-        if kind in _NEURONS:
-            node = graph.nodes[name]
-            populations[name], gains[name] = _neuron(name, node, kind, options)
-            if "bss2jax_position" in (node.metadata or {}):
-                positions[name] = int(np.asarray(node.metadata["bss2jax_position"]))
+def _projections(graph, kinds, populations, gains, input_size, drop_bias):
+    """`(source, target)` links and `bj.Projection`s for the edges of `graph`, in edge order:
+    a weight node gives one projection per neuron it feeds, a direct edge an identity."""
     links, projections = [], []
-    alias = {inputs[0]: INPUT}
+    alias = {n: INPUT for n, k in kinds.items() if k == "Input"}
     for source, target in graph.edges:
         if kinds[target] == "Output" or kinds[source] in _WEIGHTS:
             if kinds[source] in _WEIGHTS and kinds[target] not in _NEURONS:
@@ -235,6 +192,63 @@ def from_nir(
                 )
                 links.append((alias.get(source, source), neuron))
                 projections.append(Projection(alias.get(source, source), neuron, synapse))
+    return links, projections
+
+
+def from_nir(
+    graph,
+    *,
+    dt: float = 1e-6,
+    drop_bias: bool = False,
+    time_unit: float = 1.0,
+    lif_tau_syn: float | None = None,
+    integrator: str = "euler",
+):
+    """Import a `nir.NIRGraph` as a `bj.Sequential` (a plain chain) or a `bj.Network`.
+
+    **Arguments:**
+    - `graph`: one `Input` (1-D), `Linear`/`Affine` nodes, neuron nodes `CubaLIF` (→ `LIF`),
+      `CubaLI` (→ `LI`), `LIF`/`LI`/`IF` (with `lif_tau_syn`), `Output`s. Edges may close
+      loops (a population onto itself or an earlier one: one extra `dt` of delay).
+    - `dt`: step (seconds) the network will run with: every time constant must exceed it
+      with `integrator="euler"`.
+    - `drop_bias`: drop an `Affine`'s bias instead of refusing it (the chip has none).
+    - `time_unit`: seconds per NIR time unit (1.0 seconds; 1e-3 for hxtorch's files).
+    - `lif_tau_syn`: synaptic time constant (seconds) for NIR's synapse-free LIF/LI/IF.
+    - `integrator`: "euler" or "exact", for every population.
+
+    Parameters stay per neuron; weights into a population are scaled by its
+    `w_in / tau_syn` (see `bss2jax._nir` for the conventions).
+    """
+    nir = _nir()
+    options: dict[str, Any] = dict(time_unit=_check_time_unit(time_unit))
+    options.update(lif_tau_syn=lif_tau_syn, integrator=integrator)
+    if lif_tau_syn is not None and not (0 < float(lif_tau_syn) < float("inf")):
+        raise ValueError(f"`lif_tau_syn` must be a positive time (s); got {lif_tau_syn!r}.")
+    if not isinstance(graph, nir.NIRGraph):
+        raise TypeError(f"`graph` must be a nir.NIRGraph; got {type(graph).__name__}.")
+    kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
+    for name, kind in kinds.items():
+        if kind not in _NEURONS + _WEIGHTS + ("Input", "Output"):
+            raise NetworkError(
+                f"NIR node {name!r} is a {kind}; from_nir maps Input, Output, Linear, Affine, "
+                f"{', '.join(_NEURONS)} (flatten nested graphs first)."
+            )
+    inputs = [n for n, k in kinds.items() if k == "Input"]
+    if len(inputs) != 1:
+        raise NetworkError(f"the NIR graph must have exactly one Input node; got {inputs}.")
+    shape = np.asarray(graph.nodes[inputs[0]].input_type["input"]).reshape(-1)
+    if shape.size != 1:
+        raise NetworkError(f"NIR Input {inputs[0]!r} must be 1-D; got shape {tuple(shape)}.")
+    input_size = int(shape[0])
+    populations, gains, positions = {}, {}, {}
+    for name, kind in kinds.items():
+        if kind in _NEURONS:
+            node = graph.nodes[name]
+            populations[name], gains[name] = _neuron(name, node, kind, options)
+            if "bss2jax_position" in (node.metadata or {}):
+                positions[name] = int(np.asarray(node.metadata["bss2jax_position"]))
+    links, projections = _projections(graph, kinds, populations, gains, input_size, drop_bias)
     order = _order(populations, links, positions)
     populations = {name: populations[name] for name in order}
     chain = [(INPUT if k == 0 else order[k - 1], order[k]) for k in range(len(order))]
