@@ -14,7 +14,8 @@ Conventions of this module (stated, since converters disagree on them):
   it raises `I` by `w_in * w / tau_syn`, whatever the step of a simulator (snnTorch's fix
   of its CubaLIF import, PR #435, argues the same). snnTorch's exporter instead writes
   `w_in = tau_syn / dt` and `r = tau_mem / dt` for its discrete `alpha`/`beta` neurons,
-  which under this convention is the same network with its weights read per step.
+  i.e. it reads `S` as a 0/1 value held for one step (a spike of area `dt`): import such a
+  file with `from_nir(..., spike_area=dt)`, or its currents come out `1 / dt` times larger.
 - **Time.** `time_unit` is the number of seconds (bss2jax's hardware time) in one NIR
   time unit: 1.0 (default) writes seconds; hxtorch's converter writes milliseconds
   (`time_unit=1e-3`).

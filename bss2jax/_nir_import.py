@@ -93,8 +93,9 @@ def _neuron(name: str, node, kind: str, options: dict) -> tuple[Any, np.ndarray]
             if np.all(value == value[0]) and np.all(hardware == hardware[0]):
                 parameters[key] = Mixed(float(value[0]), float(hardware[0]))
     settings = dict(integrator=options["integrator"], trace_scale=1.0, trace_offset=0.0)
+    gain = w_in * options["spike_area"] / tau_syn
     if kind in ("CubaLI", "LI"):
-        return LI(size, **parameters, **settings), w_in / tau_syn
+        return LI(size, **parameters, **settings), gain
     refractory = np.asarray(meta.get("bss2jax_refractory_time", 0.0), dtype=np.float64)
     parameters["refractory_time"] = _compact(np.broadcast_to(refractory, (size,)))
     if kind == "IF":
@@ -110,7 +111,7 @@ def _neuron(name: str, node, kind: str, options: dict) -> tuple[Any, np.ndarray]
         )
     else:
         population = LIF(size, **parameters, **settings)
-    return population, w_in / tau_syn
+    return population, gain
 
 
 def _weights(name: str, node, drop_bias: bool) -> np.ndarray:
@@ -202,6 +203,7 @@ def from_nir(
     drop_bias: bool = False,
     time_unit: float = 1.0,
     lif_tau_syn: float | None = None,
+    spike_area: float = 1.0,
     integrator: str = "euler",
 ):
     """Import a `nir.NIRGraph` as a `bj.Sequential` (a plain chain) or a `bj.Network`.
@@ -215,14 +217,19 @@ def from_nir(
     - `drop_bias`: drop an `Affine`'s bias instead of refusing it (the chip has none).
     - `time_unit`: seconds per NIR time unit (1.0 seconds; 1e-3 for hxtorch's files).
     - `lif_tau_syn`: synaptic time constant (seconds) for NIR's synapse-free LIF/LI/IF.
+    - `spike_area`: area of one input spike `S` in NIR time units: 1.0 (default) reads
+      spikes as unit Dirac deltas; a file whose exporter meant `S` as a 0/1 value held for
+      one step (snnTorch's exporter, `w_in = tau_syn / dt`) needs its step, `dt` in NIR units.
     - `integrator`: "euler" or "exact", for every population.
 
     Parameters stay per neuron; weights into a population are scaled by its
-    `w_in / tau_syn` (see `bss2jax._nir` for the conventions).
+    `w_in * spike_area / tau_syn` (see `bss2jax._nir` for the conventions).
     """
     nir = _nir()
     options: dict[str, Any] = dict(time_unit=_check_time_unit(time_unit))
-    options.update(lif_tau_syn=lif_tau_syn, integrator=integrator)
+    options.update(lif_tau_syn=lif_tau_syn, integrator=integrator, spike_area=spike_area)
+    if isinstance(spike_area, bool) or not 0 < float(spike_area) < float("inf"):
+        raise ValueError(f"`spike_area` must be a positive float; got {spike_area!r}.")
     if lif_tau_syn is not None and not (0 < float(lif_tau_syn) < float("inf")):
         raise ValueError(f"`lif_tau_syn` must be a positive time (s); got {lif_tau_syn!r}.")
     if not isinstance(graph, nir.NIRGraph):

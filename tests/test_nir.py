@@ -256,3 +256,32 @@ def test_bad_input_gets_named_errors():
     bad.nodes["neuron"].tau_mem = np.array([-1.0])
     with pytest.raises(bj.NetworkError, match="'neuron'.*tau_mem.*positive"):
         bj.from_nir(bad, dt=DT)
+
+
+def test_snntorch_synaptic_export_reproduces_its_discrete_dynamics():
+    # snnTorch's exporter (snntorch/export_nir.py) writes a `Synaptic(alpha, beta)` layer as
+    # tau_syn = dt / (1 - alpha), tau_mem = dt / (1 - beta), r = tau_mem / dt,
+    # w_in = tau_syn / dt, v_leak = 0, with dt = 1e-4 s, and simulates
+    # syn[t+1] = alpha syn[t] + W x[t], mem[t+1] = beta mem[t] + syn[t+1]. Read with
+    # spike_area = dt, bss2jax's Euler step is that recursion, one step later (its dt of
+    # synaptic delay); below threshold, so no reset convention enters.
+    dt, alpha, beta = 1e-4, np.array([0.9, 0.8]), np.array([0.85, 0.95])
+    weight = np.array([[0.3, -0.2, 0.1], [0.05, 0.2, 0.25]])
+    tau_syn, tau_mem = dt / (1 - alpha), dt / (1 - beta)
+    node = nir.CubaLIF(
+        tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=np.zeros(2),
+        v_threshold=np.full(2, 1e3), v_reset=np.zeros(2), w_in=tau_syn / dt,
+    )  # fmt: skip
+    net = bj.from_nir(_chain(node, weight, size_in=3), dt=dt, spike_area=dt)
+    x = np.asarray(_inputs(jax.random.PRNGKey(4), 50, 3, rate=0.4))
+    mem = np.asarray(bj.run(net, jnp.asarray(x), dt=dt)[0].membrane_cadc)
+    syn_ref, mem_ref = np.zeros((2, 2)), np.zeros((2, 2))
+    expected = []
+    for step in range(50):
+        syn_ref = alpha * syn_ref + x[step] @ weight.T
+        mem_ref = beta * mem_ref + syn_ref
+        expected.append(mem_ref)
+    assert np.abs(np.stack(expected)).max() > 1.0  # a real trace, not zeros
+    np.testing.assert_allclose(mem[1:], np.stack(expected)[:-1], rtol=1e-4, atol=1e-5)
+    unscaled = bj.from_nir(_chain(node, weight, size_in=3), dt=dt)  # spikes as Dirac deltas
+    np.testing.assert_allclose(unscaled.synapse(0).weight, weight / dt, rtol=1e-6)
