@@ -51,9 +51,9 @@ from ._network import (
     trainable_filter as trainable_filter,
 )
 from ._neurons import LI as LI, LIF as LIF, AbstractNeuron as AbstractNeuron, AdEx as AdEx
-from ._observables import Observables as Observables
 from ._nir import to_nir as to_nir
 from ._nir_import import from_nir as from_nir
+from ._observables import Observables as Observables
 from ._parameters import (
     Frozen as Frozen,
     Mixed as Mixed,

@@ -17,6 +17,10 @@ import pytest
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+# The CLI's persistent compilation cache stays off in tests (and in the subprocesses they
+# start) unless a test names a folder: the suite writes nothing under ~/.cache.
+os.environ.setdefault("BSS2JAX_COMPILATION_CACHE", "off")
+
 hypothesis.settings.register_profile("dev", deadline=None, max_examples=25)
 hypothesis.settings.register_profile(
     "ci", deadline=None, max_examples=25, derandomize=True, print_blob=True

@@ -10,7 +10,7 @@ from .._misc import (
     positive_int_argument,
 )
 from ..yinyang import _command as _train_command
-from . import _demo
+from . import _cache, _demo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,11 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", type=nonnegative_int_argument, default=0, help="chip instance, noise and data"
     )
     demo.add_argument("--output", help="folder for the figures (PNG); none by default")
+    _cache.add_cache_arguments(demo)
     demo.set_defaults(func=_demo.demo_command, check=None, parser=demo)
     train = commands.add_parser(
         "train", help="train hxtorch's Yin-Yang network (the main job); resumable"
     )
     _train_command.add_train_arguments(train)
+    _cache.add_cache_arguments(train)
     train.set_defaults(
         func=_train_command.train_command, check=_train_command.train_configs, parser=train
     )
@@ -47,4 +49,5 @@ def main(argv: list[str] | None = None) -> int:
             args.check(args)
         except ValueError as error:
             args.parser.error(str(error))
+    _cache.configure(args)
     return args.func(args)
