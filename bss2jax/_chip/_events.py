@@ -79,7 +79,7 @@ def drop_events(
     spikes = inputs > 0
     drop = jnp.zeros(inputs.shape, bool)
     for on_bus in np.asarray(buses, bool):
-        mine = spikes & jnp.asarray(on_bus)
+        mine = spikes & jnp.asarray(on_bus)[None, None]  # explicit rank: (1, 1, channels)
         rank = jnp.cumsum(mine.astype(jnp.int32), axis=-1)  # 1-based order on the bus
         drop = drop | (mine & (rank > capacity))
     kept = jnp.where(drop, jnp.zeros((), inputs.dtype), inputs)
