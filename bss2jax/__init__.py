@@ -42,6 +42,12 @@ from ._errors import (
     ReplayError as ReplayError,
     SelfTestError as SelfTestError,
 )
+from ._identify import (
+    TwinFit as TwinFit,
+    canonical_chip as canonical_chip,
+    fit_twin as fit_twin,
+    identify as identify,
+)
 from ._network import (
     INPUT as INPUT,
     AbstractNetwork as AbstractNetwork,
@@ -60,6 +66,7 @@ from ._parameters import (
     hardware_value as hardware_value,
     model_value as model_value,
 )
+from ._probe import ProbeData as ProbeData, probe_chip as probe_chip
 from ._recording import (
     PopulationRecording as PopulationRecording,
     Recording as Recording,
@@ -183,6 +190,12 @@ __all__ = [
     "weight_regulariser",
     "align",
     "Alignment",
+    "probe_chip",
+    "ProbeData",
+    "fit_twin",
+    "identify",
+    "TwinFit",
+    "canonical_chip",
     "sweep",
     "SweepResult",
     "batch_mesh",
