@@ -127,6 +127,16 @@ class TrainStep:
             backend,
         )
 
+    def flatten(self, network, *, backend: AbstractBackend = Numeric(), skip_nonfinite=False):
+        """This step fixed to `network`'s structure and `backend`: a `FlatStep` that steps
+        on the network's array leaves, without flattening and rebuilding the network on
+        every call (what a training loop wants; `fit` uses it)."""
+        from ._flat import FlatStep
+
+        if not isinstance(backend, AbstractBackend):
+            raise TypeError(f"`backend` must be a bss2jax backend; got {backend!r}.")
+        return FlatStep(self, network, backend, skip_nonfinite)
+
 
 @user_facing
 def make_train_step(
