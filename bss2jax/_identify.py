@@ -68,6 +68,8 @@ class TwinFit(NamedTuple):
     - `data`: the `ProbeData` it was fitted to (`data.runs` backend runs).
     - `rms`: float `(3,)`, the RMS (CADC LSB) of the twin's noiseless traces against the
       recorded mean traces of `TRACE_PROBES` (where fitted).
+    - `rms_start`: float `(3,)`, the same RMS of the chip the trace fit started from (the
+      closed-form step and the first threshold step on `base`).
     - `interval_error`: float `(neurons,)`, the twin's mean firing interval minus the
       recorded one (s), at the last threshold step.
     """
@@ -75,9 +77,11 @@ class TwinFit(NamedTuple):
     chip: ChipInstance
     data: ProbeData
     rms: jax.Array
+    rms_start: jax.Array
     interval_error: jax.Array
 
 
+@user_facing
 def canonical_chip(chip: ChipInstance) -> ChipInstance:
     """`chip` in the form a twin is fitted in, with the same behaviour on every reading.
 
@@ -87,7 +91,7 @@ def canonical_chip(chip: ChipInstance) -> ChipInstance:
 
     ```python
     truth = bj.canonical_chip(hidden_chip)
-    error = twin.leak[:n] - truth.leak[:n]     # LSB, comparable
+    error = twin.leak - truth.leak     # LSB, comparable at the probed circuits
     ```
     """
     if not isinstance(chip, ChipInstance):
@@ -95,7 +99,8 @@ def canonical_chip(chip: ChipInstance) -> ChipInstance:
     shift = chip.cadc_offset / chip.cadc_gain
     rows = chip.synapse_gain
     exc, inh = rows[..., 0:1], rows[..., 1:2]
-    relative = jnp.where(jnp.arange(rows.shape[-1]) % 2 == 0, rows / exc, rows / inh)
+    even = (jnp.arange(rows.shape[-1]) % 2 == 0).reshape((1,) * (rows.ndim - 1) + (-1,))
+    relative = jnp.where(even, rows / exc, rows / inh)
     return eqx.tree_at(
         lambda c: (
             c.leak,
@@ -146,8 +151,9 @@ def _first_spike(spikes: jax.Array) -> jax.Array:
 def _plateau(trace: jax.Array, start: jax.Array, length: float) -> jax.Array:
     """Mean of `trace` `(time, n)` over steps `start + 3` to `start + length - 3` per neuron."""
     steps = jnp.arange(trace.shape[0], dtype=jnp.float32)[:, None]
-    window = (steps >= start + 3) & (steps <= start + length - 3)
-    return (trace * window).sum(0) / jnp.maximum(window.sum(0), 1)
+    window = (steps >= start[None] + 3) & (steps <= start[None] + length - 3)
+    window = window.astype(jnp.float32)
+    return (trace * window).sum(0) / jnp.maximum(window.sum(0), 1.0)
 
 
 def closed_form(data: ProbeData, base: ChipInstance) -> ChipInstance:
@@ -182,12 +188,12 @@ def interval(spikes: jax.Array, dt: float) -> jax.Array:
     spikes (NaN where none has)."""
     steps = jnp.arange(spikes.shape[0], dtype=jnp.float32)[:, None, None]
     fired = spikes > 0
-    count = fired.sum(0)
+    count = fired.sum(0).astype(jnp.float32)
     first = jnp.where(fired, steps, jnp.inf).min(0)
     last = jnp.where(fired, steps, -jnp.inf).max(0)
     valid = count >= 2
     each = jnp.where(valid, (last - first) / jnp.maximum(count - 1, 1), 0.0)
-    entries = valid.sum(0)
+    entries = valid.sum(0).astype(jnp.float32)
     return dt * each.sum(0) / jnp.where(entries > 0, entries, jnp.nan)
 
 
@@ -226,7 +232,7 @@ def _trace_mask(data: ProbeData) -> jax.Array:
     steps = jnp.arange(time, dtype=jnp.float32)[:, None]
     start = _first_spike(data.spike("reset"))
     rest = RESET_PROBE["refractory_time"] / data.dt
-    keep = (steps < start - 1) | (steps > start + rest + 2)
+    keep = (steps < start[None] - 1) | (steps > start[None] + rest + 2)
     ones = jnp.ones((time, n), jnp.float32)
     return jnp.stack([ones, ones, keep.astype(jnp.float32)])
 
@@ -258,39 +264,43 @@ def _linearise(chip, data, config, mask, log_factors):
     def residual(p):
         return mask * (_traces(_factors(chip, data.circuits, p), data, config) - target)
 
-    basis = jnp.eye(len(FACTORS), dtype=jnp.float32)[:, :, None] * jnp.ones_like(log_factors)
+    basis = jnp.eye(len(FACTORS), dtype=jnp.float32)[:, :, None] * jnp.ones_like(log_factors)[None]
     values, tangents = jax.vmap(lambda t: jax.jvp(residual, (log_factors,), (t,)))(basis)
     return values[0], tangents
 
 
 def _levenberg_marquardt(chip, data: ProbeData, config: ChipConfig, iterations: int):
     """Step 3: Levenberg-Marquardt on the log-factors of the probed circuits, per neuron
-    (a 5 x 5 system each). Returns the twin and the per-probe RMS (LSB) of its traces."""
+    (a 5 x 5 system each). Returns the twin and the per-probe RMS (LSB) of its traces
+    before and after."""
     c = data.circuits
     mask = _trace_mask(data)
+
+    def rms(residual):
+        return jnp.sqrt((residual**2).sum((1, 2)) / jnp.maximum(mask.sum((1, 2)), 1.0))
+
     params = jnp.log(jnp.stack([getattr(chip, name)[c] for name in FACTORS]))
     damping = jnp.full(params.shape[1:], 1e-3, jnp.float32)
     residual, jacobian = _linearise(chip, data, config, mask, params)
     loss = (residual**2).sum((0, 1))
+    start = rms(residual)
     for _ in range(iterations):
         normal = jnp.einsum("kptn,lptn->nkl", jacobian, jacobian)
         gradient = jnp.einsum("kptn,ptn->nk", jacobian, residual)
         diagonal = jnp.diagonal(normal, axis1=1, axis2=2)
-        system = normal + (damping[:, None] * diagonal)[:, :, None] * jnp.eye(len(FACTORS))
+        system = normal + (damping[:, None] * diagonal)[:, :, None] * jnp.eye(len(FACTORS))[None]
         step = -jnp.linalg.solve(system, gradient[..., None])[..., 0].T
         step = jnp.clip(jnp.where(jnp.isfinite(step), step, 0.0), -0.3, 0.3)
         trial = params + step
         new_residual, new_jacobian = _linearise(chip, data, config, mask, trial)
         new_loss = (new_residual**2).sum((0, 1))
         better = new_loss < loss
-        params = jnp.where(better, trial, params)
-        residual = jnp.where(better, new_residual, residual)
-        jacobian = jnp.where(better, new_jacobian, jacobian)
+        params = jnp.where(better[None], trial, params)
+        residual = jnp.where(better[None, None], new_residual, residual)
+        jacobian = jnp.where(better[None, None, None], new_jacobian, jacobian)
         loss = jnp.where(better, new_loss, loss)
         damping = jnp.clip(jnp.where(better, damping / 3, damping * 4), 1e-7, 1e7)
-    weight = mask.sum((1, 2))
-    rms = jnp.sqrt((residual**2).sum((1, 2)) / jnp.maximum(weight, 1.0))
-    return _factors(chip, c, params), rms
+    return _factors(chip, c, params), start, rms(residual)
 
 
 @user_facing
@@ -348,10 +358,12 @@ def fit_twin(
     )
     key = jax.random.PRNGKey(1) if key is None else key
     chip = closed_form(data, canonical_chip(base))
+    starts = []
     for k in jax.random.split(key, rounds):
         chip, error = _threshold_steps(chip, data, config, k, threshold_iterations)
-        chip, rms = _levenberg_marquardt(chip, data, quiet, iterations)
-    return TwinFit(chip, data, rms, error)
+        chip, start, rms = _levenberg_marquardt(chip, data, quiet, iterations)
+        starts.append(start)
+    return TwinFit(chip, data, rms, starts[0], error)
 
 
 @user_facing

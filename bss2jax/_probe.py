@@ -1,7 +1,7 @@
 """`probe_chip`: the probing protocol of a digital twin (`bj.identify`), on any backend.
 
 Six runs over `neurons` circuits at once (one LIF population, each neuron its own input
-row pair, placed from circuit 0 on), each a batch of `repetitions` identical entries, so
+row pair, on the circuits `bj.place` gives it), each a batch of `repetitions` identical entries, so
 a real system runs the protocol in six hardware executions. All six share one network
 structure (only parameter values differ), so the chip model compiles them once:
 
@@ -149,7 +149,8 @@ def probe_chip(
     **Arguments:**
     - `backend`: any backend that records CADC traces and spikes: `bj.ChipModel`,
       `bj.Hardware(bj.HxtorchClient(...), record_to=...)` on a real system, `bj.Replay`.
-    - `neurons`: how many circuits to probe (1 to 512, from circuit 0 on).
+    - `neurons`: how many circuits to probe (1 to 512, placed by `bj.place`: both
+      hemispheres alternately).
     - `key`: PRNG key (noise of a chip model; a request seed on hardware). Default 0.
     - `time`: grid steps per run (>= 60); `repetitions`: batch entries per run (their
       mean trace is fitted, so more repetitions average the noise away).
