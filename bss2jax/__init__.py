@@ -48,6 +48,7 @@ from ._identify import (
     fit_twin as fit_twin,
     identify as identify,
 )
+from ._init import init_fluctuation_driven as init_fluctuation_driven
 from ._network import (
     INPUT as INPUT,
     AbstractNetwork as AbstractNetwork,
@@ -100,6 +101,10 @@ from ._train import (
     make_train_step as make_train_step,
     save_checkpoint as save_checkpoint,
 )
+from ._train._diagnostics import (
+    TrainingWarning as TrainingWarning,
+    firing_rates as firing_rates,
+)
 from ._train._losses import (
     accuracy as accuracy,
     cross_entropy as cross_entropy,
@@ -126,6 +131,7 @@ __all__ = [
     "Projection",
     "INPUT",
     "Synapse",
+    "init_fluctuation_driven",
     "AbstractNeuron",
     "LIF",
     "LI",
@@ -181,6 +187,8 @@ __all__ = [
     "FitResult",
     "evaluate",
     "evaluate_backends",
+    "firing_rates",
+    "TrainingWarning",
     "save_checkpoint",
     "load_checkpoint",
     "cross_entropy",

@@ -1,8 +1,11 @@
 """Value checks of neuron parameters beyond their shapes: no NaN or complex values, a
-threshold above the reset, a positive AdEx slope (concrete values; a traced one is checked
-where it was made)."""
+threshold above the reset, a positive AdEx slope, time constants an Euler step can take
+(concrete values; a traced one is checked where it was made); the readout settings that
+the constructors share."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -102,3 +105,71 @@ def guard_traced(neuron, names) -> None:
             return eqx.error_if(leaf, jnp.any(bad(leaf)), f"`{name}` must be {rule}.")
 
         setattr(neuron, name, jax.tree_util.tree_map(check, getattr(neuron, name)))
+
+
+def check_positive(value, name):
+    """Raise unless every concrete value of `value` (its model side if `Mixed`) is > 0."""
+    for part in concrete_parts(value):
+        if not bool(jnp.all(part > 0)):
+            raise ValueError(f"`{name}` must be positive; got {part}.")
+
+
+def check_non_negative(value, name):
+    """Raise unless every concrete value of `value` (its model side if `Mixed`) is >= 0."""
+    for part in concrete_parts(value):
+        if not bool(jnp.all(part >= 0)):
+            raise ValueError(f"`{name}` must be non-negative; got {part}.")
+
+
+def concrete_parts(value):
+    """The concrete model-side value of a parameter, as a 0- or 1-tuple."""
+    if isinstance(value, Frozen):
+        return concrete_parts(value.value)
+    if isinstance(value, Mixed):
+        value = value.model
+    # A value traced under jit/vmap (a network built inside a sweep) is checked by no one
+    # here; its concrete origin was.
+    return () if isinstance(value, jax.core.Tracer) else (value,)
+
+
+def check_euler_step(neuron, dt: float) -> None:
+    """`AbstractNeuron.check_step`: raise when explicit Euler cannot integrate `neuron`
+    with step `dt` (seconds)."""
+    if neuron.integrator != "euler":
+        return
+    names = ["tau_syn"] + ["tau_mem"] * neuron.leaky + ["tau_adap"] * neuron.adaptation
+    for name in names:
+        for part in concrete_parts(getattr(neuron, name)):
+            shortest = float(np.min(np.asarray(part)))
+            if not shortest > dt:
+                raise ValueError(
+                    f"`{name}` must exceed `dt` = {dt:g} s with integrator='euler' (explicit "
+                    f"Euler overshoots or diverges for dt >= tau); got {shortest:g} s. Lower "
+                    "`dt` or use integrator='exact'."
+                )
+
+
+_READOUT_SETTINGS = (
+    "integrator",
+    "cadc_time_shift",
+    "shift_cadc_to_first",
+    "interpolation",
+    "enable_spike_recording",
+    "enable_cadc_recording",
+    "enable_madc_recording",
+    "record_neuron_id",
+    "i_synin_gm",
+    "synapse_dac_bias",
+)
+
+
+def readout_settings(arguments: dict[str, Any], **fixed: object) -> dict[str, Any]:
+    """The readout settings among a constructor's `locals()`, plus those it fixes.
+
+    The three constructors list the same readout keywords (each its own signature and
+    defaults); this picks them out by name, so that `AbstractNeuron._setup` alone
+    validates and stores them.
+    """
+    settings = {name: arguments[name] for name in _READOUT_SETTINGS if name in arguments}
+    settings.update(fixed)
+    return settings

@@ -1,9 +1,14 @@
 """Neuron populations: LIF, LI and the AdEx family, with hxtorch's parameters and defaults.
 
 A population is a pytree of its parameters. Numbers become float array leaves (trainable);
-sizes, flags and choices of method are static. Potentials default to hxtorch's chip values
-(leak 80, reset 80, threshold 125), which are the same in model and chip space; use
-`Mixed(model, hardware)` where they differ, e.g. `threshold=Mixed(1.0, 125.0)`.
+sizes, flags and choices of method are static.
+
+Two sets of defaults. `LIF.model_space(n)` / `LI.model_space(n)` (start here) give the usual
+model units, leak 0, reset 0, threshold 1, with hxtorch's chip values (80, 80, 125 CADC LSB)
+as the chip side of each `Mixed`. The plain constructors `LIF(n)` / `LI(n)` keep hxtorch's
+defaults (leak 80, reset 80, threshold 125, the same in model and chip space), so that a
+port of an hxtorch script computes what hxtorch computes; with them, weights must be of
+order tens before a neuron fires (see `bj.init_fluctuation_driven`).
 """
 
 from __future__ import annotations
@@ -11,11 +16,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ._neuron_checks import check_real, check_relations, check_setting, guard_traced
+from ._neuron_checks import (
+    check_euler_step,
+    check_non_negative,
+    check_positive,
+    check_real,
+    check_relations,
+    check_setting,
+    guard_traced,
+    readout_settings,
+)
 from ._parameters import Mixed, ParameterLike, as_parameter, model_value
 from ._surrogate import AbstractSurrogate, SuperSpike
 from ._typing import user_facing
@@ -23,6 +35,8 @@ from .kernels.cuba import CubaFlags, CubaParams
 
 _CAPACITANCE_MODEL = 10e-6  # hxtorch's default: model value 1e-5, chip value 63 LSB
 _CAPACITANCE_HARDWARE = 63.0
+_LEAK_HARDWARE = 80.0  # hxtorch's chip defaults (CADC LSB): leak and reset 80, threshold 125
+_THRESHOLD_HARDWARE = 125.0
 
 Interpolation = Literal["linear", "nearest"]
 Integrator = Literal["euler", "exact"]
@@ -99,8 +113,8 @@ class AbstractNeuron(eqx.Module):
             check_real(value, name)
             setattr(self, name, as_parameter(value, name, size))
         for name in ("tau_mem", "tau_syn", "tau_adap", "membrane_capacitance"):
-            _check_positive(getattr(self, name), name)
-        _check_non_negative(self.refractory_time, "refractory_time")
+            check_positive(getattr(self, name), name)
+        check_non_negative(self.refractory_time, "refractory_time")
         check_relations(self, flags)
         guard_traced(self, parameters)
         if not isinstance(surrogate, AbstractSurrogate):
@@ -160,76 +174,36 @@ class AbstractNeuron(eqx.Module):
         """Raise `ValueError` when explicit Euler (`integrator="euler"`) cannot integrate
         with step `dt` (seconds): a time constant at or below `dt` makes it overshoot or
         diverge. Concrete values only (a traced one was checked where it was made)."""
-        if self.integrator != "euler":
-            return
-        names = ["tau_syn"] + ["tau_mem"] * self.leaky + ["tau_adap"] * self.adaptation
-        for name in names:
-            for part in _concrete_parts(getattr(self, name)):
-                shortest = float(np.min(np.asarray(part)))
-                if not shortest > dt:
-                    raise ValueError(
-                        f"`{name}` must exceed `dt` = {dt:g} s with integrator='euler' (explicit "
-                        f"Euler overshoots or diverges for dt >= tau); got {shortest:g} s. Lower "
-                        "`dt` or use integrator='exact'."
-                    )
+        check_euler_step(self, dt)
 
     def cuba_params(self) -> CubaParams:
         """Model-space values of the parameters, as the integrator takes them."""
         return CubaParams(*(model_value(getattr(self, name)) for name in CubaParams._fields))
 
 
-def _check_positive(value, name):
-    for part in _concrete_parts(value):
-        if not bool(jnp.all(part > 0)):
-            raise ValueError(f"`{name}` must be positive; got {part}.")
-
-
-def _check_non_negative(value, name):
-    for part in _concrete_parts(value):
-        if not bool(jnp.all(part >= 0)):
-            raise ValueError(f"`{name}` must be non-negative; got {part}.")
-
-
-def _concrete_parts(value):
-    from ._parameters import Frozen
-
-    if isinstance(value, Frozen):
-        return _concrete_parts(value.value)
-    if isinstance(value, Mixed):
-        value = value.model
-    # A value traced under jit/vmap (a network built inside a sweep) is checked by no one
-    # here; its concrete origin was.
-    return () if isinstance(value, jax.core.Tracer) else (value,)
-
-
-_READOUT_SETTINGS = (
-    "integrator",
-    "cadc_time_shift",
-    "shift_cadc_to_first",
-    "interpolation",
-    "enable_spike_recording",
-    "enable_cadc_recording",
-    "enable_madc_recording",
-    "record_neuron_id",
-    "i_synin_gm",
-    "synapse_dac_bias",
-)
-
-
-def _readout_settings(arguments: dict[str, Any], **fixed: object) -> dict[str, Any]:
-    """The readout settings among a constructor's `locals()`, plus those it fixes.
-
-    The three constructors list the same readout keywords (each its own signature and
-    defaults); this picks them out by name, so that `AbstractNeuron._setup` alone
-    validates and stores them.
-    """
-    settings = {name: arguments[name] for name in _READOUT_SETTINGS if name in arguments}
-    settings.update(fixed)
+def _model_space(fire: bool, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a `model_space` preset: `overrides` over the preset's."""
+    settings: dict[str, Any] = dict(
+        leak=Mixed(0.0, _LEAK_HARDWARE),
+        tau_mem=10e-6,
+        tau_syn=10e-6,
+        integrator="exact",
+        trace_offset=_LEAK_HARDWARE,
+        trace_scale=1.0 / (_THRESHOLD_HARDWARE - _LEAK_HARDWARE),
+    )
+    if fire:
+        settings.update(reset=Mixed(0.0, _LEAK_HARDWARE), threshold=Mixed(1.0, _THRESHOLD_HARDWARE))
+    settings.update(overrides)
     return settings
 
 
 class LIF(AbstractNeuron):
     """Leaky integrate-and-fire population (hxtorch's `LIF`), current-based synapses.
+
+    New here? `bj.LIF.model_space(n)`: leak 0, reset 0, threshold 1 in the model (chip
+    values 80, 80, 125 LSB). `bj.LIF(n)` keeps hxtorch's defaults for ports of hxtorch
+    scripts: leak 80, reset 80, threshold 125 as *model* values too, so a fresh network
+    needs weights of order tens to fire (`bj.init_fluctuation_driven` finds them).
 
     **Arguments** (hxtorch's defaults): `size`; `leak=80`, `reset=80`, `threshold=125`
     (model units; chip LSB unless `Mixed`); `tau_mem=tau_syn=10e-6` s;
@@ -241,10 +215,27 @@ class LIF(AbstractNeuron):
     `synapse_dac_bias=600` (chip only).
 
     ```python
-    lif = bj.LIF(100, leak=bj.Mixed(0.0, 80.0), reset=bj.Mixed(0.0, 80.0),
-                 threshold=bj.Mixed(1.0, 125.0), tau_mem=6e-6, tau_syn=6e-6)
+    lif = bj.LIF.model_space(100, tau_mem=6e-6, tau_syn=6e-6)
+    ported = bj.LIF(100, threshold=bj.Mixed(1.0, 125.0))   # as in an hxtorch script
     ```
     """
+
+    @classmethod
+    def model_space(cls, size: int, **overrides: Any) -> LIF:
+        """A `LIF` in the usual model units: `leak=Mixed(0, 80)`, `reset=Mixed(0, 80)`,
+        `threshold=Mixed(1, 125)`.
+
+        The chip side: potentials in CADC LSB (hxtorch's defaults); the readout maps a
+        measured CADC trace to model units with `trace_offset=80` and `trace_scale=1/45`
+        (the nominal 45 LSB per model unit; `bj.align` measures a chip's own).
+        `integrator="exact"` (the chip integrates in continuous time); time constants
+        10 µs as in hxtorch. Any keyword of the constructor overrides the preset's.
+
+        ```python
+        lif = bj.LIF.model_space(128)
+        ```
+        """
+        return cls(size, **_model_space(True, overrides))
 
     @user_facing
     def __init__(
@@ -282,7 +273,7 @@ class LIF(AbstractNeuron):
                 spike_triggered_adaptation=False,
             ),
             surrogate=surrogate,
-            readout=_readout_settings(locals()),
+            readout=readout_settings(locals()),
             leak=leak,
             reset=reset,
             threshold=threshold,
@@ -303,13 +294,28 @@ class LIF(AbstractNeuron):
 class LI(AbstractNeuron):
     """Leaky integrator (hxtorch's `LI`, the readout): no threshold, no spikes.
 
+    New here? `bj.LI.model_space(n)`: leak 0 in the model (80 LSB on the chip). `bj.LI(n)`
+    keeps hxtorch's defaults (leak 80 as the model value too), for ports of hxtorch scripts.
     It may receive several input projections (their currents add). Same defaults as `LIF`
     for the parameters it has (`leak=80`, `tau_mem=tau_syn=10e-6` s, ...).
 
     ```python
-    readout = bj.LI(3, leak=bj.Mixed(0.0, 80.0), tau_mem=10e-6, tau_syn=10e-6)
+    readout = bj.LI.model_space(3)
+    ported = bj.LI(3, leak=bj.Mixed(0.0, 80.0), tau_mem=10e-6, tau_syn=10e-6)
     ```
     """
+
+    @classmethod
+    def model_space(cls, size: int, **overrides: Any) -> LI:
+        """An `LI` in the usual model units: `leak=Mixed(0, 80)`, `trace_offset=80`,
+        `trace_scale=1/45`, `integrator="exact"`, as `LIF.model_space`. Any keyword of the
+        constructor overrides the preset's.
+
+        ```python
+        readout = bj.LI.model_space(10)
+        ```
+        """
+        return cls(size, **_model_space(False, overrides))
 
     @user_facing
     def __init__(
@@ -342,7 +348,7 @@ class LI(AbstractNeuron):
                 spike_triggered_adaptation=False,
             ),
             surrogate=SuperSpike(),
-            readout=_readout_settings(locals(), enable_spike_recording=False),
+            readout=readout_settings(locals(), enable_spike_recording=False),
             leak=leak,
             reset=leak,
             threshold=jnp.inf,
@@ -422,7 +428,7 @@ class AdEx(AbstractNeuron):
                 spike_triggered_adaptation=spike_triggered_adaptation,
             ),
             surrogate=surrogate,
-            readout=_readout_settings(locals()),
+            readout=readout_settings(locals()),
             leak=leak,
             reset=reset,
             threshold=threshold if fire else jnp.inf,

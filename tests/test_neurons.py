@@ -147,3 +147,43 @@ def test_frozen_parameters_get_zero_gradient():
     # Freezing does not change the forward values.
     free = eqx.tree_at(lambda n: n.layers[1].tau_mem, net, jnp.asarray(10e-6))
     assert tree_allclose(bj.run(net, inputs), bj.run(free, inputs))
+
+
+@pytest.mark.parametrize("cls", [bj.LIF, bj.LI])
+def test_model_space_preset(cls):
+    # Model units 0 (leak, reset) and 1 (threshold), hxtorch's chip values as the chip side,
+    # and a readout that maps the chip values back onto the model values.
+    neuron = cls.model_space(3)
+    names = ["leak"] + ["reset", "threshold"] * neuron.fire
+    models = {"leak": 0.0, "reset": 0.0, "threshold": 1.0}
+    chips = {"leak": 80.0, "reset": 80.0, "threshold": 125.0}
+    for name in names:
+        value = getattr(neuron, name)
+        assert isinstance(value, bj.Mixed)
+        np.testing.assert_allclose(bj.model_value(value), models[name])
+        np.testing.assert_allclose(bj.hardware_value(value), chips[name])
+        trace = jnp.full((1, 1, 3), chips[name])
+        np.testing.assert_allclose(bj.cadc_to_model(trace, neuron), models[name], atol=1e-6)
+    assert neuron.integrator == "exact"
+    # Every keyword of the constructor overrides the preset's; hxtorch's defaults stay put.
+    tuned = cls.model_space(3, tau_mem=6e-6, integrator="euler")
+    np.testing.assert_allclose(tuned.tau_mem, 6e-6)
+    assert tuned.integrator == "euler"
+    np.testing.assert_allclose(bj.model_value(cls(3).leak), 80.0)
+    with pytest.raises(TypeError):
+        cls.model_space(3, leek=1.0)
+
+
+def test_model_space_lif_threshold_is_one_model_unit():
+    # The free membrane's steady state under a constant drive, measured on the preset's LI
+    # (same dynamics, no threshold), is u; the preset's LIF fires iff u exceeds 1.
+    steps, dt = 300, 1e-6
+    drive = jnp.ones((steps, 1, 1))
+    unit = bj.Sequential([bj.Synapse(1, 1, weight=jnp.ones((1, 1))), bj.LI.model_space(1)])
+    (free,) = bj.run(unit, drive, dt=dt)
+    steady = float(free.membrane_cadc[-1, 0, 0])  # per unit weight
+    for level, fires in ((1.2, True), (0.8, False)):
+        weight = jnp.full((1, 1), level / steady)
+        net = bj.Sequential([bj.Synapse(1, 1, weight=weight), bj.LIF.model_space(1)])
+        (obs,) = bj.run(net, drive, dt=dt)
+        assert bool(jnp.any(obs.spikes > 0)) == fires
