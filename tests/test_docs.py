@@ -51,6 +51,20 @@ def test_api_reference_lists_every_public_name():
     assert not documented - exported, f"documented but not exported: {documented - exported}"
 
 
+def test_yinyang_page_lists_the_recipes_names():
+    import inspect
+
+    import bss2jax.yinyang as recipe
+
+    page = (DOCS / "api" / "submodules.md").read_text()
+    block = page.split("::: bss2jax.yinyang\n", 1)[1].split("\n\n", 1)[0]
+    listed = set(re.findall(r"^ {8}- (\w+)$", block, flags=re.M))
+    public = {
+        n for n, v in vars(recipe).items() if not n.startswith("_") and not inspect.ismodule(v)
+    }
+    assert listed == public, listed ^ public
+
+
 def test_port_guide_shows_every_section_of_its_script():
     script = PORT_SCRIPT.read_text()
     sections = _sections(script)
