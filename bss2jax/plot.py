@@ -18,8 +18,8 @@ import numpy as np
 def _axes(ax, figsize=(7, 3.5)):
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
+    if ax is None:  # constrained layout keeps every label inside the figure
+        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
         return fig, ax
     return ax.figure, ax
 
@@ -93,25 +93,42 @@ def raster(spikes, *, dt: float = 1e-6, batch: int = 0, ax=None):
     return fig, ax
 
 
-def training(history: Mapping[str, Sequence[float]], *, ax=None):
-    """Training curves: every metric in `history` (name → values per epoch or step).
+_NOT_METRICS = ("epoch", "step", "seconds", "skipped_steps")
 
-    Losses go on the left axis, accuracies (names containing "acc") on the right.
+
+def training(history: Mapping[str, Sequence[float]] | Sequence[Mapping], *, ax=None):
+    """Training curves: every metric in `history`, against the epoch (1, 2, ...).
+
+    **Arguments:**
+    - `history`: a dict name → values per epoch (or step), or `bj.fit`'s `result.history`
+      (a list of per-epoch dicts; its `epoch`, `step`, `seconds` and `skipped_steps` are not
+      drawn).
+
+    Losses go on the left axis and accuracies (names containing "acc") on a right one;
+    with only one kind, it takes the left axis alone.
     """
+    if not isinstance(history, Mapping):
+        records = list(history)
+        names = [n for n in dict.fromkeys(k for r in records for k in r) if n not in _NOT_METRICS]
+        history = {n: [r.get(n, np.nan) for r in records] for n in names}
+    if not history:
+        raise ValueError("`history` holds no metric to draw.")
     fig, ax = _axes(ax)
-    right = None
+    accuracies = [name for name in history if "acc" in name]
+    losses = [name for name in history if name not in accuracies]
+    right = ax.twinx() if losses and accuracies else ax if accuracies else None
     for name, sequence in history.items():
         values = np.asarray(sequence, dtype=float)
-        if "acc" in name:
-            right = right or ax.twinx()
-            right.plot(values, label=name, color="C2" if "test" in name else "C3")
+        epochs = np.arange(1, len(values) + 1)
+        if name in accuracies:
+            right.plot(epochs, values, label=name, color="C2" if "test" in name else "C3")
             right.set_ylabel("accuracy")
         else:
-            ax.plot(values, label=name)
+            ax.plot(epochs, values, label=name)
+            ax.set_ylabel("loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
     handles = ax.get_legend_handles_labels()
-    if right is not None:
+    if right is not None and right is not ax:
         more = right.get_legend_handles_labels()
         handles = (handles[0] + more[0], handles[1] + more[1])
     ax.legend(*handles, frameon=False)
@@ -135,13 +152,21 @@ def targets(target, output=None, *, dt: float = 1e-6, batch: int = 0, ax=None):
 def heatmap(values, *, x=None, y=None, xlabel="", ylabel="", label="", ax=None):
     """Heat map of a 2-D sweep result `values[y_index, x_index]` with coordinate ticks.
 
-    Pass a `bj.SweepResult` with two product axes to take names and coordinates from it.
+    **Arguments:**
+    - `values`: a 2-D array `(y, x)`, or a `bj.SweepResult` of a product sweep over two
+      axes (its names label the axes, its coordinates give the ticks; a scalar output).
+    - `x`, `y`: the tick values: 1-D numbers (shown as numbers) or anything with a leading
+      axis, e.g. a stacked `bj.ChipInstance` or an array of keys (shown as indices).
+    - `xlabel`, `ylabel`, `label` (the colour bar), `ax`.
     """
     from ._sweep import SweepResult
 
     if isinstance(values, SweepResult):
         if len(values.names) != 2 or not values.product:
-            raise ValueError("`heatmap` needs a product sweep over exactly two axes.")
+            raise ValueError(
+                "`heatmap` needs a product sweep over exactly two axes; got "
+                f"{'a product' if values.product else 'a zipped'} sweep over {values.names}."
+            )
         ylabel = ylabel or values.names[0]
         xlabel = xlabel or values.names[1]
         y = values.coords[values.names[0]] if y is None else y
@@ -154,9 +179,34 @@ def heatmap(values, *, x=None, y=None, xlabel="", ylabel="", label="", ax=None):
     image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis")
     fig.colorbar(image, ax=ax, label=label)
     if x is not None:
-        ax.set_xticks(range(len(x)), [f"{v:.3g}" for v in np.asarray(x)], rotation=45)
+        ax.set_xticks(range(values.shape[1]), _tick_labels(x, values.shape[1], "x"), rotation=45)
     if y is not None:
-        ax.set_yticks(range(len(y)), [f"{v:.3g}" for v in np.asarray(y)])
+        ax.set_yticks(range(values.shape[0]), _tick_labels(y, values.shape[0], "y"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return fig, ax
+
+
+def _tick_labels(coordinate, length: int, name: str) -> list[str]:
+    """Tick labels for one axis of a heat map: the values of 1-D numbers or strings,
+    indices for anything else with a leading axis of `length` (stacked chips, keys, ...)."""
+    import jax
+
+    if isinstance(coordinate, (list, tuple)):
+        coordinate = np.asarray(coordinate)
+    leaves = jax.tree_util.tree_leaves(coordinate)
+    lengths = {np.shape(leaf)[0] for leaf in leaves if np.ndim(leaf) > 0}
+    if lengths != {length}:
+        raise ValueError(
+            f"`{name}` must have a leading axis of length {length} (one entry per "
+            f"{'column' if name == 'x' else 'row'}); got leading lengths {sorted(lengths)}."
+        )
+    if len(leaves) == 1 and np.ndim(leaves[0]) == 1:
+        leaf = leaves[0]
+        if not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            array = np.asarray(leaf)
+            if array.dtype.kind in "biuf":
+                return [f"{v:.3g}" for v in array]
+            if array.dtype.kind in "US":
+                return [str(v) for v in array]
+    return [str(index) for index in range(length)]
