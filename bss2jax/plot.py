@@ -116,7 +116,7 @@ def training(history: Mapping[str, Sequence[float]] | Sequence[Mapping], *, ax=N
     fig, ax = _axes(ax)
     accuracies = [name for name in history if "acc" in name]
     losses = [name for name in history if name not in accuracies]
-    right = ax.twinx() if losses and accuracies else ax if accuracies else None
+    right = ax.twinx() if losses and accuracies else ax  # the accuracies' axis
     for name, sequence in history.items():
         values = np.asarray(sequence, dtype=float)
         epochs = np.arange(1, len(values) + 1)
@@ -128,7 +128,7 @@ def training(history: Mapping[str, Sequence[float]] | Sequence[Mapping], *, ax=N
             ax.set_ylabel("loss")
     ax.set_xlabel("epoch")
     handles = ax.get_legend_handles_labels()
-    if right is not None and right is not ax:
+    if right is not ax:
         more = right.get_legend_handles_labels()
         handles = (handles[0] + more[0], handles[1] + more[1])
     ax.legend(*handles, frameon=False)
