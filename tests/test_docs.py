@@ -136,9 +136,14 @@ def test_getting_started_and_home_page_code_runs():
     for page in ("index.md", "getting-started.md"):
         blocks += re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), flags=re.S)
     done = _run_blocks(blocks, "getting-started.md")
-    # The loss of the last training loop (chip model in the loop) against the untrained
-    # network's loss on the chip model, both MSE to the same sine target.
-    first = float(done["bj"].mse(done["on_chip"].membrane_cadc, done["target"]))
+    bj = done["bj"]
+    assert float(done["hidden"].spikes.sum()) > 0  # fluctuation-driven init: the layer fires
+    # A silent readout scores mean(sin^2) ~ 0.5 against the sine target; trained in the
+    # numerics, the page's network must do ten times better.
+    batch = (done["inputs"], done["target"])
+    assert float(done["loss"](done["net"], batch, key=None, backend=bj.Numeric())) < 0.05
+    # The last loop (chip model in the loop) improves on the numerics' network on the chip.
+    first = float(bj.mse(done["on_chip"].membrane_cadc, done["target"]))
     assert float(done["metrics"]["loss"]) < first
 
 
