@@ -105,6 +105,11 @@ from ._train._diagnostics import (
     TrainingWarning as TrainingWarning,
     firing_rates as firing_rates,
 )
+from ._train._hardware_aware import (
+    clip_weights as clip_weights,
+    hardware_aware as hardware_aware,
+    perturb as perturb,
+)
 from ._train._losses import (
     accuracy as accuracy,
     cross_entropy as cross_entropy,
@@ -189,6 +194,9 @@ __all__ = [
     "evaluate_backends",
     "firing_rates",
     "TrainingWarning",
+    "hardware_aware",
+    "perturb",
+    "clip_weights",
     "save_checkpoint",
     "load_checkpoint",
     "cross_entropy",

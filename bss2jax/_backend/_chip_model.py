@@ -54,6 +54,18 @@ class ChipModel(AbstractBackend):
     - `partition`: split a network that needs more than 512 neuron circuits into
       sequential runs (see `place`) instead of raising `PlacementError`.
 
+    Which gradient when training: inject mode is a poor start *from scratch*. Its gradient
+    is the numerics' linearised around the chip's trajectory, which points the wrong way
+    where the two differ much (mismatch, saturation, a network far from trained); issue 15
+    reports ≈ 0.86 where the numerics reach 0.95 on a small image task. What works:
+    pretrain in the numerics (`backend=bj.Numeric()`, with training noise for the mismatch,
+    `bj.perturb`, and weights kept in the chip's range, `bj.clip_weights`), then fine-tune
+    a few epochs with the chip in the loop (inject, small learning rate; several chip
+    instances per step, `bj.RandomChips`, so as not to lean on one). "through" learns
+    from scratch too, at a few times the cost per step, and leans harder on the chip it
+    trains on. Figures:
+    benchmarks/README.md ("Chip-model throughput", "Yin-Yang training").
+
     `run` calls `observe`, which needs a `key` when the config draws noise. The model is
     pure and jit-able; `jax.vmap` over keys or over stacked `ChipInstance`s works.
 

@@ -199,7 +199,10 @@ def diagnose_first_epoch(loss, before, after, batch, key, backend, progress: boo
     """`fit`'s report after its first epoch, on one training `batch`: the firing of every
     population of the network `after` it (printed with `progress`; a `TrainingWarning` for
     a population that never or always spikes) and a `TrainingWarning` when the loss of
-    `before` equals that of `after`."""
+    `before` equals that of `after`. Skipped with several processes (each holds its own
+    part of the data)."""
+    if jax.process_count() > 1:
+        return
     sink = _Sink()
     probe = _RateProbe(backend, sink)
     initial = float(_probe_loss(loss, before, batch, key, probe))

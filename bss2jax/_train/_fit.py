@@ -21,6 +21,7 @@ from .._errors import CheckpointError, NonFiniteError
 from .._misc import check_writable_folder, positive_int as _positive_int, write_json
 from .._typing import user_facing
 from ._checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from ._diagnostics import diagnose_first_epoch
 from ._evaluate import _length, _take, evaluate
 from ._step import make_train_step
 
@@ -67,6 +68,7 @@ def fit(
     eval_batch_size: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
     on_nonfinite: str = "raise",
+    diagnose: bool = True,
 ) -> FitResult:
     """Train `network` for `epochs` passes over `train`; evaluate on `test`; checkpoint.
 
@@ -81,16 +83,15 @@ def fit(
             network, opt_state, metrics = step(network, opt_state, batch, step_key, backend)
         history.append(mean train metrics + evaluate(network, test, eval_backend))
     ```
-    Every key derives from `key`, so a run resumed from a checkpoint continues exactly as
-    the uninterrupted run would have.
+    Every key derives from `key`: a resumed run continues exactly as the uninterrupted one.
 
     **Arguments:**
     - `network`, `loss`, `optimiser`, `trainable`, `constrain`: as for `make_train_step`.
     - `train`, `test`: pytrees of arrays with the sample axis first (e.g. `bd.YinYang`).
     - `epochs`, `batch_size`: ints. `key`: PRNG key (shuffling, backend noise).
-    - `backend`: what runs the network in training; `eval_backend`: for the test split
-      (default `backend`). `eval_loss`: the loss for the test split (default `loss`; e.g.
-      the same loss without the training noise).
+    - `backend`: what runs the network in training (on the chip, inject mode learns worse from
+      scratch than numerics then chip fine-tuning, or `gradient="through"`: `help(bj.ChipModel)`);
+      `eval_backend`: for the test split (default `backend`); `eval_loss`: its loss (`loss`).
     - `output`: folder for `checkpoint.npz` and `metrics.json`; None keeps nothing on disk.
       If it holds a checkpoint of the same `config`, training resumes from it.
     - `checkpoint_every`: steps between checkpoints (default: once per epoch); a checkpoint
@@ -105,6 +106,8 @@ def fit(
     - `on_nonfinite`: a step giving a NaN or inf (loss, metric, parameter, optimiser state):
       `"raise"` stops with `bj.NonFiniteError` before it reaches a checkpoint; `"skip"`
       drops the step (state kept, metrics left out, counted in the record's `skipped_steps`).
+    - `diagnose`: after the first epoch, print the firing (`bj.firing_rates`); warn
+      (`bj.TrainingWarning`) on a silent or saturated population or a loss that did not move.
 
     **Returns:** a `FitResult(network, opt_state, history, resumed_step)`.
 
@@ -115,14 +118,11 @@ def fit(
     ```
     """
     sizes = _check_sizes(train, test, epochs, batch_size, checkpoint_every)
-    settings: dict = _json_normalise(dict(config or {}))
-    output = _check_output(output, on_nonfinite)
+    settings, output = _json_normalise(dict(config or {})), _check_output(output, on_nonfinite)
     step = make_train_step(loss, optimiser, trainable=trainable, constrain=constrain, mesh=mesh)
-    loop = _Loop(step, train, *sizes, backend, output, settings, progress, on_nonfinite)
-    test_metrics = _test_metrics(
-        test, loss, eval_loss, backend, eval_backend, eval_batch_size, mesh
-    )
-    return _train(loop, network, key, test_metrics, callback, epoch_callback)
+    loop = _Loop(step, train, *sizes, backend, output, settings, progress, on_nonfinite, diagnose)
+    tested = _test_metrics(test, loss, eval_loss, backend, eval_backend, eval_batch_size, mesh)
+    return _train(loop, network, key, tested, callback, epoch_callback)
 
 
 def _test_metrics(test, loss, eval_loss, backend, eval_backend, batch_size, mesh):
@@ -178,6 +178,8 @@ def _train(loop, network, key, test_metrics, callback, epoch_callback) -> FitRes
     state = _resume(loop, network, loop.step.init(network))
     network, opt_state, history = state.network, state.opt_state, state.history
     sums, batches = state.sums, loop.batches
+    fresh = loop.diagnose and state.epoch == 0 and state.batch == 0
+    initial = network if fresh else None  # kept for the diagnosis after the first epoch
     for epoch in range(state.epoch, loop.epochs):
         epoch_key = jax.random.fold_in(key, epoch)
         order = np.asarray(jax.random.permutation(jax.random.fold_in(epoch_key, 0), loop.size))
@@ -199,6 +201,12 @@ def _train(loop, network, key, test_metrics, callback, epoch_callback) -> FitRes
         record["seconds"] = time.perf_counter() - started
         sums = {}
         _end_epoch(loop, network, opt_state, history, record)
+        if initial is not None and epoch == 0:
+            batch = _take(loop.train, order[: loop.batch_size])
+            diagnosis_key = jax.random.fold_in(epoch_key, 3)
+            diagnose_first_epoch(
+                loop.step.loss, initial, network, batch, diagnosis_key, loop.backend, loop.progress
+            )
         if epoch_callback is not None:
             epoch_callback(dict(record))
     return FitResult(network, opt_state, history, state.resumed)
@@ -218,6 +226,7 @@ class _Loop(NamedTuple):
     config: dict
     progress: bool
     on_nonfinite: str  # "raise" or "skip"
+    diagnose: bool  # firing rates and a still-loss check after the first epoch
 
     @property
     def batches(self) -> int:
