@@ -71,17 +71,17 @@ def field_errors(chip: bj.ChipInstance, truth: bj.ChipInstance, circuits) -> dic
 
 def held_out_stimuli(neurons: int, count: int, time: int, repetitions: int, key):
     """`count` (network, inputs) pairs the protocol never sent: Poisson inputs (rate 0.05
-    per step) on input 0 with a random chip weight per neuron in [-63, 63], into neurons
-    that do not fire (leak 100) and, every other stimulus, LIFs (leak 80, threshold 120,
+    per step) on input 0 with a random chip weight per neuron in [-40, 40], into neurons
+    that do not fire (leak 110) and, every other stimulus, LIFs (leak 80, threshold 120,
     reset 70) that do."""
     stimuli = []
     for i, k in enumerate(jax.random.split(key, count)):
         k_weight, k_input = jax.random.split(k)
-        weight = jnp.round(jax.random.uniform(k_weight, (neurons, 1), minval=-63, maxval=63))
+        weight = jnp.round(jax.random.uniform(k_weight, (neurons, 1), minval=-40, maxval=40))
         spikes = jax.random.bernoulli(k_input, 0.05, (time, 1, 1)).astype(jnp.float32)
         inputs = jnp.broadcast_to(spikes, (time, repetitions, 1))
         if i % 2 == 0:
-            settings = dict(leak=100.0, reset=100.0, threshold=200.0)
+            settings = dict(leak=110.0, reset=110.0, threshold=200.0)
         else:
             settings = dict(leak=80.0, reset=70.0, threshold=120.0)
         population = bj.LIF(neurons, tau_mem=10e-6, tau_syn=10e-6, **settings)

@@ -140,6 +140,7 @@ def _setting(data: ProbeData, name: str, field: str) -> float:
     return float(np.asarray(hardware_value(getattr(population, field))).mean())
 
 
+@eqx.filter_jit
 def _first_spike(spikes: jax.Array) -> jax.Array:
     """Per neuron, the grid step at which at least half the repetitions have fired
     (float `(n,)`; NaN where they never do). `spikes` `(time, repetitions, n)`."""
@@ -148,6 +149,7 @@ def _first_spike(spikes: jax.Array) -> jax.Array:
     return jnp.where(share[-1] >= 0.5, step, jnp.nan)
 
 
+@eqx.filter_jit
 def _plateau(trace: jax.Array, start: jax.Array, length: float) -> jax.Array:
     """Mean of `trace` `(time, n)` over steps `start + 3` to `start + length - 3` per neuron."""
     steps = jnp.arange(trace.shape[0], dtype=jnp.float32)[:, None]
@@ -182,6 +184,7 @@ def closed_form(data: ProbeData, base: ChipInstance) -> ChipInstance:
     )
 
 
+@eqx.filter_jit
 def interval(spikes: jax.Array, dt: float) -> jax.Array:
     """Mean inter-spike interval (s) per neuron of `spikes` `(time, batch, n)`: per batch
     entry `(last - first) / (count - 1)`, averaged over the entries with two or more
@@ -239,15 +242,18 @@ def _trace_mask(data: ProbeData) -> jax.Array:
 
 def _traces(chip: ChipInstance, data: ProbeData, config: ChipConfig) -> jax.Array:
     """The noiseless chip model's CADC traces `(3, time, n)` of `TRACE_PROBES` on `chip`
-    (one repetition each), differentiable (`gradient="through"`)."""
+    (one repetition each), differentiable (`gradient="through"`). The three probe networks
+    differ in parameter values only, so one `vmap` over them runs all three (one scan to
+    compile instead of three)."""
     backend = ChipModel(chip, config, gradient="through")
-    out = []
-    for name in TRACE_PROBES:
-        index = PROBE_NAMES.index(name)
-        inputs = data.inputs[index][:, :1]
-        cadc, _ = observe_probe(backend, data.networks[index], inputs, None, data.dt)
-        out.append(cadc[:, 0])
-    return jnp.stack(out)
+    indices = [PROBE_NAMES.index(name) for name in TRACE_PROBES]
+    networks = jax.tree.map(lambda *xs: jnp.stack(xs), *(data.networks[i] for i in indices))
+    inputs = jnp.stack([data.inputs[i][:, :1] for i in indices])
+
+    def trace(network, x):
+        return observe_probe(backend, network, x, None, data.dt)[0][:, 0]
+
+    return jax.vmap(trace)(networks, inputs)
 
 
 def _factors(chip: ChipInstance, circuits: jax.Array, log_factors: jax.Array):
@@ -349,13 +355,7 @@ def fit_twin(
         raise ValueError(
             f"`threshold_iterations` must be a positive int; got {threshold_iterations!r}."
         )
-    quiet = ChipConfig.noiseless().replace(
-        **{
-            name: getattr(config, name)
-            for name in config.__dataclass_fields__
-            if name not in ("membrane_noise", "cadc_jitter", "cadc_noise", "madc_noise")
-        }
-    )
+    quiet = config.replace(membrane_noise=0.0, cadc_jitter=0.0, cadc_noise=0.0, madc_noise=0.0)
     key = jax.random.PRNGKey(1) if key is None else key
     chip = closed_form(data, canonical_chip(base))
     starts = []

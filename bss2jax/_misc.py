@@ -137,12 +137,37 @@ def check_inputs(network, inputs, float_dtype) -> jax.Array:
     return check_spikes(inputs, "inputs")
 
 
+_ON_ERROR = ["default"]  # how a run-time check under `jit` fails: see `traced_checks`
+
+
+def traced_checks(mode: str) -> str:
+    """Set how bss2jax's run-time checks of traced values fail; returns the previous mode.
+    It applies to programs traced after the call (a traced program keeps its mode).
+
+    - `"default"`: as equinox's `EQX_ON_ERROR` says (`"raise"` unless set): the check's
+      named error. Such a check is a host callback, and JAX's persistent compilation cache
+      does not store a program that holds one.
+    - `"nan"`: the checked value becomes NaN, which `fit` stops on (`NonFiniteError`) and
+      any loss shows; no host callback, so the program can be stored. The command line
+      uses it when its compilation cache is on.
+    """
+    if mode not in ("default", "nan"):
+        raise ValueError(f"`mode` must be 'default' or 'nan'; got {mode!r}.")
+    previous, _ON_ERROR[0] = _ON_ERROR[0], mode
+    return previous
+
+
+def error_if(x, pred, message: str):
+    """`eqx.error_if(x, pred, message)` under the mode set by `traced_checks`."""
+    return eqx.error_if(x, pred, message, on_error=_ON_ERROR[0])
+
+
 def check_spikes(spikes: jax.Array, name: str) -> jax.Array:
     """`spikes` unchanged when every entry is 0 or 1; else `ValueError` naming `name`, the
     count and an example (a concrete array), or `eqx.error_if` (a traced one)."""
     if isinstance(spikes, jax.core.Tracer):
         bad = (spikes != 0) & (spikes != 1)
-        return eqx.error_if(spikes, jnp.any(bad), f"`{name}` must hold spikes as 0/1.")
+        return error_if(spikes, jnp.any(bad), f"`{name}` must hold spikes as 0/1.")
     values = np.asarray(spikes)  # on the host: no op staged into an enclosing trace
     bad = (values != 0) & (values != 1)
     count = int(bad.sum())

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._misc import error_if
 from ._parameters import Frozen, Mixed
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -93,7 +93,7 @@ _TRACED_RULES = {
 
 def guard_traced(neuron, names) -> None:
     """The run-time counterpart of the checks above for parameters traced under `jit` or
-    `vmap` (a network built inside a sweep): `eqx.error_if` on every traced leaf of the
+    `vmap` (a network built inside a sweep): `_misc.error_if` on every traced leaf of the
     parameters `names` (`Mixed` and `Frozen` are pytrees), replacing them on `neuron`
     (call from its `__init__`). Time constants must be positive, no value NaN."""
     for name in names:
@@ -102,7 +102,7 @@ def guard_traced(neuron, names) -> None:
         def check(leaf, name=name, rule=rule, bad=bad):
             if not isinstance(leaf, jax.core.Tracer):
                 return leaf
-            return eqx.error_if(leaf, jnp.any(bad(leaf)), f"`{name}` must be {rule}.")
+            return error_if(leaf, jnp.any(bad(leaf)), f"`{name}` must be {rule}.")
 
         setattr(neuron, name, jax.tree_util.tree_map(check, getattr(neuron, name)))
 

@@ -6,6 +6,13 @@ The folder is `--compilation-cache DIR`, else `$BSS2JAX_COMPILATION_CACHE`, else
 `BSS2JAX_COMPILATION_CACHE=off`, as the test suite sets) switches it off. Every compiled
 program is stored, however short its compilation (JAX's defaults keep only those over
 one second), so that a rerun of a small job starts at once.
+
+JAX does not store a program that holds a host callback, and the run-time checks of traced
+values (`eqx.error_if`: inputs that are not 0/1, invalid neuron parameters built under
+`jit`) are host callbacks. With the cache on, those checks therefore fail as NaN instead
+(`bss2jax._misc.traced_checks("nan")`): the run stops with `NonFiniteError` at the step
+that met one, without the check's own message (rerun with `--no-compilation-cache` to see
+it).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from pathlib import Path
 import jax
 
 from .._errors import OutputFolderError
-from .._misc import check_writable_folder
+from .._misc import check_writable_folder, traced_checks
 
 
 def default_folder() -> Path | None:
@@ -46,8 +53,10 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
 
 def enable(folder: str | os.PathLike) -> Path:
     """Point JAX's persistent compilation cache at `folder` (created if missing) and store
-    every program in it; `OutputFolderError` if the folder cannot be written."""
+    every program in it, run-time checks failing as NaN (module docstring);
+    `OutputFolderError` if the folder cannot be written."""
     folder = check_writable_folder(folder, "--compilation-cache").resolve()
+    traced_checks("nan")
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
