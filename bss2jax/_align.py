@@ -4,19 +4,33 @@ hxtorch users measure three numbers by hand before training on the chip (the int
 tutorial, and `hxtorch.spiking.utils.dynamic_range`):
 
 1. the CADC baseline with no input (→ `trace_offset`);
-2. the threshold under saturating input, relative to the baseline (→ `trace_scale =
-   (model threshold - model leak) / measured span`);
+2. the threshold under strong input, relative to the baseline (→ `trace_scale =
+   (model threshold - model leak) / measured span`), as the tutorial measures it: the
+   maximum of each run's trace, averaged over the runs (the maximum of the run-averaged
+   trace would read the span 10-20 % low under noise: the runs' spikes do not line up).
+   Beyond the tutorial, two things keep the CADC's sparse samples (one per ~1.7 us) from
+   reading it low: the trace is read with nearest-neighbour interpolation (the grid then
+   holds the samples themselves; linear interpolation cuts the peaks between them), and
+   the drive is swept over several weights, taking per neuron the largest reading among
+   the weights at which it fired in every run (a slower approach to the threshold leaves
+   the samples closer to it; at weight 63 alone the span reads 3-10 % low);
 3. the weight scale: single-input PSPs swept over weights on the backend and in the
    numerics, each fitted linearly (least squares through the origin) → `weight_scale =
    numerics slope / (backend slope * trace_scale)`, the `linear_saturating` scale;
-4. (beyond the tutorial) the `cadc_time_shift` that lines up the rising PSPs in time.
+4. (beyond the tutorial, which sets `cadc_time_shift=-1` by eye) the `cadc_time_shift`
+   that lines up the rising PSPs in time: it undoes the chip's time offset against the
+   numerics (`ChipConfig.cadc_time_offset` in the chip model).
 
-`align` does the three on any backend (a chip model, hardware; for `Numeric()`, which
+The probe takes as many neuron circuits per neuron as the population will in use
+(`fan_in`): joined circuits share one membrane, so their PSPs differ from one circuit's.
+
+`align` does the four on any backend (a chip model, hardware; for `Numeric()`, which
 observes nothing, it returns the identity: offset 0, scales 1).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -24,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from ._backend import AbstractBackend, Numeric
+from ._chip._placement import circuits_per_neuron, neurons_per_run
 from ._network import Sequential
 from ._neurons import AbstractNeuron
 from ._parameters import model_value
@@ -34,6 +49,7 @@ from ._typing import user_facing
 
 DEFAULT_HARDWARE_WEIGHTS = (-63.0, -42.0, -21.0, 21.0, 42.0, 63.0)
 DEFAULT_MODEL_WEIGHTS = (-1.0, -2.0 / 3.0, -1.0 / 3.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
+DEFAULT_SATURATING_WEIGHTS = (63.0, 42.0, 28.0, 21.0, 14.0)
 
 
 class Alignment(eqx.Module):
@@ -91,14 +107,15 @@ def align(
     *,
     key: jax.Array | None = None,
     dt: float = 1e-6,
-    time: int = 50,
+    time: int = 150,
     repetitions: int = 10,
     input_step: int = 10,
-    saturating_weight: float = 63.0,
+    saturating_weight: float | Sequence[float] = DEFAULT_SATURATING_WEIGHTS,
     hardware_weights: Sequence[float] = DEFAULT_HARDWARE_WEIGHTS,
     model_weights: Sequence[float] = DEFAULT_MODEL_WEIGHTS,
     trace_scale: float | None = None,
     per_neuron: bool = False,
+    fan_in: int = 1,
 ) -> Alignment:
     """Measure `trace_offset`, `trace_scale` and `weight_scale` for `neuron` on `backend`.
 
@@ -108,14 +125,17 @@ def align(
       `Mixed(0, 80)`, threshold `Mixed(1, 125)`); each neuron gets one input channel.
       Its `trace_offset`/`trace_scale` are ignored (set to 0 and 1 while measuring); its
       `cadc_time_shift` and `shift_cadc_to_first` apply as they will in use.
-    - `key`: PRNG key for noisy backends. `dt`: grid step (s). `time`: steps per run.
-    - `repetitions`: runs averaged per measurement (the batch axis).
+    - `key`: PRNG key for noisy backends. `dt`: grid step (s). `time`: steps per run
+      (150: step 2 needs many spike cycles). `repetitions`: runs per measurement.
     - `input_step`: the step of the single input spike for the PSPs.
-    - `saturating_weight`: chip weight of the input that fires every step (threshold).
+    - `saturating_weight`: chip weight(s) of step 2's input, one event every step.
     - `hardware_weights`: chip weights of the backend's PSP sweep (non-zero, |w| <= 63).
     - `model_weights`: model weights of the numerics' PSP sweep (non-zero).
     - `trace_scale`: skip step 2 and use this (needed for a neuron that does not fire).
-    - `per_neuron`: return one value per neuron instead of the mean over neurons.
+    - `per_neuron`: one value per neuron instead of the mean over neurons.
+    - `fan_in`: signed inputs per neuron of the population in its network; the probe
+      takes `circuits_per_neuron(fan_in)` circuits per neuron, as the network will (its
+      input arrives on the first input channel, the others stay silent).
 
     **Returns:** an `Alignment`.
 
@@ -123,7 +143,8 @@ def align(
     and scale 1, averaged over `repetitions`):
     ```python
     baseline = mean(trace(no input))
-    span     = max(trace(saturating input)) - baseline
+    span     = max over w in saturating_weight where the neuron fired in every run of
+               mean over runs(max over time(run's trace(input w every step))) - baseline
     scale    = (model threshold - model leak) / span
     offset   = baseline - model leak / scale
     psp(w)   = signed extreme of trace(one spike of weight w) - baseline
@@ -131,15 +152,14 @@ def align(
     ```
 
     ```python
-    lif = bj.LIF(1, leak=bj.Mixed(0.0, 80.0), reset=bj.Mixed(0.0, 80.0),
-                 threshold=bj.Mixed(1.0, 125.0))
+    lif = bj.LIF(1, leak=bj.Mixed(0.0, 80.0), threshold=bj.Mixed(1.0, 125.0))
     alignment = bj.align(bj.ChipModel(bj.ChipInstance.random(key)), lif, key=key)
     ```
     """
-    _check_arguments(backend, neuron, time, repetitions, input_step)
+    _check_arguments(backend, neuron, time, repetitions, input_step, fan_in)
     hardware_weights = _weights(hardware_weights, "hardware_weights", 63.0)
     model_weights = _weights(model_weights, "model_weights", None)
-    _check_drive(neuron, saturating_weight, trace_scale)
+    saturating_weight = _check_drive(neuron, saturating_weight, trace_scale)
     if isinstance(backend, Numeric):
         return _identity(neuron, per_neuron)
     if key is None:
@@ -148,10 +168,10 @@ def align(
         lambda n: (n.trace_offset, n.trace_scale), neuron, (jnp.zeros(()), jnp.ones(()))
     )
     keys = jax.random.split(key, 2 + len(hardware_weights))
-    drive = (time, repetitions, saturating_weight)
+    drive = (time, repetitions, saturating_weight, fan_in)
     baseline, span, scale = _trace_alignment(backend, neuron, probe, drive, trace_scale, keys, dt)
     leak_model = jnp.broadcast_to(model_value(neuron.leak), (neuron.size,))
-    sweep = (time, repetitions, input_step, hardware_weights, model_weights)
+    sweep = (time, repetitions, input_step, hardware_weights, model_weights, fan_in)
     backend_slope, model_slope, time_shift = _psp_alignment(
         backend, neuron, probe, baseline, sweep, keys[2:], dt, per_neuron
     )
@@ -163,15 +183,22 @@ def align(
     return Alignment(*values, cadc_time_shift=time_shift + neuron.cadc_time_shift)
 
 
-def _check_arguments(backend, neuron, time, repetitions, input_step) -> None:
-    """Check `align`'s backend, neuron and sizes (steps)."""
+def _check_arguments(backend, neuron, time, repetitions, input_step, fan_in) -> None:
+    """Check `align`'s backend, neuron, sizes (steps) and `fan_in` (the probe's circuits
+    must fit one run: `neuron.size * circuits_per_neuron(fan_in) <= 512`)."""
     if not isinstance(backend, AbstractBackend):
         raise TypeError(f"`backend` must be a bss2jax backend; got {backend!r}.")
     if not isinstance(neuron, AbstractNeuron):
         raise TypeError(f"`neuron` must be a neuron population (LIF, LI, AdEx); got {neuron!r}.")
-    for name, value in (("time", time), ("repetitions", repetitions)):
+    for name, value in (("time", time), ("repetitions", repetitions), ("fan_in", fan_in)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
+    if neuron.size > neurons_per_run(fan_in):
+        raise ValueError(
+            f"`fan_in` = {fan_in} joins {circuits_per_neuron(fan_in)} circuits per neuron, so "
+            f"one run holds at most {neurons_per_run(fan_in)} neurons (512 circuits); `neuron` "
+            f"has {neuron.size}."
+        )
     if isinstance(input_step, bool) or not isinstance(input_step, int):
         raise ValueError(f"`input_step` must be an int; got {input_step!r}.")
     if not 0 <= input_step < time - 1:
@@ -180,16 +207,26 @@ def _check_arguments(backend, neuron, time, repetitions, input_step) -> None:
         )
 
 
-def _check_drive(neuron, saturating_weight, trace_scale) -> None:
-    """Check that step 2 of `align` can run: a chip weight in range and a neuron that
-    fires (unless `trace_scale` is given)."""
-    if not 0 < saturating_weight <= 63:
-        raise ValueError(f"`saturating_weight` must lie in (0, 63]; got {saturating_weight!r}.")
+def _check_drive(neuron, saturating_weight, trace_scale) -> tuple[float, ...]:
+    """Check that step 2 of `align` can run: chip weights in range and a neuron that
+    fires (unless `trace_scale` is given). Returns the weights as a tuple."""
+    weights = saturating_weight
+    if isinstance(weights, int | float):
+        weights = (weights,)
+    weights = tuple(weights)
+    if not weights or not all(
+        isinstance(w, int | float) and not isinstance(w, bool) and 0 < w <= 63 for w in weights
+    ):
+        raise ValueError(
+            "`saturating_weight` must be a chip weight in (0, 63] or a non-empty sequence of "
+            f"them; got {saturating_weight!r}."
+        )
     if trace_scale is None and not neuron.fire:
         raise ValueError(
             f"`neuron` ({type(neuron).__name__}) does not fire, so its threshold cannot be "
             "measured; pass `trace_scale` (e.g. from aligning a LIF with the same settings)."
         )
+    return tuple(float(w) for w in weights)
 
 
 def _identity(neuron, per_neuron) -> Alignment:
@@ -207,16 +244,16 @@ def _trace_alignment(backend, neuron, probe, drive, trace_scale, keys, dt):
     """Steps 1 and 2 of `align`: the baseline (LSB) with no input (`keys[0]`), and the
     threshold span (LSB) under saturating input (`keys[1]`) with the `trace_scale` it gives
     (or the given `trace_scale`, span NaN). `drive` is `(time, repetitions,
-    saturating_weight)`. Returns `(baseline, span, scale)`, each `(neurons,)`."""
-    time, repetitions, saturating_weight = drive
+    saturating_weights, fan_in)`. Returns `(baseline, span, scale)`, each `(neurons,)`."""
+    time, repetitions, saturating_weights, fan_in = drive
     size = neuron.size
-    silence = jnp.zeros((time, repetitions, 1))
+    silence = _channels(jnp.zeros((time, repetitions, 1)), fan_in)
     baseline = _measure(probe, 0.0, silence, backend, keys[0], dt).mean(0)
     if trace_scale is None:
         leak_model = jnp.broadcast_to(model_value(neuron.leak), (size,))
-        saturating = jnp.ones((time, repetitions, 1))
-        saturated = _measure(probe, saturating_weight, saturating, backend, keys[1], dt)
-        span = (saturated - baseline[None]).max(0)
+        saturating = _channels(jnp.ones((time, repetitions, 1)), fan_in)
+        maxima = _threshold_reading(backend, probe, saturating_weights, saturating, keys[1], dt)
+        span = maxima - baseline
         model_span = jnp.broadcast_to(model_value(neuron.threshold), (size,)) - leak_model
         return baseline, span, model_span / span
     span = jnp.full((size,), jnp.nan)
@@ -226,15 +263,15 @@ def _trace_alignment(backend, neuron, probe, drive, trace_scale, keys, dt):
 def _psp_alignment(backend, neuron, probe, baseline, sweep, keys, dt, per_neuron):
     """Steps 3 and 4 of `align`: single-input PSPs swept over the chip weights on `backend`
     (one key each) and over the model weights in the numerics. `sweep` is `(time,
-    repetitions, input_step, hardware_weights, model_weights)`. Returns `(backend_slope,
+    repetitions, input_step, hardware_weights, model_weights, fan_in)`. Returns `(backend_slope,
     model_slope, time_shift)`: each sweep's least-squares slope, `(neurons,)`, and the
     `cadc_time_shift` (steps) that lines up the largest PSPs."""
-    time, repetitions, input_step, hardware_weights, model_weights = sweep
+    time, repetitions, input_step, hardware_weights, model_weights, fan_in = sweep
     leak_model = jnp.broadcast_to(model_value(neuron.leak), (neuron.size,))
     single = jnp.zeros((time, repetitions, 1)).at[input_step].set(1.0)
     traces_backend = jnp.stack(
         [
-            _measure(probe, w, single, backend, k, dt) - baseline[None]
+            _measure(probe, w, _channels(single, fan_in), backend, k, dt) - baseline[None]
             for w, k in zip(hardware_weights, keys, strict=True)
         ]
     )
@@ -258,11 +295,25 @@ def _psp_alignment(backend, neuron, probe, baseline, sweep, keys, dt, per_neuron
 
 
 def _measure(population, weight, inputs, backend, key, dt):
-    """The mean CADC trace `(time, neurons)` of `population` driven through one input
-    channel of chip or model weight `weight` (all neurons alike)."""
+    """The mean CADC trace `(time, neurons)` of `population` driven through the first of
+    `inputs.shape[-1]` input channels with chip or model weight `weight` (all neurons
+    alike)."""
+    network = _probe(population, weight, inputs.shape[-1])
+    return _mean_trace(backend, network, inputs, key, dt)
+
+
+def _probe(population, weight, fan_in):
+    """`Sequential([Synapse(fan_in, n), population])`, weight `weight` from the first input
+    channel and 0 from the others: the population at `circuits_per_neuron(fan_in)`."""
     size = population.size
-    synapse = Synapse(1, size, weight=jnp.full((size, 1), weight))
-    return _mean_trace(backend, Sequential([synapse, population]), inputs, key, dt)
+    synapse = Synapse(fan_in, size, weight=jnp.zeros((size, fan_in)).at[:, 0].set(weight))
+    return Sequential([synapse, population])
+
+
+def _channels(inputs, fan_in):
+    """`inputs` `(time, batch, 1)` padded with silent channels to `(time, batch, fan_in)`."""
+    time, batch, _ = inputs.shape
+    return jnp.concatenate([inputs, jnp.zeros((time, batch, fan_in - 1))], axis=-1)
 
 
 def _weights(values, name, limit):
@@ -280,6 +331,35 @@ def _weights(values, name, limit):
 def _mean_trace(backend, network, inputs, key, dt):
     (out,) = run(network, inputs, backend=backend, dt=dt, key=key)
     return out.membrane_cadc.mean(1)  # (time, neurons), averaged over repetitions
+
+
+def _threshold_reading(backend, probe, weights, inputs, key, dt):
+    """Step 2's reading of the threshold (LSB, `(neurons,)`): per drive weight, each run's
+    maximum of the trace read with nearest-neighbour interpolation, averaged over the
+    runs; per neuron the largest over the weights at which it fired in every run."""
+    nearest = copy.copy(probe)
+    object.__setattr__(nearest, "interpolation", "nearest")  # a static field
+    best = jnp.full((probe.size,), -jnp.inf)
+    for weight, k in zip(weights, jax.random.split(key, len(weights)), strict=True):
+        network = _probe(nearest, weight, inputs.shape[-1])
+        maxima, fired = _run_maxima(backend, network, inputs, k, dt)
+        best = jnp.where(fired, jnp.maximum(best, maxima), best)
+    silent = [int(i) for i in jnp.flatnonzero(~jnp.isfinite(best))]
+    if silent:
+        raise ValueError(
+            f"neurons {silent} did not fire in every run at any `saturating_weight` "
+            f"{weights}, so their threshold was not reached; raise the weights or `time`."
+        )
+    return best
+
+
+@eqx.filter_jit
+def _run_maxima(backend, network, inputs, key, dt):
+    """Each run's maximum of the trace, averaged over the runs, and whether the neuron
+    fired in every run: `(neurons,)` each."""
+    (out,) = run(network, inputs, backend=backend, dt=dt, key=key)
+    fired = (out.spikes.sum(0) > 0).all(0)
+    return out.membrane_cadc.max(0).mean(0), fired
 
 
 def _time_shift(backend, model, start, per_neuron):

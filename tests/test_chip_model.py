@@ -414,8 +414,12 @@ def test_reset_relaxation_with_a_short_refractory_time_does_not_reach_reset():
 
     count, between = spikes(1e-6, None)
     assert count >= 2 and between.min() == pytest.approx(80.0)
-    # relaxing with tau = 0.5 us for 1 us gets within exp(-2) of reset: the same rate
-    assert spikes(1e-6, 0.5e-6)[0] == count
+    # relaxing with tau = 0.5 us for 1 us gets within exp(-2) of reset: each climb to the
+    # threshold starts exp(-2) * (125 - 80) = 6 LSB higher, skipping at most that share of
+    # the climb's time (its fastest part): at most 14 % more spikes, so for <= 7 spikes at
+    # most one more.
+    assert count <= 7
+    assert count <= spikes(1e-6, 0.5e-6)[0] <= count + 1
     # for 0.2 us it stays far above reset and fires much more often
     fast, between = spikes(0.2e-6, 0.5e-6)
     assert fast > 2 * count and between.min() > 100

@@ -26,6 +26,13 @@ CADC_RELIABLE = (30.0, 210.0)
 SRAM_CADC_SAMPLES = 100
 """CADC samples per neuron that hxtorch's SRAM placement holds (grenade buffer size)."""
 
+SYNAPTIC_SATURATION = 490.0
+"""Default `I_sat` (LSB of current) of a synaptic input OTA at `i_synin_gm = 500`: its bias
+current, 500/1023 of the CapMem's ~1 uA (thesis-ch), over one LSB of current, 2.2 pF *
+4.5 mV / 10 us = 0.99 nA (calix `neuron_calib_target.h`@e573081: 63 LSB ~ 2.2 pF;
+bss2-chip.md §3: ~4.5 mV per CADC LSB). [estimate]: derivation in
+docs/reference/chip-model.md §2; fit it to an n-row sweep on a real chip."""
+
 WEIGHT_EFFICACY = 0.67
 """Default `kappa`: synaptic current (LSB) per hardware weight unit, calibrated so that the
 intro tutorial's settings (leak 80, threshold 125, tau 10 us) give weight_scale 55-70."""
@@ -41,8 +48,19 @@ class ChipConfig:
     - `substeps`: internal sub-steps per grid step `dt` (`h = dt / substeps`; default 10).
     - `weight_efficacy`: `kappa`, LSB of synaptic current per hardware weight unit at
       `synapse_dac_bias = 600`, `i_synin_gm = 500` (it scales linearly with both).
-    - `saturation`: synaptic-input OTA saturation `I_sat` (LSB; None turns it off).
-    - `membrane_noise`: stationary std of the OU membrane noise (LSB).
+    - `saturation`: the output limit `I_sat` (LSB of current) of each synaptic input's
+      OTA at `i_synin_gm = 500` (it scales with `i_synin_gm`; None turns it off). The
+      excitatory and the inhibitory input of every circuit saturate separately, as
+      `I_sat tanh(I / I_sat)`; default `SYNAPTIC_SATURATION`, derived in
+      docs/reference/chip-model.md §2.
+    - `membrane_noise`: stationary std of the OU membrane noise (LSB) of a membrane of
+      capacitance setting 63; it scales as `sqrt(63 / C)` with the neuron's summed
+      capacitance setting `C` (thermal kT/C noise).
+    - `joined_capacitance`: the capacitance setting (LSB) that each of a neuron's joined
+      circuits after the first adds to its one membrane. hxtorch's
+      `SingleCompartmentNeuron` sets it to 0 (and switches their leak off), so by default
+      a neuron of `c` circuits has the first circuit's capacitance, and `c` circuits'
+      synaptic inputs (docs/reference/chip-model.md §3).
     - `synaptic_delay`: extra delay of input events after `k * dt` (s). With 0, the membrane
       first responds at step `k + 1`: hxtorch's one-`dt` synaptic delay.
     - `spike_latency` (s) added to every spike time; `clock_period`: the FPGA clock the
@@ -69,8 +87,9 @@ class ChipConfig:
 
     substeps: int = 10
     weight_efficacy: float = WEIGHT_EFFICACY
-    saturation: float | None = 150.0
+    saturation: float | None = SYNAPTIC_SATURATION
     membrane_noise: float = 0.5
+    joined_capacitance: float = 0.0
     synaptic_delay: float = 0.0
     spike_latency: float = 80e-9
     clock_period: float = 1 / FPGA_CLOCK
@@ -97,6 +116,7 @@ class ChipConfig:
                 raise ValueError(f"`{name}` must be a positive float; got {getattr(self, name)!r}.")
         for name in (
             "membrane_noise",
+            "joined_capacitance",
             "synaptic_delay",
             "spike_latency",
             "cadc_jitter",

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._config import ChipConfig
+from ._config import REFERENCE_CAPACITANCE, ChipConfig
 from ._setup import (
     CircuitParameters,
     Layout,
@@ -29,6 +29,8 @@ from ._setup import (
     neuron_flags,
     neuron_parameters,
     projections,
+    spike_function,
+    sum_circuits,
 )
 
 
@@ -71,16 +73,20 @@ class SubstepCoefficients(NamedTuple):
     """Constants of the sub-step, derived once from the parameters and `h`.
 
     `(1, neurons)`: `membrane_decay = exp(-h / tau_mem)`, `adaptation_decay =
-    exp(-h / tau_adaptation)`, `noise_scale` (LSB: the OU increment's std),
-    `refractory_steps` (int32), `threshold` (`inf` where a neuron does not fire) and
-    `crossing_threshold` (0 there, no gradient: for the spike time). `(1, circuits)`:
-    `current_decay_* = exp(-h / tau_syn_*)` and `current_average_* = tau_syn_* / h *
-    (1 - current_decay_*)`, the mean of a decaying current over the sub-step.
+    exp(-h / tau_adaptation)`, `noise_std` (LSB: the stationary std of the membrane noise,
+    `membrane_noise * sqrt(63 / capacitance)`, so ∝ 1/sqrt(C) like thermal kT/C noise),
+    `noise_scale` (LSB: the OU increment's std), `refractory_steps` (int32), `threshold`
+    (`inf` where a neuron does not fire) and `crossing_threshold` (0 there, no gradient:
+    for the spike time). `(1, circuits)`: `current_decay_* = exp(-h / tau_syn_*)`,
+    `current_average_* = tau_syn_* / h * (1 - current_decay_*)`, the mean of a decaying
+    current over the sub-step, and `saturation` (LSB: each synaptic input OTA's output
+    limit `I_sat`, `ChipConfig.saturation * i_synin_gm / 500`; None without saturation).
     `reset_decay`: `exp(-h / reset_time_constant)`, a Python float (0 without one).
     """
 
     membrane_decay: jax.Array
     adaptation_decay: jax.Array
+    noise_std: jax.Array
     noise_scale: jax.Array
     refractory_steps: jax.Array
     threshold: jax.Array
@@ -89,6 +95,7 @@ class SubstepCoefficients(NamedTuple):
     current_decay_inh: jax.Array
     current_average_exc: jax.Array
     current_average_inh: jax.Array
+    saturation: jax.Array | None
     reset_decay: float
 
 
@@ -133,10 +140,13 @@ def substep_coefficients(
     current_decay_exc = jnp.exp(-h / circuits.tau_syn_exc)
     current_decay_inh = jnp.exp(-h / circuits.tau_syn_inh)
     reset_time_constant = config.reset_time_constant
+    noise_std = config.membrane_noise * jnp.sqrt(REFERENCE_CAPACITANCE / neurons.capacitance)
+    saturation = config.saturation
     return SubstepCoefficients(
         membrane_decay=membrane_decay,
         adaptation_decay=jnp.exp(-h / neurons.tau_adaptation),
-        noise_scale=config.membrane_noise * jnp.sqrt(1 - membrane_decay**2),
+        noise_std=noise_std,
+        noise_scale=noise_std * jnp.sqrt(1 - membrane_decay**2),
         refractory_steps=neurons.refractory_steps.astype(jnp.int32),
         threshold=jnp.where(flags.fire, neurons.threshold, jnp.inf),
         crossing_threshold=lax.stop_gradient(jnp.where(flags.fire, neurons.threshold, 0.0)),
@@ -144,37 +154,27 @@ def substep_coefficients(
         current_decay_inh=current_decay_inh,
         current_average_exc=circuits.tau_syn_exc / h * (1 - current_decay_exc),
         current_average_inh=circuits.tau_syn_inh / h * (1 - current_decay_inh),
+        saturation=None if saturation is None else saturation * circuits.saturation_scale,
         reset_decay=math.exp(-h / reset_time_constant) if reset_time_constant else 0.0,
     )
 
 
 def initial_state(dynamics: ChipDynamics, batch: int, noise: jax.Array | None) -> ChipState:
     """The state before the first sub-step: the membrane at the leak (at the reset for a
-    non-leaky neuron) plus `membrane_noise * noise` (`noise` float `(batch * neurons,)`
+    non-leaky neuron) plus `noise_std * noise` (`noise` float `(batch * neurons,)`
     standard normal, or None), clipped to the potential range; everything else zero."""
     neurons, count = dynamics.neurons, dynamics.layout.neuron_count
     membrane = jnp.where(dynamics.flags.leaky, neurons.leak, neurons.reset)
     membrane = jnp.broadcast_to(membrane, (batch, count)).astype(jnp.float32)
     if dynamics.config.membrane_noise:
         assert noise is not None  # drawn by the caller whenever membrane_noise is set
-        membrane = membrane + dynamics.config.membrane_noise * noise.reshape(membrane.shape)
+        noise_std = dynamics.coefficients.noise_std
+        membrane = membrane + noise_std * noise.reshape(membrane.shape)
     membrane = jnp.clip(membrane, *dynamics.config.potential_range)
     circuit_zeros = jnp.zeros((batch, dynamics.layout.circuit_count), jnp.float32)
     neuron_zeros = jnp.zeros((batch, count), jnp.float32)
     refractory = jnp.zeros((batch, count), jnp.int32)
     return ChipState(membrane, circuit_zeros, circuit_zeros, refractory, neuron_zeros, neuron_zeros)
-
-
-def sum_circuits(layout: Layout, current: jax.Array) -> jax.Array:
-    """Sum each neuron's circuits: `(batch, circuits)` → `(batch, neurons)`."""
-    if all(width == 1 for width in layout.circuits_per_neuron.values()):
-        return current
-    batch = current.shape[0]
-    parts = []
-    for key in layout.keys:
-        part = current[:, layout.circuits[key]]
-        parts.append(part.reshape(batch, -1, layout.circuits_per_neuron[key]).sum(-1))
-    return jnp.concatenate(parts, axis=1)
 
 
 def _receive_spikes(dynamics: ChipDynamics, state: ChipState):
@@ -188,17 +188,32 @@ def _receive_spikes(dynamics: ChipDynamics, state: ChipState):
     return current_exc, current_inh
 
 
+def synaptic_drive(coefficients: SubstepCoefficients, current_exc, current_inh):
+    """Each circuit's net synaptic current onto the membrane in one sub-step (LSB),
+    `(batch, circuits)`: the excitatory and the inhibitory input are separate circuits
+    (each a synaptic line and its own OTA), and each OTA saturates on its own,
+
+    ```python
+    J = I_sat tanh(a_e I_e / I_sat) - I_sat tanh(a_i I_i / I_sat)   # a: sub-step averages
+    ```
+    so inhibition does not cancel excitation before the clipping, as on the chip
+    (docs/reference/chip-model.md §2). Without saturation `J = a_e I_e - a_i I_i`."""
+    excitatory = current_exc * coefficients.current_average_exc
+    inhibitory = current_inh * coefficients.current_average_inh
+    limit = coefficients.saturation
+    if limit is not None:
+        excitatory = limit * jnp.tanh(excitatory / limit)
+        inhibitory = limit * jnp.tanh(inhibitory / limit)
+    return excitatory - inhibitory
+
+
 def _free_membrane(dynamics: ChipDynamics, state: ChipState, current_exc, current_inh):
     """The membrane after one sub-step of leak, synaptic and AdEx input, before noise,
     reset and threshold: exact exponential integration toward `v_inf` (leaky neurons),
-    an Euler step of the input otherwise."""
+    an Euler step of the input otherwise. A neuron's joined circuits all drive its one
+    membrane: their currents add (`sum_circuits`)."""
     neurons, coefficients, flags = dynamics.neurons, dynamics.coefficients, dynamics.flags
-    saturation = dynamics.config.saturation
-    net = current_exc * coefficients.current_average_exc
-    net = net - current_inh * coefficients.current_average_inh
-    if saturation is not None:
-        net = saturation * jnp.tanh(net / saturation)
-    drive = sum_circuits(dynamics.layout, net)
+    drive = sum_circuits(dynamics.layout, synaptic_drive(coefficients, current_exc, current_inh))
     if flags.adaptation:
         drive = drive - state.adaptation
     push = neurons.input_gain * drive  # LSB: where the input alone would hold the membrane
@@ -246,8 +261,8 @@ def substep(
 
     ```python
     I_e, I_i += previous sub-step's on-chip spikes @ efficacies
-    J     = sum over circuits of I_sat tanh((a_e I_e - a_i I_i) / I_sat)   # a: averages
-    v_inf = leak + tau_mem / C * (J - w + AdEx exponential term)
+    J     = sum over circuits of I_sat (tanh(a_e I_e / I_sat) - tanh(a_i I_i / I_sat))
+    v_inf = leak + tau_mem / C * (J - w + AdEx exponential term)   # C: the joined sum
     v'    = v_inf + (v - v_inf) exp(-h / tau_mem) + noise_scale * noise
     I_e  *= exp(-h / tau_syn_e);  I_i *= exp(-h / tau_syn_i)
     if refractory: v' = reset (or relax toward it)   elif v' > threshold: spike, v' = reset
@@ -314,7 +329,9 @@ def chip_dynamics(network, placement, chip, config: ChipConfig, dt: float, *, th
     population_layout = layout(network, placement)
     # Rows `(1, neurons)` and `(1, circuits)`: they broadcast over the batch explicitly.
     flags = NeuronFlags(*(flag[None] for flag in neuron_flags(network)))
-    neurons, circuits = neuron_parameters(network, placement, chip, substep_time)
+    neurons, circuits = neuron_parameters(
+        network, placement, chip, substep_time, config.joined_capacitance
+    )
     neurons = NeuronParameters(*(value[None] for value in neurons))
     circuits = CircuitParameters(*(value[None] for value in circuits))
     delay_steps, delivery_substep = divmod(
@@ -329,27 +346,11 @@ def chip_dynamics(network, placement, chip, config: ChipConfig, dt: float, *, th
         neurons=neurons,
         coefficients=substep_coefficients(neurons, circuits, flags, config, substep_time),
         projections=projections(network, placement, population_layout, chip, config),
-        spike_function=_spike_function(network, population_layout, through),
+        spike_function=spike_function(network, population_layout, through),
         through=through,
         delay_steps=delay_steps,
         delivery_substep=delivery_substep,
     )
-
-
-def _spike_function(network, population_layout: Layout, through: bool):
-    """Heaviside spikes, or with `through` each population's surrogate spike function."""
-    if not through:
-        return lambda above: (above > 0).astype(jnp.float32)
-    surrogates = [network.population(key).surrogate for key in population_layout.keys]
-
-    def spike_function(above):
-        parts = [
-            surrogate(above[:, population_layout.neurons[key]]).astype(jnp.float32)
-            for surrogate, key in zip(surrogates, population_layout.keys, strict=True)
-        ]
-        return jnp.concatenate(parts, axis=1)
-
-    return spike_function
 
 
 def _deliver(state: ChipState, drive: jax.Array) -> ChipState:

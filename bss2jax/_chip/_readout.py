@@ -238,7 +238,8 @@ class ReadoutPlan(NamedTuple):
 
     - `config`; `dt` the grid step and `substep_time` `h` (s); `time`, `batch` sizes.
     - `cadc_count`, `madc_count`: samples per neuron.
-    - `cadc_time`: float `(batch, cadc_count)` sample times (s).
+    - `cadc_read_time`: float `(batch, cadc_count)`, when each sample reads the membrane
+      (s); `cadc_time`: its time stamp, `cadc_read_time - config.cadc_time_offset` (s).
     - `cadc_index`, `cadc_local`: `(time, batch, slots)` (see `_cadc_windows`) when the
       CADC is sampled inside the scan, else None.
     - `madc_keys`: the keys of the MADC-recorded populations; `madc_neurons`: the index of
@@ -254,6 +255,7 @@ class ReadoutPlan(NamedTuple):
     cadc_count: int
     madc_count: int
     cadc_time: jax.Array
+    cadc_read_time: jax.Array
     cadc_index: jax.Array | None
     cadc_local: jax.Array | None
     madc_keys: tuple
@@ -277,11 +279,13 @@ def plan_readout(network, layout, config: ChipConfig, key, *, time, batch, dt, w
     ends = [sum(sizes[: i + 1]) for i in range(len(sizes))]
     noise = NoiseDraws(*(pool[end - size : end] for size, end in zip(sizes, ends, strict=True)))
     substep_time = dt / config.substeps
-    cadc_time = _cadc_times(batch, count, time * dt, config, noise.cadc_jitter, jnp.float32)
+    read_time = _cadc_times(batch, count, time * dt, config, noise.cadc_jitter, jnp.float32)
+    # a sample that reads the membrane at t is stamped t - cadc_time_offset
+    cadc_time = read_time - config.cadc_time_offset
     cadc_index = cadc_local = None
     if windowed:
         slots = _cadc_slots(dt, config)
-        windows = _cadc_windows(cadc_time, time, config.substeps, substep_time, slots)
+        windows = _cadc_windows(read_time, time, config.substeps, substep_time, slots)
         cadc_index, cadc_local = windows
     madc_neurons = tuple(
         layout.neurons[k].start + network.population(k).record_neuron_id for k in madc_keys
@@ -295,6 +299,7 @@ def plan_readout(network, layout, config: ChipConfig, key, *, time, batch, dt, w
         cadc_count=count,
         madc_count=madc_count,
         cadc_time=cadc_time,
+        cadc_read_time=read_time,
         cadc_index=cadc_index,
         cadc_local=cadc_local,
         madc_keys=madc_keys,
@@ -407,7 +412,7 @@ def read_trajectory(plan: ReadoutPlan, network, layout, outputs, neurons, initia
     trajectory = outputs.membrane.reshape(total, batch, n)
     times = outputs.spike_time.reshape(total, batch, n)
     membrane = jnp.concatenate([initial[None], trajectory])  # (total + 1, batch, neurons)
-    sampled = _sample(membrane, plan.cadc_time, plan.substep_time)  # (batch, count, neurons)
+    sampled = _sample(membrane, plan.cadc_read_time, plan.substep_time)  # (batch, count, n)
     cadc_value = _cadc_values(
         sampled, plan.config, neurons.cadc_gain, neurons.cadc_offset, plan.noise.cadc_read
     )

@@ -138,8 +138,13 @@ class NeuronParameters(NamedTuple):
 
     - `leak`, `reset`, `threshold`: potentials (LSB).
     - `tau_mem`: membrane time constant (s).
+    - `capacitance`: the capacitance setting (LSB) of the neuron's one membrane, summed
+      over its `c` joined circuits: `membrane_capacitance + (c - 1) * joined_capacitance`
+      (hxtorch sets the capacitance of all but the first circuit to 0, so by default the
+      sum is the first circuit's; docs/reference/chip-model.md §3).
     - `input_gain`: `tau_mem / C` (s / s), the steady-state membrane shift (LSB) per LSB of
-      synaptic current; `C = 10 us * membrane_capacitance / 63`.
+      synaptic current; `C = 10 us * capacitance / 63`. Only the first circuit leaks, so
+      `tau_mem` is the calibrated one.
     - `refractory_steps`: the refractory time in sub-steps (rounded, still float).
     - `exponential_slope`, `exponential_threshold`: AdEx exponential term (LSB).
     - `adaptation_strength` (`a`, dimensionless), `adaptation_increment` (`b`, LSB of
@@ -152,6 +157,7 @@ class NeuronParameters(NamedTuple):
     reset: jax.Array
     threshold: jax.Array
     tau_mem: jax.Array
+    capacitance: jax.Array
     input_gain: jax.Array
     refractory_steps: jax.Array
     exponential_slope: jax.Array
@@ -165,13 +171,21 @@ class NeuronParameters(NamedTuple):
 
 
 class CircuitParameters(NamedTuple):
-    """Per-circuit synaptic time constants (s), float32 `(circuits,)`, concatenated."""
+    """Per-circuit synaptic-input parameters, float32 `(circuits,)`, concatenated.
+
+    - `tau_syn_exc`, `tau_syn_inh`: the synaptic time constants (s).
+    - `saturation_scale`: `i_synin_gm / 500`, the factor on `ChipConfig.saturation` (the
+      OTA's output current limit scales with its bias; docs/reference/chip-model.md §2).
+    """
 
     tau_syn_exc: jax.Array
     tau_syn_inh: jax.Array
+    saturation_scale: jax.Array
 
 
-def _population_parameters(neuron, placement, chip: ChipInstance, substep: float):
+def _population_parameters(
+    neuron, placement, chip: ChipInstance, substep: float, joined_capacitance: float
+):
     """One population's `NeuronParameters` and `CircuitParameters` fields (unconcatenated)."""
     first = jnp.asarray(placement.circuits[:, 0])
     circuits = jnp.asarray(placement.circuits)
@@ -181,13 +195,15 @@ def _population_parameters(neuron, placement, chip: ChipInstance, substep: float
 
     hw = {name: full(hardware_value(getattr(neuron, name))) for name in CubaParams._fields}
     tau_mem = hw["tau_mem"] * chip.tau_mem[first]
-    capacitance = REFERENCE_CAPACITANCE_TIME * hw["membrane_capacitance"] / REFERENCE_CAPACITANCE
+    joined = (placement.circuits_per_neuron - 1) * joined_capacitance  # in parallel: they add
+    capacitance = hw["membrane_capacitance"] + joined
     neuron_values = NeuronParameters(
         leak=hw["leak"] + chip.leak[first],
         reset=hw["reset"] + chip.reset[first],
         threshold=hw["threshold"] + chip.threshold[first],
         tau_mem=tau_mem,
-        input_gain=tau_mem / capacitance,
+        capacitance=capacitance,
+        input_gain=tau_mem / (REFERENCE_CAPACITANCE_TIME * capacitance / REFERENCE_CAPACITANCE),
         refractory_steps=jnp.round(hw["refractory_time"] / substep),
         exponential_slope=hw["exponential_slope"],
         exponential_threshold=hw["exponential_threshold"],
@@ -202,17 +218,24 @@ def _population_parameters(neuron, placement, chip: ChipInstance, substep: float
     circuit_values = CircuitParameters(
         tau_syn_exc=(tau_syn * chip.tau_syn_exc[circuits]).reshape(-1),
         tau_syn_inh=(tau_syn * chip.tau_syn_inh[circuits]).reshape(-1),
+        saturation_scale=jnp.full(
+            (circuits.size,), neuron.i_synin_gm / REFERENCE_I_SYNIN_GM, jnp.float32
+        ),
     )
     return neuron_values, circuit_values
 
 
 def neuron_parameters(
-    network, placement: Placement, chip: ChipInstance, substep: float
+    network, placement: Placement, chip: ChipInstance, substep: float, joined_capacitance=0.0
 ) -> tuple[NeuronParameters, CircuitParameters]:
     """The chip-unit parameters of every neuron and circuit, concatenated over populations
-    in `network.population_keys()` order; `substep` is the sub-step length `h` (s)."""
+    in `network.population_keys()` order; `substep` is the sub-step length `h` (s) and
+    `joined_capacitance` the capacitance setting (LSB) each joined circuit after a
+    neuron's first adds to its membrane (`ChipConfig.joined_capacitance`)."""
     per_population = [
-        _population_parameters(network.population(key), placement.populations[key], chip, substep)
+        _population_parameters(
+            network.population(key), placement.populations[key], chip, substep, joined_capacitance
+        )
         for key in network.population_keys()
     ]
     neurons = NeuronParameters(
@@ -327,3 +350,31 @@ def neuron_flags(network) -> NeuronFlags:
         )
 
     return NeuronFlags(*(flag(name) for name in NeuronFlags._fields))
+
+
+def sum_circuits(layout: Layout, current: jax.Array) -> jax.Array:
+    """Sum each neuron's circuits: `(batch, circuits)` → `(batch, neurons)`."""
+    if all(width == 1 for width in layout.circuits_per_neuron.values()):
+        return current
+    batch = current.shape[0]
+    parts = []
+    for key in layout.keys:
+        part = current[:, layout.circuits[key]]
+        parts.append(part.reshape(batch, -1, layout.circuits_per_neuron[key]).sum(-1))
+    return jnp.concatenate(parts, axis=1)
+
+
+def spike_function(network, population_layout: Layout, through: bool):
+    """Heaviside spikes, or with `through` each population's surrogate spike function."""
+    if not through:
+        return lambda above: (above > 0).astype(jnp.float32)
+    surrogates = [network.population(key).surrogate for key in population_layout.keys]
+
+    def spike_function(above):
+        parts = [
+            surrogate(above[:, population_layout.neurons[key]]).astype(jnp.float32)
+            for surrogate, key in zip(surrogates, population_layout.keys, strict=True)
+        ]
+        return jnp.concatenate(parts, axis=1)
+
+    return spike_function
