@@ -72,7 +72,9 @@ class ChipConfig:
       reach it (haldls note).
     - `cadc_memory`: "sram" (period 1.7 us) or "dram" (6 us); `cadc_period` overrides it.
       `cadc_jitter`: uniform jitter of each sample time (± s). `cadc_noise`: read noise
-      std (LSB).
+      std (LSB). `cadc_time_offset` (s): a CADC sample stamped `t` reads the membrane at
+      `t + cadc_time_offset`, so traces lead the numerics by it (default 0; the intro
+      tutorial's setup behaves as 1 us = one `dt`, undone by `cadc_time_shift=-1`).
     - `madc_clock` (Hz) and `madc_sample_duration_adjust`: the MADC samples every
       `(12 + adjust) / clock` (34 ns). `madc_noise` (MADC LSB), `madc_gain` (MADC LSB per
       CADC LSB: 4.5 mV / 1.2 mV), `madc_offset` (MADC LSB at 0 CADC LSB).
@@ -99,6 +101,7 @@ class ChipConfig:
     cadc_period: float | None = None
     cadc_jitter: float = 0.1e-6
     cadc_noise: float = 1.0
+    cadc_time_offset: float = 0.0
     madc_clock: float = 500e6
     madc_sample_duration_adjust: int = 5
     madc_noise: float = 1.5
@@ -137,6 +140,10 @@ class ChipConfig:
             raise ValueError(
                 "`reset_time_constant` must be positive (seconds) or None; got "
                 f"{self.reset_time_constant!r}."
+            )
+        if not _is_number(self.cadc_time_offset):
+            raise ValueError(
+                f"`cadc_time_offset` must be a finite float (s); got {self.cadc_time_offset!r}."
             )
         if not _is_number(self.madc_offset):
             raise ValueError(
