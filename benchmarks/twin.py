@@ -12,10 +12,10 @@ Reported, over the `--neurons` probed circuits:
   within 1 LSB; factors (time constants, synaptic gains, CADC gain) relative, the share
   within 5 %; the same for the nominal chip (the starting point) for comparison;
 - held-out prediction: `--held-out` new stimuli (random spike trains of random weights on
-  the probed input, into non-firing and firing neurons) recorded on the hidden chip, and
-  simulated on the twin and on the nominal chip with the same config and other noise
-  keys; the RMS (CADC LSB) of the mean traces' difference over `--repetitions` entries
-  (the bar: at most 1.5 LSB);
+  the probed input, into non-firing and firing neurons, at the probe's `--tau`) recorded
+  on the hidden chip, and simulated on the twin and on the nominal chip with the same
+  config and other noise keys; the RMS (CADC LSB) of the mean traces' difference over
+  `--repetitions` entries (the bar: at most 1.5 LSB);
 - the wall time of the probe and the fit (CPU, see `cpu_model`).
 
     python benchmarks/twin.py                                   # the bar: 512 neurons
@@ -69,7 +69,7 @@ def field_errors(chip: bj.ChipInstance, truth: bj.ChipInstance, circuits) -> dic
     return out
 
 
-def held_out_stimuli(neurons: int, count: int, time: int, repetitions: int, key):
+def held_out_stimuli(neurons: int, count: int, time: int, repetitions: int, key, tau: float):
     """`count` (network, inputs) pairs the protocol never sent: Poisson inputs (rate 0.05
     per step) on input 0 with a random chip weight per neuron in [-40, 40], into neurons
     that do not fire (leak 110) and, every other stimulus, LIFs (leak 80, threshold 120,
@@ -84,7 +84,7 @@ def held_out_stimuli(neurons: int, count: int, time: int, repetitions: int, key)
             settings = dict(leak=110.0, reset=110.0, threshold=200.0)
         else:
             settings = dict(leak=80.0, reset=70.0, threshold=120.0)
-        population = bj.LIF(neurons, tau_mem=10e-6, tau_syn=10e-6, **settings)
+        population = bj.LIF(neurons, tau_mem=tau, tau_syn=tau, **settings)
         network = bj.Sequential([bj.Synapse(1, neurons, weight=weight), population])
         stimuli.append((network, inputs))
     return stimuli
@@ -105,7 +105,7 @@ def held_out_rms(recorded: list, predicted: list) -> float:
 
 def probe(args, hidden, config, key):
     """Probe the hidden chip: directly, or through the hardware path recorded and replayed."""
-    options = dict(key=key, repetitions=args.repetitions)
+    options = dict(key=key, repetitions=args.repetitions, tau_mem=args.tau, tau_syn=args.tau)
     if not args.client:
         return bj.probe_chip(bj.ChipModel(hidden, config), args.neurons, **options)
     with tempfile.TemporaryDirectory() as folder, bj.ChipModelClient(hidden, config) as client:
@@ -119,6 +119,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repetitions", type=int, default=40)
     parser.add_argument("--seed", type=int, default=20261202, help="the hidden chip's seed")
     parser.add_argument("--profile", choices=("calibrated", "uncalibrated"), default="calibrated")
+    parser.add_argument("--tau", type=float, default=10e-6, help="tau_mem = tau_syn (s)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--held-out", type=int, default=4)
@@ -147,7 +148,9 @@ def main(argv=None) -> dict:
     circuits = np.asarray(data.circuits)
     truth = bj.canonical_chip(hidden)
     nominal = bj.ChipInstance.nominal()
-    stimuli = held_out_stimuli(args.neurons, args.held_out, 100, args.repetitions, keys[2])
+    stimuli = held_out_stimuli(
+        args.neurons, args.held_out, 100, args.repetitions, keys[2], args.tau
+    )
     recorded = mean_traces(bj.ChipModel(hidden, config), stimuli, keys[3])
     twin_rms = held_out_rms(recorded, mean_traces(bj.ChipModel(fit.chip, config), stimuli, keys[4]))
     nominal_rms = held_out_rms(
@@ -163,6 +166,7 @@ def main(argv=None) -> dict:
         "neurons": args.neurons,
         "repetitions": args.repetitions,
         "profile": args.profile,
+        "tau": args.tau,
         "hidden_seed": args.seed,
         "backend_runs": data.runs,
         "probe_seconds": round(probe_seconds, 1),

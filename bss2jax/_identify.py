@@ -240,20 +240,30 @@ def _trace_mask(data: ProbeData) -> jax.Array:
     return jnp.stack([ones, ones, keep.astype(jnp.float32)])
 
 
+DITHER = 8
+"""Readings per predicted sample: the twin's trace is the mean over `DITHER` copies of the
+chip whose CADC offsets are shifted by `(k + 1/2) / DITHER - 1/2` LSB, so the CADC's
+rounding averages out (as the noise averages it out of the recorded mean traces) to
+within `1 / (2 DITHER)` LSB."""
+
+
 def _traces(chip: ChipInstance, data: ProbeData, config: ChipConfig) -> jax.Array:
     """The noiseless chip model's CADC traces `(3, time, n)` of `TRACE_PROBES` on `chip`
-    (one repetition each), differentiable (`gradient="through"`). The three probe networks
-    differ in parameter values only, so one `vmap` over them runs all three (one scan to
-    compile instead of three)."""
-    backend = ChipModel(chip, config, gradient="through")
+    (one repetition each, rounding dithered: `DITHER`), differentiable
+    (`gradient="through"`). The three probe networks differ in parameter values only, so
+    one `vmap` over them runs all three (one scan to compile instead of three)."""
     indices = [PROBE_NAMES.index(name) for name in TRACE_PROBES]
     networks = jax.tree.map(lambda *xs: jnp.stack(xs), *(data.networks[i] for i in indices))
     inputs = jnp.stack([data.inputs[i][:, :1] for i in indices])
+    shifts = (jnp.arange(DITHER, dtype=jnp.float32) + 0.5) / DITHER - 0.5
 
-    def trace(network, x):
+    def trace(shift, network, x):
+        shifted = eqx.tree_at(lambda c: c.cadc_offset, chip, chip.cadc_offset + shift)
+        backend = ChipModel(shifted, config, gradient="through")
         return observe_probe(backend, network, x, None, data.dt)[0][:, 0]
 
-    return jax.vmap(trace)(networks, inputs)
+    each = jax.vmap(jax.vmap(trace, (None, 0, 0)), (0, None, None))(shifts, networks, inputs)
+    return each.mean(0)
 
 
 def _factors(chip: ChipInstance, circuits: jax.Array, log_factors: jax.Array):
