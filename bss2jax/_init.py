@@ -147,8 +147,6 @@ def _unit_responses(
 ) -> Float[Array, "time batch inputs"]:
     """`F_j(t)`: the free membrane (leak 0) of `neuron`'s dynamics driven by input `j`'s
     spikes through a unit weight, for every input channel `j`."""
-    from ._run import run
-
     size = source.shape[2]
 
     def average(name):
@@ -169,14 +167,12 @@ def _unit_responses(
         integrator=cast(Integrator, neuron.integrator),
     )
     identity = Synapse(size, size, weight=jnp.eye(size), transform=LinearSaturating(1.0))
-    return _only(run(Sequential([identity, probe]), source, dt=dt)).membrane_cadc
+    return _run(Sequential([identity, probe]), source, dt).membrane_cadc
 
 
 def _spikes(synapse: Synapse, neuron: AbstractNeuron, source, dt: float):
     """The spikes `(time, batch, out)` of `neuron` fed by `source` through `synapse`."""
-    from ._run import run
-
-    return _only(run(Sequential([synapse, neuron]), source, dt=dt)).spikes
+    return _run(Sequential([synapse, neuron]), source, dt).spikes
 
 
 def _check_transform(synapse: Synapse, weight, index: int) -> None:
@@ -190,7 +186,11 @@ def _check_transform(synapse: Synapse, weight, index: int) -> None:
         )
 
 
-def _only(outputs) -> Observables:
-    """The `Observables` of a one-population `Sequential`'s run."""
-    (observed,) = outputs
+@eqx.filter_jit
+def _run(network: Sequential, source, dt: float) -> Observables:
+    """The `Observables` of a one-population `Sequential` on `source` (compiled once per
+    structure and shape, so that repeated initialisations reuse it)."""
+    from ._run import run
+
+    (observed,) = cast(tuple[Observables, ...], run(network, source, dt=dt))
     return observed

@@ -72,6 +72,7 @@ def test_init_hits_the_target_membrane_moments(getkey, xi, mean):
     np.testing.assert_allclose(float(jnp.mean((membrane - mean) ** 2)), target**2, rtol=0.1)
 
 
+@pytest.mark.slow
 def test_init_follows_the_units_of_the_network(getkey):
     # The same draw in hxtorch's units (leak 80, threshold 125: a span of 45) gives 45 times
     # the weights of the model-space network (the free membrane is linear in the weights).
@@ -134,6 +135,12 @@ def test_firing_rates_of_a_neuron_at_its_refractory_limit():
     np.testing.assert_allclose(entry["rate_hz"], 0.5e6)
     np.testing.assert_allclose(entry["saturation"], 1.0)
     assert "LIF, 1 neurons" in entry["label"]
+    from bss2jax._train._diagnostics import check_firing
+
+    with pytest.warns(bj.TrainingWarning, match="fires at 100% of the largest rate"):
+        check_firing({0: entry})
+    with pytest.warns(bj.TrainingWarning, match="never spiked"):
+        check_firing({0: {**entry, "rate": 0.0, "rate_hz": 0.0, "saturation": 0.0}})
     # a loss that runs no network reports nothing
     assert (
         bj.firing_rates({"w": jnp.ones(())}, lambda p, b, **_: p["w"], 0.0, key=jax.random.key(0))

@@ -116,6 +116,18 @@ def _loss(network, batch, *, key, backend):
     return bj.cross_entropy(scores, labels), {"accuracy": bj.accuracy(scores, labels)}
 
 
+def test_hardware_aware_refuses_bad_draws(getkey):
+    network = _network(getkey(), n_in=6, hidden=8)
+    batch = (jnp.zeros((4, 10, 6)), jnp.zeros((4,), dtype=int))
+    with pytest.raises(ValueError, match="`draws` \\(3\\) must divide the batch size"):
+        bj.hardware_aware(_loss, draws=3)(network, batch, key=getkey(), backend=bj.Numeric())
+    with pytest.raises(ValueError, match="`draws` must be a positive int"):
+        bj.hardware_aware(_loss, draws=0)
+    with pytest.raises(TypeError, match="`loss` must be callable"):
+        bj.hardware_aware("loss")
+
+
+@pytest.mark.slow
 def test_hardware_aware_loss_semantics(getkey):
     network = _network(getkey(), n_in=6, hidden=8)
     inputs = (jax.random.uniform(getkey(), (4, 10, 6)) < 0.3).astype(float)
@@ -142,7 +154,3 @@ def test_hardware_aware_loss_semantics(getkey):
     np.testing.assert_allclose(value, (halves[0][0] + halves[1][0]) / 2, rtol=1e-5)
     expected = (halves[0][1]["accuracy"] + halves[1][1]["accuracy"]) / 2
     np.testing.assert_allclose(metrics["accuracy"], expected, rtol=1e-6)
-    with pytest.raises(ValueError, match="`draws` \\(3\\) must divide the batch size"):
-        bj.hardware_aware(_loss, draws=3)(network, (inputs, labels), key=key, backend=backend)
-    with pytest.raises(ValueError, match="`draws` must be a positive int"):
-        bj.hardware_aware(_loss, draws=0)
