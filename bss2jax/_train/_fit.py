@@ -10,9 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -120,6 +118,7 @@ def fit(
     sizes = _check_sizes(train, test, epochs, batch_size, checkpoint_every)
     settings, output = _json_normalise(dict(config or {})), _check_output(output, on_nonfinite)
     step = make_train_step(loss, optimiser, trainable=trainable, constrain=constrain, mesh=mesh)
+    train = jax.tree_util.tree_map(np.asarray, train)  # on the host once: batches gather there
     loop = _Loop(step, train, *sizes, backend, output, settings, progress, on_nonfinite, diagnose)
     tested = _test_metrics(test, loss, eval_loss, backend, eval_backend, eval_batch_size, mesh)
     return _train(loop, network, key, tested, callback, epoch_callback)
@@ -309,11 +308,17 @@ def _train_epoch(
 ):
     """Train batches `first, ..., loop.batches - 1` of `epoch` in the shuffled `order`,
     adding each step's metrics to `sums` (in place), with a progress bar, the checkpoints
-    due within the epoch and `callback` after each step; return `(network, opt_state)`."""
+    due within the epoch and `callback` after each step; return `(network, opt_state)`.
+
+    The steps run on the network's array leaves (`TrainStep.flatten`) and are
+    dispatched ahead: the host reads their metrics (and the non-finite flags) only where it
+    needs them (a checkpoint, a callback, the bar's figures once a second, the epoch's end),
+    always before anything is written."""
     from tqdm import tqdm
 
     batches, batch_size = loop.batches, loop.batch_size
     step_keys = jax.random.fold_in(epoch_key, 1)
+    steps = _Steps(loop, network, epoch, sums)
     bar = tqdm(
         total=batches,
         initial=first,
@@ -322,67 +327,75 @@ def _train_epoch(
         dynamic_ncols=True,
         leave=True,
     )
+    shown = time.perf_counter()
     with bar:
         for batch in range(first, batches):
             index = order[batch * batch_size : (batch + 1) * batch_size]
-            network, opt_state, values = _checked_step(
-                loop,
-                network,
-                opt_state,
-                _take(loop.train, index),
-                jax.random.fold_in(step_keys, batch),
-                (epoch, batch),
-            )
-            if values is None:
-                sums[_SKIPPED] = sums.get(_SKIPPED, 0) + 1
-                values = {}
-            for name, value in values.items():
-                sums[name] = sums.get(name, 0.0) + value
+            key = jax.random.fold_in(step_keys, batch)
+            opt_state = steps.step(opt_state, _take(loop.train, index), key, batch)
             bar.update(1)
-            bar.set_postfix({n: f"{v:.3f}" for n, v in values.items()}, refresh=False)
             done = batch + 1
-            if done < batches and (epoch * batches + done) % loop.every == 0:
-                loop.save(network, opt_state, epoch, done, sums, history)
+            due = done < batches and (epoch * batches + done) % loop.every == 0
+            show = loop.progress and time.perf_counter() - shown >= 1.0
+            if due or show or callback is not None or done == batches:
+                values = steps.settle()
+                bar.set_postfix({n: f"{v:.3f}" for n, v in values.items()}, refresh=False)
+                shown = time.perf_counter()
+            if due:
+                loop.save(steps.network(), opt_state, epoch, done, sums, history)
             if callback is not None:
                 step = epoch * batches + batch
                 callback({"epoch": epoch, "batch": batch, "step": step, "metrics": values})
-    return network, opt_state
+    return steps.network(), opt_state
 
 
 _SKIPPED = "__skipped_steps__"  # key in an epoch's `sums`: steps skipped as non-finite
 
 
-@eqx.filter_jit
-def _stays_finite(before, after, metrics) -> jax.Array:
-    """True when the metrics are finite and no inexact array of `after` holds a NaN or inf
-    where `before` (the same structure) held a finite value (a network may hold infinities
-    on purpose, e.g. an infinite refractory time)."""
-    old = jax.tree_util.tree_leaves(eqx.filter(before, eqx.is_inexact_array))
-    new = jax.tree_util.tree_leaves(eqx.filter(after, eqx.is_inexact_array))
-    checks = [jnp.all(jnp.isfinite(jnp.asarray(value))) for value in metrics.values()]
-    checks += [jnp.all(jnp.isfinite(b) | ~jnp.isfinite(a)) for a, b in zip(old, new, strict=True)]
-    return jnp.all(jnp.stack(checks or [jnp.asarray(True)]))
+class _Steps:
+    """The train steps of one epoch on the network's leaves, and the steps whose metrics
+    the host has not read yet (`pending`)."""
 
+    def __init__(self, loop: _Loop, network, epoch: int, sums: dict):
+        skip = loop.on_nonfinite == "skip"
+        self.flat = loop.step.flatten(network, backend=loop.backend, skip_nonfinite=skip)
+        self.leaves, self.loop, self.epoch, self.sums = self.flat.leaves, loop, epoch, sums
+        self.pending: list = []
 
-def _checked_step(loop: _Loop, network, opt_state, batch, key, where):
-    """One step of `loop.step`; returns `(network, opt_state, metrics as floats)`. A step that
-    gives a non-finite value raises `NonFiniteError` or, with `on_nonfinite="skip"`, returns
-    the state from before it and metrics None."""
-    new_network, new_opt_state, metrics = loop.step(
-        network, opt_state, batch, key=key, backend=loop.backend
-    )
-    values = {name: float(value) for name, value in metrics.items()}
-    if bool(_stays_finite((network, opt_state), (new_network, new_opt_state), metrics)):
-        return new_network, new_opt_state, values
-    if loop.on_nonfinite == "skip":
-        return network, opt_state, None
-    epoch, batch_index = where
-    raise NonFiniteError(
-        f"training step {epoch * loop.batches + batch_index} (epoch {epoch + 1}, batch "
-        f"{batch_index}) gave a non-finite value (metrics {values}, or a NaN/inf in the "
-        "updated network or optimiser state); the last checkpoint is kept. Lower the "
-        "learning rate, check the data, or pass `on_nonfinite='skip'`."
-    )
+    def step(self, opt_state, batch, key, index: int):
+        out = self.flat.step(self.leaves, opt_state, batch, key=key)
+        self.leaves = out.leaves
+        self.pending.append((index, out.metrics, out.finite))
+        return out.opt_state
+
+    def network(self):
+        return self.flat.network(self.leaves)
+
+    def settle(self) -> dict:
+        """Read the pending steps' metrics, in order, into the epoch's sums; a non-finite
+        step raises `NonFiniteError` (or is counted as skipped, with `on_nonfinite="skip"`).
+        Returns the last step's metrics as floats ({} if it was skipped)."""
+        pending, self.pending = jax.device_get(self.pending), []
+        values: dict = {}
+        for index, metrics, finite in pending:
+            values = {name: float(value) for name, value in metrics.items()}
+            if not finite:
+                self._nonfinite(index, values)
+                values = {}
+            for name, value in values.items():
+                self.sums[name] = self.sums.get(name, 0.0) + value
+        return values
+
+    def _nonfinite(self, index: int, values: dict) -> None:
+        if self.loop.on_nonfinite == "skip":
+            self.sums[_SKIPPED] = self.sums.get(_SKIPPED, 0) + 1
+            return
+        raise NonFiniteError(
+            f"training step {self.epoch * self.loop.batches + index} (epoch {self.epoch + 1}, "
+            f"batch {index}) gave a non-finite value (metrics {values}, or a NaN/inf in the "
+            "updated network or optimiser state); the last checkpoint is kept. Lower the "
+            "learning rate, check the data, or pass `on_nonfinite='skip'`."
+        )
 
 
 def _check_counters(checkpoint: Path, meta: dict, loop: _Loop) -> None:
