@@ -42,6 +42,7 @@ from ._errors import (
     ReplayError as ReplayError,
     SelfTestError as SelfTestError,
 )
+from ._eventprop import EventProp as EventProp, WithGradient as WithGradient
 from ._identify import (
     TwinFit as TwinFit,
     canonical_chip as canonical_chip,
@@ -163,6 +164,8 @@ __all__ = [
     "Boxcar",
     # running
     "run",
+    "EventProp",
+    "WithGradient",
     "Observables",
     "Recording",
     "PopulationRecording",

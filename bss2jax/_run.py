@@ -12,7 +12,9 @@ from jax import lax
 from jax.typing import DTypeLike
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
+from . import _eventprop
 from ._backend import AbstractBackend, Numeric
+from ._eventprop import EventProp
 from ._misc import check_dt as _check_dt, check_inputs
 from ._network import INPUT, AbstractNetwork, Stage
 from ._neurons import AbstractNeuron
@@ -33,6 +35,7 @@ def run(
     key: PRNGKeyArray | None = None,
     projection: str = "auto",
     integrator: str = "auto",
+    gradient: str | EventProp = "surrogate",
 ) -> tuple[Observables, ...] | dict[str, Observables]:
     """Run `network` on `inputs` and return the observables of every population.
 
@@ -50,6 +53,10 @@ def run(
     - `integrator`: `"auto"`, `"reference"` or `"lean"`: the scan of a lone population;
       `"auto"` takes the memory-lean one (`kernels.cuba.lean`, checkpoints every
       sqrt(time) steps) when time x batch x neurons exceeds 2**24.
+    - `gradient`: `"surrogate"` (default: each population's surrogate), `"eventprop"` or
+      `bj.EventProp(max_spikes=...)`: exact spike-time gradients for the firing populations
+      of feed-forward stages (`bss2jax._eventprop`); the forward is the same. A backend
+      wrapped in `bj.WithGradient(backend, bj.EventProp())` chooses it too.
 
     **Returns:** a tuple of `Observables` (one per population of a `Sequential`) or a dict
     (population name → `Observables`) for a `Network`; arrays are `(time, batch, neurons)`.
@@ -60,11 +67,12 @@ def run(
     `Unterjubel`). With `Numeric()` the numerics are the result.
     """
     dt = _check_arguments(network, backend, dt, projection, integrator)
+    exact, backend = _eventprop.check_gradient(gradient, backend)
     if isinstance(inputs, _projection.Events):
-        return _run_events(network, inputs, backend, dt, key, projection, integrator)
+        return _run_events(network, inputs, backend, dt, key, projection, integrator, exact)
     inputs = check_inputs(network, inputs, float)
     recording = backend.observe(network, inputs, dt=dt, key=key)
-    return _run_network(network, inputs, inputs, recording, dt, projection, integrator)
+    return _run_network(network, inputs, inputs, recording, dt, projection, integrator, exact)
 
 
 def _run_network(
@@ -75,6 +83,7 @@ def _run_network(
     dt: float,
     projection: str,
     integrator: str,
+    gradient: EventProp | None = None,
 ) -> tuple[Observables, ...] | dict[str, Observables]:
     """The numerics of every stage, fed by `source` (dense spikes or events of the shape
     and dtype of `like`), with `recording` injected."""
@@ -84,7 +93,7 @@ def _run_network(
     results: dict[Hashable, Observables] = {}
     for stage in network.plan():
         results.update(
-            _run_stage(network, stage, spikes, observed, like, dt, projection, integrator)
+            _run_stage(network, stage, spikes, observed, like, dt, projection, integrator, gradient)
         )
     return network.pack(results)
 
@@ -117,6 +126,7 @@ def _run_events(
     key: PRNGKeyArray | None,
     projection: str,
     integrator: str,
+    gradient: EventProp | None = None,
 ) -> tuple[Observables, ...] | dict[str, Observables]:
     """`run` on inputs given as `Events` (the numerics project them without a dense copy)."""
     if len(events.shape) != 3 or events.in_features != network.input_size:
@@ -129,7 +139,7 @@ def _run_events(
     if not isinstance(backend, Numeric):
         recording = backend.observe(network, events.to_dense(dtype), dt=dt, key=key)
     like = jax.ShapeDtypeStruct(events.shape, dtype)
-    return _run_network(network, events, like, recording, dt, projection, integrator)
+    return _run_network(network, events, like, recording, dt, projection, integrator, gradient)
 
 
 def _check_recording(
@@ -194,6 +204,7 @@ def _run_stage(
     dt: float,
     projection: str = "auto",
     integrator: str = "auto",
+    gradient: EventProp | None = None,
 ) -> dict[Hashable, Observables]:
     """One stage of `network.plan()`: project its inputs, integrate, observe.
 
@@ -202,7 +213,12 @@ def _run_stage(
     time, batch = inputs.shape[:2]
     dtype = inputs.dtype
     neurons = {k: network.population(k) for k in stage.populations}
-    fused = _fused_events(network, stage, spikes, neurons, inputs, projection, integrator)
+    exact = None
+    if gradient is not None and _eventprop.check_stage(stage, neurons, observed):
+        exact = gradient
+    fused = None
+    if exact is None:
+        fused = _fused_events(network, stage, spikes, neurons, inputs, projection, integrator)
     external = {}
     if fused is None:
         external = _project_inputs(network, stage, spikes, neurons, inputs, projection)
@@ -210,7 +226,10 @@ def _run_stage(
 
     if not stage.internal and len(stage.populations) == 1:
         (k,) = stage.populations
-        out = _integrate_alone(neurons[k], fused, external.get(k), hardware[k], dt, integrator)
+        if exact is not None:
+            out = _eventprop.integrate(neurons[k], external[k], hardware[k], dt, integrator, exact)
+        else:
+            out = _integrate_alone(neurons[k], fused, external.get(k), hardware[k], dt, integrator)
         outputs = {k: out}
     else:
         outputs = _scan_jointly(network, stage, neurons, external, hardware, batch, dtype, dt)

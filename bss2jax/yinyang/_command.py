@@ -25,26 +25,50 @@ from ._recipe import YinYangLoss, clip_weights, optimiser, readout_weights, yin_
 
 
 def make_backend(
-    name: str, *, gradient: Literal["inject", "through"] = "inject", chip_seed: int = 0
+    name: str,
+    *,
+    gradient: Literal["inject", "through", "eventprop"] = "inject",
+    chip_seed: int = 0,
 ):
-    """The backend called `name` ("numeric" or "chip": a seeded chip instance)."""
+    """The backend called `name` ("numeric" or "chip": a seeded chip instance); with
+    `gradient="eventprop"` the chip model injects and the backend carries EventProp
+    (`bj.WithGradient`)."""
     from .._backend import Numeric
 
     if name == "numeric":
-        return Numeric()
+        return with_gradient(Numeric(), gradient)
     if name == "chip":
         from .._backend import ChipModel
         from .._chip._instance import ChipInstance
 
         chip = ChipInstance.random(jax.random.PRNGKey(chip_seed))
-        return ChipModel(chip, gradient=gradient)
+        mode: Literal["inject", "through"] = "through" if gradient == "through" else "inject"
+        return with_gradient(ChipModel(chip, gradient=mode), gradient)
     raise ValueError(f"`backend` must be one of {BACKENDS}; got {name!r}.")
+
+
+def with_gradient(backend, gradient: str):
+    """`backend` as it is, or wrapped in `bj.WithGradient(backend, bj.EventProp())` for
+    `gradient="eventprop"`."""
+    if gradient != "eventprop":
+        return backend
+    from .._eventprop import EventProp, WithGradient
+
+    return WithGradient(backend, EventProp())
+
+
+def _unwrapped(backend):
+    from .._eventprop import WithGradient
+
+    return backend.backend if isinstance(backend, WithGradient) else backend
 
 
 def _default_output(args) -> str:
     name = f"yinyang-{args.backend}"
     if args.backend == "chip":
         name += f"-{args.gradient}-chip{args.chip_seed}"
+    elif args.gradient == "eventprop":
+        name += "-eventprop"
     return str(Path("runs") / f"{name}-seed{args.seed}")
 
 
@@ -53,6 +77,8 @@ def _run_config(config: YinYangConfig, args, phase: str) -> dict:
     values |= {"phase": phase, "backend": args.backend, "seed": args.seed}
     if args.backend == "chip" and phase == "main":
         values |= {"gradient": args.gradient, "chip_seed": args.chip_seed}
+    elif args.gradient == "eventprop" and phase != "random":
+        values |= {"gradient": "eventprop"}
     if phase == "random":
         values |= {"gradient": "through", "chip_seed": args.chip_seed}
     if phase != "main" or args.backend != "chip":
@@ -160,19 +186,25 @@ def _backends(args, config: YinYangConfig):
     backend = make_backend(args.backend, gradient=args.gradient, chip_seed=args.chip_seed)
     train_backend = backend
     if args.backend == "chip" and config.anchor_probability < 1:
-        train_backend = RandomChips(
-            gradient=args.gradient,
-            anchor=backend.chip,
+        mode: Literal["inject", "through"] = "through" if args.gradient == "through" else "inject"
+        random_chips = RandomChips(
+            gradient=mode,
+            anchor=_unwrapped(backend).chip,
             anchor_probability=config.anchor_probability,
             chips_per_call=config.chips_per_call,
         )
+        train_backend = with_gradient(random_chips, args.gradient)
     return backend, train_backend
 
 
 def _announce(args, pretraining, random_chips, config: YinYangConfig, output: Path) -> None:
     """Print the job's plan: data, network, phases, batch size and output folder."""
     where = args.backend + (
-        f" ({args.gradient} mode, chip {args.chip_seed})" if args.backend == "chip" else ""
+        f" ({args.gradient} mode, chip {args.chip_seed})"
+        if args.backend == "chip"
+        else " (EventProp)"
+        if args.gradient == "eventprop"
+        else ""
     )
     plan = f"{config.epochs} epochs on {where}"
     if args.backend == "chip" and config.anchor_probability < 1:
@@ -202,7 +234,15 @@ def _earlier_phases(network, args, pretraining, random_chips, backend, output, k
     train, test = data
     # phase, its config, training backend, folder, key index, metrics name, plot label
     earlier = [
-        ("pretrain", pretraining, Numeric(), "pretrain", 4, "pretrain", "numerics"),
+        (
+            "pretrain",
+            pretraining,
+            with_gradient(Numeric(), args.gradient),
+            "pretrain",
+            4,
+            "pretrain",
+            "numerics",
+        ),
         (
             "random",
             random_chips,

@@ -20,7 +20,7 @@ from ._config import (
 )
 
 BACKENDS = ("numeric", "chip")
-GRADIENTS = ("inject", "through")
+GRADIENTS = ("inject", "through", "eventprop")
 DEFAULT_BACKEND = "chip"
 
 _DEFAULT = YinYangConfig()
@@ -40,7 +40,9 @@ OPTIONS = (
         dict(
             choices=GRADIENTS,
             default="inject",
-            help="chip model gradient: inject (chip forward, numerics backward) or through",
+            help="gradient: inject (chip forward, numerics' surrogate backward), through (the "
+            "chip model's own) or eventprop (exact spike-time gradients, Wunderlich & Pehle "
+            "2021, on the observed spikes; every phase, numerics too)",
         ),
     ),
     (
@@ -59,6 +61,14 @@ OPTIONS = (
             default=CHIP_PRETRAINING.epochs,
             help="chip backend: epochs of numerics first, with training noise standing for a "
             f"chip's mismatch (default {CHIP_PRETRAINING.epochs})",
+        ),
+    ),
+    (
+        "--pretrain-lr",
+        dict(
+            type=positive_float_argument,
+            default=CHIP_PRETRAINING.lr,
+            help=f"chip backend: that phase's learning rate (default {CHIP_PRETRAINING.lr})",
         ),
     ),
     (
@@ -259,6 +269,7 @@ def _pretraining(args, chip: bool, common: dict) -> YinYangConfig | None:
         CHIP_PRETRAINING,
         **common,
         epochs=args.pretrain_epochs,
+        lr=getattr(args, "pretrain_lr", CHIP_PRETRAINING.lr),
         noise_draws=draws,
         **{
             name: noise * getattr(CHIP_PRETRAINING, name)
