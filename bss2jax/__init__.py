@@ -110,6 +110,7 @@ from ._train._hardware_aware import (
     clip_weights as clip_weights,
     hardware_aware as hardware_aware,
     perturb as perturb,
+    with_weight_scale as with_weight_scale,
 )
 from ._train._losses import (
     accuracy as accuracy,
@@ -200,6 +201,7 @@ __all__ = [
     "hardware_aware",
     "perturb",
     "clip_weights",
+    "with_weight_scale",
     "save_checkpoint",
     "load_checkpoint",
     "cross_entropy",

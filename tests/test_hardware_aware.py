@@ -154,3 +154,26 @@ def test_hardware_aware_loss_semantics(getkey):
     np.testing.assert_allclose(value, (halves[0][0] + halves[1][0]) / 2, rtol=1e-5)
     expected = (halves[0][1]["accuracy"] + halves[1][1]["accuracy"]) / 2
     np.testing.assert_allclose(metrics["accuracy"], expected, rtol=1e-6)
+
+
+def test_with_weight_scale_changes_the_chip_side_only(getkey):
+    network = _network(getkey(), n_in=4, hidden=3)
+    scaled = bj.with_weight_scale(network, 20.0)
+    for index in (0, 2):
+        assert scaled.layers[index].transform.scale == 20.0
+        np.testing.assert_array_equal(scaled.layers[index].weight, network.layers[index].weight)
+        # chip weights: round(clip(20 w, -63, 63)), from the same model weights
+        expected = jnp.clip(20.0 * network.layers[index].weight, -63, 63)
+        np.testing.assert_allclose(
+            scaled.layers[index].hardware_weight(), bj.round_half_away(expected)
+        )
+    per_row = jnp.array([[10.0], [20.0], [30.0]])
+    mixed = bj.with_weight_scale(network, [per_row, None])
+    np.testing.assert_array_equal(mixed.layers[0].transform.scale, per_row)
+    assert mixed.layers[2].transform.scale == network.layers[2].transform.scale
+    with pytest.raises(ValueError, match="one per synapse \\(2\\); got 3"):
+        bj.with_weight_scale(network, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="positive and finite"):
+        bj.with_weight_scale(network, -1.0)
+    with pytest.raises(ValueError, match="\\(out_features, 1\\) = \\(3, 1\\)"):
+        bj.with_weight_scale(network, [jnp.ones((2, 1)), None])

@@ -1,6 +1,6 @@
 """Hardware-aware training for any network: training noise that stands for a chip's
-mismatch (`perturb`, `hardware_aware`) and weights kept in the chip's range
-(`clip_weights`)."""
+mismatch (`perturb`, `hardware_aware`), weights kept in the chip's range (`clip_weights`)
+and the chip's weight scale set in one call (`with_weight_scale`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._constants import WEIGHT_MAX
 from .._neurons import AbstractNeuron
@@ -238,3 +239,57 @@ def hardware_aware(
     return HardwareAwareLoss(
         loss, float(weight_noise), float(gain_noise), float(neuron_noise), draws
     )
+
+
+@user_facing
+def with_weight_scale(network, scale):
+    """`network` with every `bj.linear_saturating` synapse mapped to the chip with a new
+    `scale` (chip weight units per model weight unit); the model weights, and so the
+    numerics, stay as they are. E.g. after `bj.align` measured a chip's scale, or to try
+    a trained network at another scale, without `eqx.tree_at` on each transform.
+
+    **Arguments:**
+    - `network`: a network (or any pytree holding synapses).
+    - `scale`: a positive float for all such synapses, or a list with one per synapse in
+      the network's order (`network.synapse(i)`; None keeps that synapse's scale), each a
+      float or a per-row array `(out_features, 1)` (as `Alignment.transform()` gives).
+
+    ```python
+    net = bj.with_weight_scale(net, 36.6)
+    ```
+    """
+    synapses = [
+        node
+        for node in jax.tree_util.tree_leaves(network, is_leaf=_is_node)
+        if isinstance(node, Synapse)
+    ]
+    scales = scale if isinstance(scale, (list, tuple)) else [scale] * len(synapses)
+    if len(scales) != len(synapses):
+        raise ValueError(
+            f"`scale` must be one number or a list of one per synapse ({len(synapses)}); "
+            f"got {len(scales)} entries."
+        )
+    for index, value in enumerate(scales):
+        bad = value is not None and not bool(np.all(np.asarray(value) > 0))
+        if bad or (value is not None and not bool(np.all(np.isfinite(np.asarray(value))))):
+            raise ValueError(f"`scale` must be positive and finite; got {value!r} (entry {index}).")
+    counter = itertools.count()
+
+    def one(node):
+        if not isinstance(node, Synapse):
+            return node
+        value = scales[next(counter)]
+        if value is None or not isinstance(node.transform, LinearSaturating):
+            return node
+        if isinstance(value, (int, float)):
+            value = float(value)
+        else:
+            value = jnp.asarray(value, dtype=node.weight.dtype)
+            if value.shape not in ((), (node.out_features, 1)):
+                raise ValueError(
+                    "`scale` per row must have shape (out_features, 1) = "
+                    f"({node.out_features}, 1); got {value.shape}."
+                )
+        return eqx.tree_at(lambda s: s.transform, node, LinearSaturating(value))
+
+    return jax.tree_util.tree_map(one, network, is_leaf=_is_node)
