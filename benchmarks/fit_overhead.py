@@ -11,8 +11,9 @@ steps, batch 50, Adam), one train step per call. Three ways, interleaved round b
 - `flat`: `step.flatten(network)` once, then `flat.step(leaves, opt_state, batch, key=key)`
   (what `fit` runs inside);
 - `scan`: `flat.scan` over all the round's batches stacked, in one call;
-- `fit`: one epoch of `bj.fit` (no output, no progress bar), its wall time per step
-  (batch gathering, the non-finite check, the metrics on the host included).
+- `fit`: one epoch of `bj.fit` (no output, no progress bar, no first-epoch diagnosis), its
+  wall time per step (shuffling, batch gathering, the non-finite check, the metrics on
+  the host included).
 
 Compile time is measured apart (the first call of each); steady state is the median over
 rounds of the mean per step, after `block_until_ready`.
@@ -121,6 +122,7 @@ def time_fit(network, loss, optimiser, train, batches, size):
         batch_size=size,
         key=jax.random.key(0),
         progress=False,
+        diagnose=False,  # a one-off per call (one batch's firing rates), not per step
     )
     jax.block_until_ready(result.network)
     return (time.perf_counter() - start) / batches
