@@ -26,14 +26,11 @@ DT = 1e-6
 
 def _chain(length):
     """INPUT -> p0 -> p1 -> ... : one-neuron populations, each reading its predecessor."""
-    key = jax.random.PRNGKey(0)
+    synapse, lif = bj.Synapse(1, 1, key=jax.random.PRNGKey(0)), bj.LIF(1)  # shared: immutable
     names = [f"p{i}" for i in range(length)]
-    projections = [bj.Projection(bj.INPUT, names[0], bj.Synapse(1, 1, key=key))]
-    projections += [
-        bj.Projection(a, b, bj.Synapse(1, 1, key=key))
-        for a, b in zip(names, names[1:], strict=False)
-    ]
-    return bj.Network({n: bj.LIF(1) for n in names}, projections, input_size=1)
+    projections = [bj.Projection(bj.INPUT, names[0], synapse)]
+    projections += [bj.Projection(a, b, synapse) for a, b in zip(names, names[1:], strict=False)]
+    return bj.Network(dict.fromkeys(names, lif), projections, input_size=1)
 
 
 def test_labels_limit_64_sources_per_driver():
@@ -52,12 +49,10 @@ def test_labels_limit_64_sources_per_driver():
 
 def test_shared_source_takes_one_label():
     # 200 populations all reading INPUT channel 0: one source on driver 0, however many.
-    key = jax.random.PRNGKey(0)
+    synapse, li = bj.Synapse(1, 1, key=jax.random.PRNGKey(0)), bj.LI(1)
     names = [f"q{i}" for i in range(200)]
     net = bj.Network(
-        {n: bj.LI(1) for n in names},
-        [bj.Projection(bj.INPUT, n, bj.Synapse(1, 1, key=key)) for n in names],
-        input_size=1,
+        dict.fromkeys(names, li), [bj.Projection(bj.INPUT, n, synapse) for n in names], input_size=1
     )
     assert bj.place(net).runs == 1
 

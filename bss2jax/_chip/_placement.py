@@ -170,10 +170,11 @@ def place(network: AbstractNetwork, *, partition: bool = False) -> Placement:
     width = {k: circuits_per_neuron(fan_in[k]) for k in keys}
     _check_fits(network, fan_in, width, partition)
     circuits, runs, run_count = _assign_circuits(network, width, partition)
+    sizes = _sizes(network)
     populations = {
         k: PopulationPlacement(
             key=k,
-            size=network.population(k).size,
+            size=sizes[k],
             fan_in=fan_in[k],
             circuits_per_neuron=width[k],
             circuits=np.asarray(circuits[k], np.int32).reshape(-1, width[k]),
@@ -195,13 +196,13 @@ def check_routing(network: AbstractNetwork, populations: dict) -> None:
     population in one hemisphere and run share their slots' sources (same driver, same
     label), so each (population, run, hemisphere, slot) adds its sources once.
     """
-    edges = network.edges()
+    edges, sizes = network.edges(), _sizes(network)
     drivers: dict[tuple[int, int, int], set] = {}
     for p in populations.values():
         sources: list[tuple[Hashable, int]] = []  # signed input index -> source
         for index, _ in p.inputs:
             source = edges[index][0]
-            size = network.input_size if source == INPUT else network.population(source).size
+            size = network.input_size if source == INPUT else sizes[source]
             sources.extend((source, i) for i in range(size))
         slots = set()
         for circuits, run in zip(p.circuits, p.runs, strict=True):
@@ -222,16 +223,23 @@ def check_routing(network: AbstractNetwork, populations: dict) -> None:
             )
 
 
+def _sizes(network: AbstractNetwork) -> dict:
+    """Population sizes by key. The bound method is looked up once: each lookup of an
+    equinox module's method flattens the module, which made placement quadratic."""
+    population = network.population
+    return {k: population(k).size for k in network.population_keys()}
+
+
 def _fan_in(network: AbstractNetwork) -> tuple[dict, dict]:
     """Per population key: the fan-in (signed inputs per neuron), and the list of
     `(projection index, offset)` of its incoming projections, in projection order."""
     keys = network.population_keys()
     inputs: dict[Hashable, list[tuple[int, int]]] = {k: [] for k in keys}
     fan_in = {k: 0 for k in keys}
+    sizes = _sizes(network)
     for index, (source, target) in enumerate(network.edges()):
         inputs[target].append((index, fan_in[target]))
-        size = network.input_size if source == INPUT else network.population(source).size
-        fan_in[target] += size
+        fan_in[target] += network.input_size if source == INPUT else sizes[source]
     return fan_in, inputs
 
 
@@ -246,12 +254,12 @@ def _check_fits(network: AbstractNetwork, fan_in: dict, width: dict, partition: 
                 f"circuits per neuron (128 signed inputs each); the chip has "
                 f"{NEURON_CIRCUITS} circuits."
             )
-    needed = {k: network.population(k).size * width[k] for k in keys}
+    sizes = _sizes(network)
+    needed = {k: sizes[k] * width[k] for k in keys}
     total = sum(needed.values())
     if not partition and total > NEURON_CIRCUITS:
         detail = "; ".join(
-            f"{k!r}: {network.population(k).size} neurons x {width[k]} circuits "
-            f"(fan-in {fan_in[k]}) = {needed[k]}"
+            f"{k!r}: {sizes[k]} neurons x {width[k]} circuits (fan-in {fan_in[k]}) = {needed[k]}"
             for k in keys
         )
         raise PlacementError(
@@ -268,7 +276,8 @@ def _assign_circuits(network: AbstractNetwork, width: dict, partition: bool):
     each neuron's run, and the number of runs.
     """
     keys = network.population_keys()
-    needed = {k: network.population(k).size * width[k] for k in keys}
+    sizes = _sizes(network)
+    needed = {k: sizes[k] * width[k] for k in keys}
     circuits: dict[Hashable, list[np.ndarray]] = {k: [] for k in keys}
     runs: dict[Hashable, list[int]] = {k: [] for k in keys}
     run, run_index = _Run(), 0
@@ -288,14 +297,14 @@ def _assign_circuits(network: AbstractNetwork, width: dict, partition: bool):
                     f"share one run, but need {stage_need} neuron circuits; the chip has "
                     f"{NEURON_CIRCUITS}."
                 )
-            if not all(run.fits(network.population(k).size, width[k]) for k in group):
+            if not all(run.fits(sizes[k], width[k]) for k in group):
                 _check_partition(partition, group, stage_need)
                 run, run_index = _Run(), run_index + 1
             for k in group:
-                take(k, network.population(k).size, run, run_index)
+                take(k, sizes[k], run, run_index)
             continue
         (k,) = group
-        remaining = network.population(k).size
+        remaining = sizes[k]
         while remaining:
             room = run.room(width[k])
             if room == 0:
