@@ -131,6 +131,12 @@ def test_firing_rates_of_a_neuron_at_its_refractory_limit():
     (entry,) = bj.firing_rates(
         network, loss, jnp.ones((STEPS, 2, 1)), key=jax.random.key(0)
     ).values()
+    from bss2jax._train._diagnostics import _probe_loss
+
+    compiled = _probe_loss._cached._cache_size()
+    again = bj.firing_rates(network, loss, jnp.ones((STEPS, 2, 1)), key=jax.random.key(1))
+    assert again[0] == entry  # counted afresh, not added to the first call's counts
+    assert _probe_loss._cached._cache_size() == compiled  # the probe compiled once
     assert entry["rate"] == 0.5 and entry["silent"] == 0.0
     np.testing.assert_allclose(entry["rate_hz"], 0.5e6)
     np.testing.assert_allclose(entry["saturation"], 1.0)

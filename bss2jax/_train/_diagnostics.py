@@ -3,6 +3,8 @@ that never spikes or always spikes) and a hint when the loss does not move."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import threading
 import warnings
@@ -32,31 +34,52 @@ class TrainingWarning(UserWarning):
 
 class _Sink:
     """Collects, on the host, the spike counts that `_RateProbe` sends out of a traced run.
-    Hashable by identity (a static field)."""
+    The probe's callbacks write into the sink that `_collecting` holds (one at a time), so
+    the probe itself has no per-call field and a second `fit` reuses its compiled program."""
 
     def __init__(self):
-        self.lock = threading.Lock()
         self.counts: dict[Hashable, list] = {}
         self.describe: dict[Hashable, tuple[str, float]] = {}  # key -> (label, dt)
 
-    def add(self, key, spikes, entries, ceiling) -> None:
+    def add(self, key, label, dt, spikes, entries, ceiling) -> None:
         spikes, ceiling = np.asarray(spikes, float), np.asarray(ceiling, float)
         # under vmap the callback may see a stacked leading axis: fold it in
         spikes = spikes.reshape(-1, spikes.shape[-1]).sum(axis=0)
         entries = float(np.sum(entries))
         ceiling = ceiling.reshape(-1, ceiling.shape[-1])[0]
-        with self.lock:
-            total = self.counts.setdefault(key, [np.zeros_like(spikes), 0.0, ceiling])
-            total[0] = total[0] + spikes
-            total[1] += entries
+        total = self.counts.setdefault(key, [np.zeros_like(spikes), 0.0, ceiling])
+        total[0] = total[0] + spikes
+        total[1] += entries
+        self.describe[key] = (label, dt)
+
+
+_LOCK = threading.Lock()  # one `firing_rates` at a time writes into `_CURRENT`
+_CURRENT: list[_Sink | None] = [None]
+
+
+def _send(key, label, dt, spikes, entries, ceiling) -> None:
+    sink = _CURRENT[0]
+    if sink is not None:
+        sink.add(key, label, dt, spikes, entries, ceiling)
+
+
+@contextlib.contextmanager
+def _collecting(sink: _Sink):
+    """Route the probe's callbacks into `sink` while the block runs (and its effects end)."""
+    with _LOCK:
+        _CURRENT[0] = sink
+        try:
+            yield sink
+            jax.effects_barrier()
+        finally:
+            _CURRENT[0] = None
 
 
 class _RateProbe(AbstractBackend):
     """A backend that observes as `inner` does and also sends every firing population's
-    spike counts (of the run that `inner`'s observation gives) to `sink`."""
+    spike counts (of the run that `inner`'s observation gives) to the collecting sink."""
 
     inner: AbstractBackend
-    sink: _Sink = eqx.field(static=True)
 
     def observe(self, network, inputs, *, dt, key):
         from .._run import _run_network
@@ -75,11 +98,7 @@ class _RateProbe(AbstractBackend):
             ceiling = 1.0 / (1.0 + jnp.ceil(jax.lax.stop_gradient(refractory) / dt - 1e-6))
             entries = jnp.asarray(spikes.shape[0] * spikes.shape[1], dtype=float)
             label = f"population {name!r} ({type(neuron).__name__}, {neuron.size} neurons)"
-            self.sink.describe[name] = (label, dt)
-
-            def send(s, e, c, name=name):
-                self.sink.add(name, s, e, c)
-
+            send = functools.partial(_send, name, label, dt)
             jax.debug.callback(send, jnp.sum(spikes, axis=(0, 1)), entries, ceiling)
         return recording
 
@@ -115,9 +134,8 @@ def firing_rates(
     """
     if not isinstance(backend, AbstractBackend):
         raise TypeError(f"`backend` must be a bss2jax backend; got {backend!r}.")
-    sink = _Sink()
-    _probe_loss(loss, network, batch, key, _RateProbe(backend, sink))
-    jax.effects_barrier()
+    with _collecting(_Sink()) as sink:
+        _probe_loss(loss, network, batch, key, _RateProbe(backend))
     return _report(sink)
 
 
@@ -203,13 +221,11 @@ def diagnose_first_epoch(loss, before, after, batch, key, backend, progress: boo
     part of the data)."""
     if jax.process_count() > 1:
         return
-    sink = _Sink()
-    probe = _RateProbe(backend, sink)
-    initial = float(_probe_loss(loss, before, batch, key, probe))
-    jax.effects_barrier()
-    sink.counts.clear()
-    final = float(_probe_loss(loss, after, batch, key, probe))
-    jax.effects_barrier()
+    probe = _RateProbe(backend)
+    with _collecting(_Sink()):
+        initial = float(_probe_loss(loss, before, batch, key, probe))
+    with _collecting(_Sink()) as sink:
+        final = float(_probe_loss(loss, after, batch, key, probe))
     if isinstance(after, AbstractNetwork) and sink.counts:
         lines = check_firing(_report(sink))
         if progress:
