@@ -198,11 +198,13 @@ def grid_network(w_hidden, w_out):
     )
 
 
-def test_network_gradient_matches_finite_differences_of_the_continuous_model(x64):
+@pytest.mark.parametrize(
+    ("dt", "rtol"), [(2.5e-8, 5e-2), pytest.param(1e-8, 2e-2, marks=pytest.mark.slow)]
+)
+def test_network_gradient_matches_finite_differences_of_the_continuous_model(dt, rtol, x64):
     """LIF -> LI, a smooth loss on the readout: EventProp's gradients of both weight
     matrices against central differences of the continuous model (no spike appears or
     disappears within the steps); the hidden weights act only through spike times."""
-    dt = 1e-8
     x = spike_inputs(INPUT_TIMES, dt, int(round(HORIZON / dt)))
 
     def loss(weights):
@@ -220,8 +222,10 @@ def test_network_gradient_matches_finite_differences_of_the_continuous_model(x64
             up = continuous_loss(*args, dt)
             args[which][index] -= 2 * h
             numeric[index] = (up - continuous_loss(*args, dt)) / (2 * h)
-        np.testing.assert_allclose(np.asarray(grads[which]), numeric, rtol=2e-2)
-    assert np.all(np.abs(np.asarray(grads[0])) > 0)
+        np.testing.assert_allclose(np.asarray(grads[which]), numeric, rtol=rtol)
+    # neuron 0 fires before input 1 arrives: that weight has no effect, all others do
+    hidden = np.abs(np.asarray(grads[0]))
+    assert hidden[0, 1] == 0 and np.all(hidden[[0, 1, 1], [0, 0, 1]] > 0)
 
 
 def random_inputs(rng, steps=30, batch=2, features=3, rate=0.3):
@@ -307,6 +311,7 @@ def test_forward_is_unchanged_and_jit_vmap_invariant(x64):
     assert float(jnp.sum(jnp.abs(grad.layers[0].weight))) > 0
 
 
+@pytest.mark.slow
 def test_compact_storage_equals_dense_and_overflow_is_nan(x64):
     """`EventProp(max_spikes=K)` stores K events: the same gradient while they fit, NaN
     (never a silently wrong value) when the run fires more."""
