@@ -113,6 +113,9 @@ def _fit_phase(
         config=_run_config(config, args, phase),
         progress=not args.no_progress,
         epoch_callback=None if not args.no_progress else _print_epoch(config.epochs, phase),
+        # the recipe's network fires (its loss keeps the rates in a band), and the first-epoch
+        # diagnosis holds a host callback, which JAX's persistent cache cannot store
+        diagnose=False,
     )
 
 
