@@ -158,7 +158,18 @@ def test_run_injects_the_recording_eager_and_jit(net, inputs):
     def f(net, x):
         return bj.run(net, x, backend=backend, dt=DT)
 
-    assert tree_equal(f(net, inputs), eager)
+    jitted = f(net, inputs)
+    # The injected observations are the recording's, bit for bit, under jit too; the
+    # numerics around them (`current`) may round differently where XLA fuses the jitted
+    # program otherwise than eager dispatch does (seen: one float32 ulp).
+    for got, want in zip(jitted, eager, strict=True):
+        assert tree_equal(got.membrane_cadc, want.membrane_cadc)
+        assert tree_equal(got.spikes, want.spikes) and tree_equal(
+            got.membrane_madc, want.membrane_madc
+        )
+        np.testing.assert_allclose(
+            np.asarray(got.current), np.asarray(want.current), rtol=1e-6, atol=1e-6
+        )
     f(eqx.tree_at(lambda n: n.layers[0].weight, net, net.layers[0].weight * 0.5), inputs)
     assert len(client.requests) == 3  # eager, jit, jit again without retracing
 
