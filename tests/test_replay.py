@@ -56,7 +56,14 @@ def test_replay_reproduces_recorded_runs_exactly(net, inputs, session):
     assert tree_equal(bj.run(net, inputs, backend=replay, dt=DT), first)
     assert tree_equal(bj.run(net, 1.0 - inputs, backend=replay, dt=DT), second)
     jitted = eqx.filter_jit(lambda n, x: bj.run(n, x, backend=replay, dt=DT))
-    assert tree_equal(jitted(net, 1.0 - inputs), second)
+    # under jit: the replayed observations bit for bit; the numerics' current may round
+    # otherwise where XLA fuses the jitted program (one float32 ulp, as in test_hardware)
+    for got, want in zip(jitted(net, 1.0 - inputs), second, strict=True):
+        assert tree_equal(got.membrane_cadc, want.membrane_cadc)
+        assert tree_equal(got.spikes, want.spikes)
+        np.testing.assert_allclose(
+            np.asarray(got.current), np.asarray(want.current), rtol=1e-6, atol=1e-6
+        )
 
 
 def test_replay_gives_the_same_gradient(net, inputs, session):
