@@ -92,6 +92,7 @@ def test_intro_tutorial_first_three_sections_on_the_chip_model():
     assert abs(chip_psp.max() - peak) <= 0.05 * peak + 0.02
 
 
+@pytest.mark.slow  # 20-90 s: kept out of the 15-minute default suite
 def test_weight_scale_at_tutorial_settings_is_in_the_reported_range():
     # hxtorch users report 55-70 for leak 80, threshold 125, tau 10 us (calibrated chips),
     # with the tutorial's span reading: linear interpolation, weight 63, 50 steps, each
@@ -124,6 +125,7 @@ def _uncalibrated():
     return chip, bj.ChipModel(chip, config)
 
 
+@pytest.mark.slow  # 20-90 s: kept out of the 15-minute default suite
 def test_per_neuron_alignment_follows_the_chip_mismatch():
     # the model's ground truth: span within 3 %; the time offset exact on the mean (per
     # neuron, the uncalibrated chip's spread of time constants moves the rise by < 1 step)
@@ -170,6 +172,7 @@ def test_numeric_backend_gives_the_identity_and_errors_name_the_argument():
         bj.align("chip", _tutorial_lif())
 
 
+@pytest.mark.slow  # 20-90 s: kept out of the 15-minute default suite
 def test_cadc_time_shift_is_estimated():
     lif = _tutorial_lif()
     nominal = bj.ChipModel(bj.ChipInstance.nominal(), bj.ChipConfig.noiseless())

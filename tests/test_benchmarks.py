@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
 TIMINGS = (
@@ -30,6 +31,7 @@ def _load_benchmark():
     return module
 
 
+@pytest.mark.slow  # 20-90 s: kept out of the 15-minute default suite
 def test_train_step_benchmark_smoke(tmp_path):
     benchmark = _load_benchmark()
     output = tmp_path / "train_step.json"

@@ -21,6 +21,7 @@ def _module():
     return module
 
 
+@pytest.mark.slow  # 20-90 s: kept out of the 15-minute default suite
 def test_mismatch_ablation_smoke(tmp_path):
     run = tmp_path / "run"
     args = ["train", "--epochs", "1", "--pretrain-epochs", "1", "--random-chip-epochs", "0"]

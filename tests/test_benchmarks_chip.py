@@ -7,9 +7,12 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "chip_throughput.py"
 
 
+@pytest.mark.slow  # 20-90 s: kept out of the 15-minute default suite
 def test_chip_throughput_benchmark_smoke(tmp_path):
     spec = importlib.util.spec_from_file_location("benchmark_chip_throughput", SCRIPT)
     module = importlib.util.module_from_spec(spec)

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep_chips.py"
 TINY = "--chips 3 --test-size 4 --hidden 4 --train-size 20 --epochs 1 --repeats 1".split()
@@ -20,6 +21,7 @@ def _module():
     return module
 
 
+@pytest.mark.slow  # 20-90 s: kept out of the 15-minute default suite
 def test_sweep_chips_benchmark_smoke(tmp_path):
     module = _module()
     output, checkpoint = tmp_path / "sweep.json", tmp_path / "network.npz"

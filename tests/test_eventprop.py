@@ -291,6 +291,7 @@ def readout_loss(net, x, gradient="eventprop", backend=None):
     return jnp.sum(jnp.max(out.membrane_cadc, axis=0) ** 2) + 0.1 * jnp.sum(hidden.spikes)
 
 
+@pytest.mark.slow  # 20-90 s: kept out of the 15-minute default suite
 def test_forward_is_unchanged_and_jit_vmap_invariant(x64):
     """The forward is the surrogate run's bit for bit; jit, and vmap over samples, give the
     gradients of the plain call."""
