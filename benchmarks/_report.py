@@ -24,6 +24,21 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (`VmHWM` in /proc/self/status; `ru_maxrss`
+    elsewhere), in bytes."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def emit(report: dict, output: str | os.PathLike | None) -> dict:
     """Print `report` as JSON and, with `output`, write it there atomically (a temporary
     file beside it, then `os.replace`: never a half-written file). Returns `report`."""

@@ -30,18 +30,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
-from _report import cpu_model, emit  # noqa: E402
+from _report import cpu_model, emit, peak_rss_bytes  # noqa: E402
 
 DT = 1e-6
 MODES = ("surrogate", "lean", "eventprop", "compact")
-
-
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def one(mode: str, steps: int, batch: int, inputs: int, hidden: int, outputs: int, rate: float):
@@ -103,7 +95,7 @@ def one(mode: str, steps: int, batch: int, inputs: int, hidden: int, outputs: in
         "loss": float(value),
         "finite_gradient": finite,
         "xla_temp_bytes": temp,
-        "peak_rss_bytes": _peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
         "input_bytes": int(data.nbytes),
         "compile_s": compile_s,
         "step_s": step_s,

@@ -27,21 +27,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
-from _report import cpu_model, emit  # noqa: E402
+from _report import cpu_model, emit, peak_rss_bytes  # noqa: E402
 
 DT = 1e-6
 TAU = 6e-6
 CAPACITANCE = 10e-6
-
-
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _current_rss_bytes() -> int:
@@ -151,7 +141,7 @@ def one(mode: str, time_steps: int, batch: int, inputs: int, hidden: int, output
         "time": time_steps,
         "batch": batch,
         "loss": float(value),
-        "peak_rss_bytes": _peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
         "rss_before_compile_bytes": baseline,
         "xla_temp_bytes": temp,
         "input_bytes": int(data.nbytes),

@@ -33,19 +33,9 @@ import bss2jax as bj
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import cpu_model, emit  # noqa: E402
+from train_step import _superspike  # noqa: E402  (SuperSpike, alpha 50)
 
 DT, TAU = 1e-6, 10e-6
-
-
-@jax.custom_jvp
-def _superspike(x):
-    return (x > 0).astype(x.dtype)
-
-
-@_superspike.defjvp
-def _superspike_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    return _superspike(x), dx / (50.0 * jnp.abs(x) + 1.0) ** 2
 
 
 def handwritten(weight, inputs):
