@@ -7,6 +7,7 @@ are in `bss2jax.kernels`.
 
 from . import data as data, hardware as hardware, kernels as kernels, yinyang as yinyang
 from ._align import Alignment as Alignment, align as align
+from ._align_network import align_network as align_network
 from ._backend import (
     AbstractBackend as AbstractBackend,
     ChipModel as ChipModel,
@@ -210,6 +211,7 @@ __all__ = [
     "firing_regulariser",
     "weight_regulariser",
     "align",
+    "align_network",
     "Alignment",
     "probe_chip",
     "ProbeData",
