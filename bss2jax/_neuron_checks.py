@@ -151,13 +151,7 @@ _READOUT_SETTINGS = (
 )
 
 
-def readout_settings(arguments: dict[str, Any], **fixed: object) -> dict[str, Any]:
-    """The readout settings among a constructor's `locals()`, plus those it fixes.
-
-    The three constructors list the same readout keywords (each its own signature and
-    defaults); this picks them out by name, so that `AbstractNeuron._setup` alone
-    validates and stores them.
-    """
-    settings = {name: arguments[name] for name in _READOUT_SETTINGS if name in arguments}
-    settings.update(fixed)
-    return settings
+def readout_settings(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The readout settings among a constructor's arguments (`AbstractNeuron._setup`
+    alone checks and stores them)."""
+    return {name: arguments[name] for name in _READOUT_SETTINGS if name in arguments}
