@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._misc import error_if
-from ._parameters import Frozen, Mixed
+from ._parameters import Frozen, Mixed, real_values
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -24,21 +24,9 @@ def check_real(value, name):
     if isinstance(value, Frozen):
         return check_real(value.value, name)
     for part in (value.model, value.hardware) if isinstance(value, Mixed) else (value,):
-        if isinstance(part, jax.core.Tracer):
-            continue
-        try:
-            array = None if isinstance(part, (str, bytes)) else np.asarray(part)
-        except (TypeError, ValueError):
-            array = None
-        if array is None or array.dtype.kind not in "fiubc":
-            raise TypeError(f"`{name}` must be a number or a float array; got {part!r}.")
-        if np.iscomplexobj(array):
-            raise TypeError(f"`{name}` must be real (a float or float array); got {part!r}.")
-        values = array.astype(np.float64)
-        if np.isnan(values).any():
+        values = real_values(part, name, _FLOAT32_MAX)
+        if values is not None and np.isnan(values).any():
             raise ValueError(f"`{name}` must not be NaN; got {part!r}.")
-        if np.any(np.isfinite(values) & (np.abs(values) > _FLOAT32_MAX)):
-            raise ValueError(f"`{name}` must lie within float32's range; got {part!r}.")
 
 
 def check_setting(value, name: str) -> float:
@@ -163,13 +151,7 @@ _READOUT_SETTINGS = (
 )
 
 
-def readout_settings(arguments: dict[str, Any], **fixed: object) -> dict[str, Any]:
-    """The readout settings among a constructor's `locals()`, plus those it fixes.
-
-    The three constructors list the same readout keywords (each its own signature and
-    defaults); this picks them out by name, so that `AbstractNeuron._setup` alone
-    validates and stores them.
-    """
-    settings = {name: arguments[name] for name in _READOUT_SETTINGS if name in arguments}
-    settings.update(fixed)
-    return settings
+def readout_settings(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The readout settings among a constructor's arguments (`AbstractNeuron._setup`
+    alone checks and stores them)."""
+    return {name: arguments[name] for name in _READOUT_SETTINGS if name in arguments}

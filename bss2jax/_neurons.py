@@ -38,6 +38,24 @@ _CAPACITANCE_HARDWARE = 63.0
 _LEAK_HARDWARE = 80.0  # hxtorch's chip defaults (CADC LSB): leak and reset 80, threshold 125
 _THRESHOLD_HARDWARE = 125.0
 
+_PARAMETERS = (*CubaParams._fields, "trace_scale", "trace_offset")
+"""The float parameters, in the order they are checked and stored."""
+_FLAGS = ("leaky", "fire", "exponential", "subthreshold_adaptation", "spike_triggered_adaptation")
+"""The AdEx family's switches (static)."""
+_LIF_FIXED: dict[str, Any] = dict(
+    leaky=True,
+    exponential=False,
+    subthreshold_adaptation=False,
+    spike_triggered_adaptation=False,
+    exponential_slope=50e-3,
+    exponential_threshold=110.0,
+    subthreshold_adaptation_strength=0.0,
+    spike_triggered_adaptation_increment=0.0,
+    tau_adap=100e-6,
+)
+"""What `LIF` and `LI` fix of the AdEx family: leaky, no exponential term, no adaptation
+(the unused parameters at hxtorch's values, `a` and `b` 0)."""
+
 Interpolation = Literal["linear", "nearest"]
 Integrator = Literal["euler", "exact"]
 
@@ -93,30 +111,28 @@ class AbstractNeuron(eqx.Module):
     synapse_dac_bias: float = eqx.field(static=True)
 
     @user_facing
-    def _setup(
-        self,
-        size: int,
-        *,
-        flags: dict[str, bool],
-        surrogate: AbstractSurrogate,
-        readout: dict[str, Any],
-        membrane_capacitance: ParameterLike | None,
-        **parameters: ParameterLike,
-    ) -> None:
+    def _setup(self, arguments: dict[str, Any], **fixed: Any) -> None:
+        """Check and store a constructor's arguments (its `locals()`: each keyword stands
+        in its signature, with its own default), `fixed` the values its type sets in their
+        place or beside them."""
+        arguments = {**arguments, **fixed}
+        size = arguments["size"]
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"`size` must be a positive int; got {size!r}.")
         self.size = size
-        if membrane_capacitance is None:
-            membrane_capacitance = Mixed(_CAPACITANCE_MODEL, _CAPACITANCE_HARDWARE)
-        parameters["membrane_capacitance"] = membrane_capacitance
+        parameters = {name: arguments[name] for name in _PARAMETERS}
+        if parameters["membrane_capacitance"] is None:
+            parameters["membrane_capacitance"] = Mixed(_CAPACITANCE_MODEL, _CAPACITANCE_HARDWARE)
         for name, value in parameters.items():
             check_real(value, name)
             setattr(self, name, as_parameter(value, name, size))
         for name in ("tau_mem", "tau_syn", "tau_adap", "membrane_capacitance"):
             check_positive(getattr(self, name), name)
         check_non_negative(self.refractory_time, "refractory_time")
+        flags = {name: arguments[name] for name in _FLAGS}
         check_relations(self, flags)
         guard_traced(self, parameters)
+        surrogate = arguments["surrogate"]
         if not isinstance(surrogate, AbstractSurrogate):
             raise TypeError(
                 "`surrogate` must be a bss2jax surrogate such as `bj.SuperSpike(alpha=50.0)`; "
@@ -125,6 +141,7 @@ class AbstractNeuron(eqx.Module):
         self.surrogate = surrogate
         for name, value in flags.items():
             setattr(self, name, bool(value))
+        readout = readout_settings(arguments)
         integrator = readout.pop("integrator")
         if integrator not in ("euler", "exact"):
             raise ValueError(f"`integrator` must be 'euler' or 'exact'; got {integrator!r}.")
@@ -263,32 +280,7 @@ class LIF(AbstractNeuron):
         i_synin_gm: float = 500.0,
         synapse_dac_bias: float = 600.0,
     ):
-        self._setup(
-            size,
-            flags=dict(
-                leaky=True,
-                fire=True,
-                exponential=False,
-                subthreshold_adaptation=False,
-                spike_triggered_adaptation=False,
-            ),
-            surrogate=surrogate,
-            readout=readout_settings(locals()),
-            leak=leak,
-            reset=reset,
-            threshold=threshold,
-            tau_mem=tau_mem,
-            tau_syn=tau_syn,
-            membrane_capacitance=membrane_capacitance,
-            refractory_time=refractory_time,
-            exponential_slope=50e-3,
-            exponential_threshold=110.0,
-            subthreshold_adaptation_strength=0.0,
-            spike_triggered_adaptation_increment=0.0,
-            tau_adap=100e-6,
-            trace_scale=trace_scale,
-            trace_offset=trace_offset,
-        )
+        self._setup(locals(), fire=True, **_LIF_FIXED)
 
 
 class LI(AbstractNeuron):
@@ -339,30 +331,14 @@ class LI(AbstractNeuron):
         synapse_dac_bias: float = 600.0,
     ):
         self._setup(
-            size,
-            flags=dict(
-                leaky=True,
-                fire=False,
-                exponential=False,
-                subthreshold_adaptation=False,
-                spike_triggered_adaptation=False,
-            ),
+            locals(),
+            fire=False,
             surrogate=SuperSpike(),
-            readout=readout_settings(locals(), enable_spike_recording=False),
-            leak=leak,
+            enable_spike_recording=False,
             reset=leak,
             threshold=jnp.inf,
-            tau_mem=tau_mem,
-            tau_syn=tau_syn,
-            membrane_capacitance=membrane_capacitance,
             refractory_time=0.0,
-            exponential_slope=50e-3,
-            exponential_threshold=110.0,
-            subthreshold_adaptation_strength=0.0,
-            spike_triggered_adaptation_increment=0.0,
-            tau_adap=100e-6,
-            trace_scale=trace_scale,
-            trace_offset=trace_offset,
+            **_LIF_FIXED,
         )
 
 
@@ -419,28 +395,7 @@ class AdEx(AbstractNeuron):
         synapse_dac_bias: float = 600.0,
     ):
         self._setup(
-            size,
-            flags=dict(
-                leaky=leaky,
-                fire=fire,
-                exponential=exponential,
-                subthreshold_adaptation=subthreshold_adaptation,
-                spike_triggered_adaptation=spike_triggered_adaptation,
-            ),
-            surrogate=surrogate,
-            readout=readout_settings(locals()),
-            leak=leak,
-            reset=reset,
+            locals(),
             threshold=threshold if fire else jnp.inf,
-            tau_mem=tau_mem,
-            tau_syn=tau_syn,
-            membrane_capacitance=membrane_capacitance,
             refractory_time=refractory_time if fire else 0.0,
-            exponential_slope=exponential_slope,
-            exponential_threshold=exponential_threshold,
-            subthreshold_adaptation_strength=subthreshold_adaptation_strength,
-            spike_triggered_adaptation_increment=spike_triggered_adaptation_increment,
-            tau_adap=tau_adap,
-            trace_scale=trace_scale,
-            trace_offset=trace_offset,
         )

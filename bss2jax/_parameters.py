@@ -37,20 +37,27 @@ class Mixed(eqx.Module):
 def _as_float(value, name: str) -> jax.Array:
     """`value` as a float array; a named error for a string, None, a complex number or a
     finite value that the float type cannot hold (a traced value passes unchecked)."""
-    if not isinstance(value, jax.core.Tracer):
-        try:
-            array = None if isinstance(value, (str, bytes)) else np.asarray(value)
-        except (TypeError, ValueError):
-            array = None
-        if array is None or array.dtype.kind not in "fiub":
-            raise TypeError(f"`{name}` must be a real number or float array; got {value!r}.")
-        limit = float(jnp.finfo(jnp.asarray(0.0).dtype).max)
-        values = array.astype(np.float64)
-        if np.any(np.isfinite(values) & (np.abs(values) > limit)):
-            raise ValueError(
-                f"`{name}` must lie within the float range (±{limit:.3g}); got {value!r}."
-            )
+    real_values(value, name, float(jnp.finfo(jnp.asarray(0.0).dtype).max))
     return jnp.asarray(value, dtype=float)
+
+
+def real_values(value, name: str, limit: float) -> np.ndarray | None:
+    """The float64 values of a concrete real number or array (None for a traced one); a
+    named error for a string, None, a complex number, or a finite value beyond `limit`."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    try:
+        array = None if isinstance(value, (str, bytes)) else np.asarray(value)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.dtype.kind not in "fiubc":
+        raise TypeError(f"`{name}` must be a real number or float array; got {value!r}.")
+    if np.iscomplexobj(array):
+        raise TypeError(f"`{name}` must be real (a float or float array); got {value!r}.")
+    values = array.astype(np.float64)
+    if np.any(np.isfinite(values) & (np.abs(values) > limit)):
+        raise ValueError(f"`{name}` must lie within the float range (±{limit:.3g}); got {value!r}.")
+    return values
 
 
 class Frozen(eqx.Module):

@@ -16,13 +16,20 @@ from . import _eventprop
 from ._backend import AbstractBackend, Numeric
 from ._eventprop import EventProp
 from ._misc import check_dt as _check_dt, check_inputs
-from ._network import INPUT, AbstractNetwork, Stage
+from ._network import INPUT, AbstractNetwork, Edge, Stage
 from ._neurons import AbstractNeuron
 from ._observables import Observables
 from ._recording import PopulationRecording, Recording, cadc_to_model
 from ._typing import user_facing
 from .kernels import cuba, projection as _projection
 from .kernels.cuba import lean as _lean
+
+Spikes = dict[Hashable, Float[Array, "time batch _"] | _projection.Events]
+"""Each source's spikes by key (`INPUT` and every population run so far), dense or events."""
+Hoisted = list[
+    tuple[Edge, Float[Array, "time batch _"] | _projection.Events, Float[Array, "_out _in"]]
+]
+"""A stage's hoisted projections: `(edge, the source's spikes, the model weight)` each."""
 
 
 @user_facing
@@ -89,7 +96,7 @@ def _run_network(
     and dtype of `like`), with `recording` injected."""
     time, batch = like.shape[:2]
     observed = _check_recording(network, recording, (time, batch))
-    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events] = {INPUT: source}
+    spikes: Spikes = {INPUT: source}
     results: dict[Hashable, Observables] = {}
     for stage in network.plan():
         results.update(
@@ -198,7 +205,7 @@ def _hardware(
 def _run_stage(
     network: AbstractNetwork,
     stage: Stage,
-    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events],
+    spikes: Spikes,
     observed: dict[Hashable, PopulationRecording],
     inputs: Float[Array, "time batch in_features"] | jax.ShapeDtypeStruct,
     dt: float,
@@ -216,12 +223,16 @@ def _run_stage(
     exact = None
     if gradient is not None and _eventprop.check_stage(stage, neurons, observed):
         exact = gradient
+    hoisted = [
+        (edge, spikes[edge.source], network.synapse(edge.synapse).model_weight().astype(dtype))
+        for edge in stage.hoisted
+    ]
     fused = None
     if exact is None:
-        fused = _fused_events(network, stage, spikes, neurons, inputs, projection, integrator)
+        fused = _fused_events(stage, hoisted, neurons, (time, batch), projection, integrator)
     external = {}
     if fused is None:
-        external = _project_inputs(network, stage, spikes, neurons, inputs, projection)
+        external = _project_inputs(stage, hoisted, neurons, inputs, projection)
     hardware = {k: _hardware(neurons[k], observed.get(k), time, dtype) for k in neurons}
 
     if not stage.internal and len(stage.populations) == 1:
@@ -237,35 +248,33 @@ def _run_stage(
 
 
 def _fused_events(
-    network: AbstractNetwork,
     stage: Stage,
-    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events],
+    hoisted: Hoisted,
     neurons: dict[Hashable, AbstractNeuron],
-    inputs: Float[Array, "time batch in_features"] | jax.ShapeDtypeStruct,
+    grid: tuple[int, int],
     projection: str,
     integrator: str,
 ) -> tuple[_projection.Events, Float[Array, "neurons in_features"]] | None:
     """`(events, weight)` when the stage's one input projection is fused into the lean
-    scan's segments (a lone population fed by `Events` only, taking the lean integrator)."""
-    if stage.internal or len(stage.populations) != 1 or len(stage.hoisted) != 1:
+    scan's segments (a lone population fed by `Events` only, taking the lean integrator);
+    `grid` is `(time, batch)`."""
+    if stage.internal or len(stage.populations) != 1 or len(hoisted) != 1:
         return None
-    (edge,) = stage.hoisted
+    ((edge, source, weight),) = hoisted
     (k,) = stage.populations
-    source = spikes[edge.source]
     if (
         isinstance(source, _projection.Events)
         and not edge.delayed
         and _projection.uses_events(source, projection)
-        and _lean.uses_lean((*inputs.shape[:2], neurons[k].size), integrator)
+        and _lean.uses_lean((*grid, neurons[k].size), integrator)
     ):
-        return source, network.synapse(edge.synapse).model_weight().astype(inputs.dtype)
+        return source, weight
     return None
 
 
 def _project_inputs(
-    network: AbstractNetwork,
     stage: Stage,
-    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events],
+    hoisted: Hoisted,
     neurons: dict[Hashable, AbstractNeuron],
     inputs: Float[Array, "time batch in_features"] | jax.ShapeDtypeStruct,
     projection: str,
@@ -274,13 +283,11 @@ def _project_inputs(
     time, batch = inputs.shape[:2]
     dtype = inputs.dtype
     received: dict[Hashable, list[Array]] = {k: [] for k in stage.populations}
-    for edge in stage.hoisted:
-        source = spikes[edge.source]
+    for edge, source, weight in hoisted:
         if isinstance(source, _projection.Events) and edge.delayed:
             source = source.to_dense(dtype)
         if edge.delayed:
             source = jnp.concatenate([jnp.zeros_like(source[:1]), source[:-1]])
-        weight = network.synapse(edge.synapse).model_weight().astype(dtype)
         if edge.source == INPUT:
             current = _projection.project(source, weight, method=projection, dtype=dtype)
         else:
@@ -335,7 +342,7 @@ def _observe(
     outputs: dict[Hashable, cuba.StepOutput],
     neurons: dict[Hashable, AbstractNeuron],
     observed: dict[Hashable, PopulationRecording],
-    spikes: dict[Hashable, Float[Array, "time batch _"] | _projection.Events],
+    spikes: Spikes,
     time: int,
     dtype: DTypeLike,
 ) -> dict[Hashable, Observables]:
