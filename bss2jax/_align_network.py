@@ -69,17 +69,8 @@ def align_network(
     net, alignments = bj.align_network(bj.ChipModel(chip), net, key=key)
     ```
     """
-    if not isinstance(network, AbstractNetwork):
-        raise TypeError(f"`network` must be a bss2jax network; got {network!r}.")
-    given = dict(trace_scale or {})
+    given = _check(network, trace_scale)
     keys = network.population_keys()
-    unknown = [k for k in given if k not in keys]
-    if unknown:
-        raise ValueError(
-            f"`trace_scale` names populations {unknown} that `network` does not have; "
-            f"its populations are {list(keys)}."
-        )
-    _check_transforms(network)
     fan_in, _ = _fan_in(network)
     if key is None:
         key = jax.random.PRNGKey(0)
@@ -112,8 +103,19 @@ def align_network(
     return network, alignments
 
 
-def _check_transforms(network: AbstractNetwork) -> None:
-    """Every synapse must map with `linear_saturating`, whose scale `align` measures."""
+def _check(network, trace_scale) -> dict:
+    """Check `network` (every synapse must map with `linear_saturating`, whose scale
+    `align` measures) and the keys of `trace_scale`; returns `trace_scale` as a dict."""
+    if not isinstance(network, AbstractNetwork):
+        raise TypeError(f"`network` must be a bss2jax network; got {network!r}.")
+    given = dict(trace_scale or {})
+    keys = network.population_keys()
+    unknown = [k for k in given if k not in keys]
+    if unknown:
+        raise ValueError(
+            f"`trace_scale` names populations {unknown} that `network` does not have; "
+            f"its populations are {list(keys)}."
+        )
     for index in range(len(network.edges())):
         transform = network.synapse(index).transform
         if not isinstance(transform, LinearSaturating):
@@ -121,6 +123,7 @@ def _check_transforms(network: AbstractNetwork) -> None:
                 f"synapse {index} of `network` maps its weights with {transform!r}; "
                 "`align_network` measures the scale of `bj.linear_saturating` only."
             )
+    return given
 
 
 def _write(network, population_key, alignment: Alignment, time_shift: bool):
