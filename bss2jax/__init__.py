@@ -113,6 +113,10 @@ from ._train._hardware_aware import (
     perturb as perturb,
     with_weight_scale as with_weight_scale,
 )
+from ._train._schedule import (
+    HardwareAwareResult as HardwareAwareResult,
+    fit_hardware_aware as fit_hardware_aware,
+)
 from ._train._losses import (
     accuracy as accuracy,
     cross_entropy as cross_entropy,
@@ -203,6 +207,8 @@ __all__ = [
     "perturb",
     "clip_weights",
     "with_weight_scale",
+    "fit_hardware_aware",
+    "HardwareAwareResult",
     "save_checkpoint",
     "load_checkpoint",
     "cross_entropy",
