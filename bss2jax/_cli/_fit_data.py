@@ -31,7 +31,7 @@ def _spikes(name: str, array: np.ndarray, shape: tuple | None = None) -> np.ndar
     bad = ~((array == 0) | (array == 1))
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise _field(name, rule, f"{array[first]!r} at index {first}")
+        raise _field(name, rule, f"{array[first].item()!r} at index {first}")
     return array.astype(np.float32)
 
 
@@ -56,22 +56,23 @@ def load_data(path) -> dict[str, np.ndarray]:
     """Read and check the `.npz` file (module docstring); `ValueError` naming the field,
     the rule and the value. Returns the arrays (spikes as float32, labels as int32)."""
     try:
-        with np.load(path, allow_pickle=False) as stored:
-            extra = sorted(set(stored.files) - set(_FIELDS))
-            if extra:
-                raise ValueError(
-                    f"--data: unknown fields {extra}; the file may hold {list(_FIELDS)}"
-                )
-            raw = {}
-            for name in stored.files:
-                try:
-                    raw[name] = stored[name]
-                except ValueError:  # an object array: it would need pickle
-                    raise _field(
-                        name, "a plain numeric array", "an object array (needs pickle)"
-                    ) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        stored = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"--data: cannot read {str(path)!r} as a .npz file ({error})") from None
+    if not isinstance(stored, np.lib.npyio.NpzFile):
+        raise ValueError(f"--data: {str(path)!r} holds one array (.npy), not named fields (.npz)")
+    with stored:
+        extra = sorted(set(stored.files) - set(_FIELDS))
+        if extra:
+            raise ValueError(f"--data: unknown fields {extra}; the file may hold {list(_FIELDS)}")
+        raw = {}
+        for name in stored.files:
+            try:
+                raw[name] = stored[name]
+            except ValueError:  # an object array: it would need pickle
+                raise _field(
+                    name, "a plain numeric array", "an object array (needs pickle)"
+                ) from None
     for name in ("inputs", "labels"):
         if name not in raw:
             raise ValueError(f"--data: field '{name}' is missing; the file holds {sorted(raw)}")
