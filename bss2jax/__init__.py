@@ -113,16 +113,16 @@ from ._train._hardware_aware import (
     perturb as perturb,
     with_weight_scale as with_weight_scale,
 )
-from ._train._schedule import (
-    HardwareAwareResult as HardwareAwareResult,
-    fit_hardware_aware as fit_hardware_aware,
-)
 from ._train._losses import (
     accuracy as accuracy,
     cross_entropy as cross_entropy,
     firing_regulariser as firing_regulariser,
     mse as mse,
     weight_regulariser as weight_regulariser,
+)
+from ._train._schedule import (
+    HardwareAwareResult as HardwareAwareResult,
+    fit_hardware_aware as fit_hardware_aware,
 )
 from ._transforms import (
     AbstractWeightTransform as AbstractWeightTransform,

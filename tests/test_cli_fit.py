@@ -98,8 +98,10 @@ def test_the_data_file_is_never_unpickled(tmp_path, capsys):
 
 def test_options_that_are_wrong_together(tmp_path, capsys):
     path = _write(tmp_path, inputs=_arrays()[0], labels=_arrays()[1])
-    err = _error(path, capsys, "--batch-size", "12", "--chips-per-call", "5")
-    assert "--chips-per-call (5) must divide --batch-size (12)" in err
+    err = _error(path, capsys, "--batch-size", "10", "--chips-per-call", "4")
+    assert "--chips-per-call (4) must divide --batch-size (10)" in err
+    err = _error(path, capsys, "--batch-size", "12", "--chips-per-call", "3")
+    assert "--draws (5) must divide --batch-size (12)" in err
     err = _error(path, capsys, "--batch-size", "50")
     assert "--batch-size must not exceed the training samples (40); got 50" in err
     assert "nothing to train" in _error(path, capsys, "--epochs", "0", "--chip-epochs", "0")

@@ -80,8 +80,8 @@ def test_schedule_checks_its_arguments(getkey):
 
 
 def test_numerics_phase_is_fit_with_training_noise_and_clipping(getkey):
-    # chip_epochs=0: the schedule is exactly one `bj.fit` of `bj.hardware_aware(loss)` on the
-    # numerics with `bj.clip_weights` after each step and the key `fold_in(key, 0)`.
+    # chip_epochs=0: the schedule is exactly one `bj.fit` of `bj.hardware_aware(loss)` (5
+    # draws per batch) on the numerics, `bj.clip_weights` after each step, key fold_in(key, 0).
     network, train, key = _network(getkey()), _data(getkey()), getkey()
     assert float(jnp.max(jnp.abs(network.layers[0].weight))) > 4 * BOUND  # clipping will bind
     result = bj.fit_hardware_aware(
@@ -102,7 +102,7 @@ def test_numerics_phase_is_fit_with_training_noise_and_clipping(getkey):
         assert float(jnp.max(jnp.abs(result.network.layers[index].weight))) <= BOUND * (1 + 1e-6)
     expected = bj.fit(
         network,
-        bj.hardware_aware(_loss),
+        bj.hardware_aware(_loss, draws=5),
         optax.adam(1e-2),
         train,
         epochs=2,

@@ -85,6 +85,14 @@ OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
         ),
     ),
     (
+        "--draws",
+        dict(
+            type=positive_int_argument,
+            default=5,
+            help="draws of the training noise per batch; divides --batch-size (default 5)",
+        ),
+    ),
+    (
         "--chips-per-call",
         dict(
             type=positive_int_argument,
@@ -154,10 +162,9 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_fit(args: argparse.Namespace) -> None:
     """Options that are wrong together, and the data file (read once, kept in `args`)."""
-    if args.batch_size % args.chips_per_call:
-        raise ValueError(
-            f"--chips-per-call ({args.chips_per_call}) must divide --batch-size ({args.batch_size})"
-        )
+    for flag, value in (("--draws", args.draws), ("--chips-per-call", args.chips_per_call)):
+        if args.batch_size % value:
+            raise ValueError(f"{flag} ({value}) must divide --batch-size ({args.batch_size})")
     if not args.epochs and not args.chip_epochs:
         raise ValueError("--epochs and --chip-epochs are both 0: nothing to train")
     data = load_data(args.data)
@@ -223,6 +230,7 @@ def fit_command(args) -> int:
         weight_noise=0.05 * noise,
         gain_noise=0.07 * noise,
         neuron_noise=0.02 * noise,
+        draws=args.draws,
         chips_per_call=args.chips_per_call,
         anchor_probability=args.anchor_probability,
         gradient=args.gradient,

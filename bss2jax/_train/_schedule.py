@@ -62,7 +62,7 @@ def fit_hardware_aware(
     weight_noise: float = 0.05,
     gain_noise: float = 0.07,
     neuron_noise: float = 0.02,
-    draws: int = 1,
+    draws: int = 5,
     chips_per_call: int = 5,
     anchor_probability: float = 0.3,
     gradient: Literal["inject", "through"] = "inject",
@@ -81,8 +81,9 @@ def fit_hardware_aware(
 
     1. **numerics** (`numerics_epochs`, `numerics_optimiser`, default `optax.adam(5e-3)`):
        `bj.hardware_aware(loss, ...)` on `bj.Numeric()`, a fresh draw of `bj.perturb`'s
-       training noise per step (per group with `draws > 1`), standing for the mismatch of a
-       chip not yet known; evaluated with the plain loss in the numerics.
+       training noise for each of `draws` groups of a batch (default 5, as the Yin-Yang
+       recipe), standing for the mismatch of a chip not yet known; evaluated with the plain
+       loss in the numerics.
     2. **chips** (`chip_epochs`, `chip_optimiser`, default `optax.adam(3e-4)`): `loss` with
        the chip model in the loop on `bj.RandomChips(anchor=chip, ...)`: each batch is cut
        into `chips_per_call` groups, each on `chip` with probability `anchor_probability`,
