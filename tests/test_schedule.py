@@ -3,6 +3,8 @@ noise, then the chip model in the loop on several chips per step)."""
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -48,6 +50,7 @@ def _data(key, samples=20, steps=10, n_in=6):
     return inputs, jnp.arange(samples, dtype=jnp.int32) % 3
 
 
+@functools.cache
 def _chip():
     return bj.ChipInstance.random(jax.random.PRNGKey(0))
 
@@ -79,6 +82,7 @@ def test_schedule_checks_its_arguments(getkey):
         bj.fit_hardware_aware(network, _loss, train, **{**common, "chip": bj.ChipModel(_chip())})
 
 
+@pytest.mark.slow  # two compilations of a train step: 15-50 s on the 2-core box
 def test_numerics_phase_is_fit_with_training_noise_and_clipping(getkey):
     # chip_epochs=0: the schedule is exactly one `bj.fit` of `bj.hardware_aware(loss)` (5
     # draws per batch) on the numerics, `bj.clip_weights` after each step, key fold_in(key, 0).

@@ -89,7 +89,6 @@ def fit_hardware_aware(
        into `chips_per_call` groups, each on `chip` with probability `anchor_probability`,
        else on a fresh random chip, so each step averages over several chips; evaluated on
        `bj.ChipModel(chip)`.
-
     Fine-tuning on `chip` alone learns its mismatch and loses accuracy on other chips; this
     schedule keeps it (benchmarks/hardware_aware.py measures both).
 
@@ -101,13 +100,11 @@ def fit_hardware_aware(
     - `weight_noise`, `gain_noise`, `neuron_noise`, `draws`: as for `bj.hardware_aware`.
     - `chips_per_call`, `anchor_probability`, `gradient`, `chip_config`: as for
       `bj.RandomChips` (`gradient` and `chip_config` also for evaluating on the target).
-    - `constrain`: applied to the network after each step (None: nothing).
-    - `eval_loss`: the loss for evaluation (default `loss`).
+    - `constrain`: applied after each step (None: nothing); `eval_loss`: default `loss`.
     - `output`: a folder; each phase checkpoints in its own subfolder (`numerics/`,
       `chips/`) with its `metrics.json`, so a rerun resumes where it stopped.
-    - `config`: a JSON-able mapping stored with each phase's checkpoints (plus `phase`).
-    - `options`: other keywords of `bj.fit` (`progress`, `trainable`, `epoch_callback`,
-      `diagnose`, ...), for both phases.
+    - `config`: JSON-able, stored with each phase's checkpoints (plus `phase`); `options`:
+      other keywords of `bj.fit` (`progress`, `trainable`, `diagnose`, ...), for both.
 
     **Returns:** `HardwareAwareResult(network, histories, results)`.
 
@@ -121,33 +118,22 @@ def fit_hardware_aware(
     epochs = _check_epochs(numerics_epochs, chip_epochs)
     _check_settings(chip, batch_size, draws, chips_per_call, options)
     noise = dict(weight_noise=weight_noise, gain_noise=gain_noise, neuron_noise=neuron_noise)
-    noisy = hardware_aware(loss, draws=draws, **noise)
-    chips = RandomChips(
-        config=chip_config,
-        gradient=gradient,
-        anchor=chip,
-        anchor_probability=anchor_probability,
-        chips_per_call=chips_per_call,
-    )
-    phases = (  # name, epochs, loss, optimiser, backend, evaluation backend
-        ("numerics", epochs[0], noisy, numerics_optimiser or optax.adam(5e-3), Numeric(), None),
-        (
-            "chips",
-            epochs[1],
-            loss,
-            chip_optimiser or optax.adam(3e-4),
-            chips,
-            ChipModel(chip, chip_config, gradient=gradient),
-        ),
-    )
-    common = dict(
-        batch_size=batch_size,
-        test=test,
-        eval_loss=loss if eval_loss is None else eval_loss,
-        constrain=constrain,
-        **options,
-    )
+    chips = dict(gradient=gradient, anchor_probability=anchor_probability)
+    chips |= dict(config=chip_config, anchor=chip, chips_per_call=chips_per_call)
+    optimisers = (numerics_optimiser, chip_optimiser)
+    phases = _phases(loss, hardware_aware(loss, draws=draws, **noise), chips, epochs, optimisers)
+    common = dict(test=test, eval_loss=loss if eval_loss is None else eval_loss, **options)
+    common |= dict(batch_size=batch_size, constrain=constrain)
     return _run_phases(network, train, phases, key, output, dict(config or {}), common)
+
+
+def _phases(loss, noisy, chips: dict, epochs, optimisers) -> tuple:
+    """`(name, epochs, loss, optimiser, backend, evaluation backend)` of each phase."""
+    target = ChipModel(chips["anchor"], chips["config"], gradient=chips["gradient"])
+    return (
+        ("numerics", epochs[0], noisy, optimisers[0] or optax.adam(5e-3), Numeric(), None),
+        ("chips", epochs[1], loss, optimisers[1] or optax.adam(3e-4), RandomChips(**chips), target),
+    )
 
 
 def _check_settings(chip, batch_size, draws, chips_per_call, options) -> None:
