@@ -118,7 +118,7 @@ def fit_hardware_aware(
     epochs = _check_epochs(numerics_epochs, chip_epochs)
     _check_settings(chip, batch_size, draws, chips_per_call, options)
     noise = dict(weight_noise=weight_noise, gain_noise=gain_noise, neuron_noise=neuron_noise)
-    chips = dict(gradient=gradient, anchor_probability=anchor_probability)
+    chips: dict[str, Any] = dict(gradient=gradient, anchor_probability=anchor_probability)
     chips |= dict(config=chip_config, anchor=chip, chips_per_call=chips_per_call)
     optimisers = (numerics_optimiser, chip_optimiser)
     phases = _phases(loss, hardware_aware(loss, draws=draws, **noise), chips, epochs, optimisers)
