@@ -104,6 +104,7 @@ def test_options_that_are_wrong_together(tmp_path, capsys):
     assert "--draws (5) must divide --batch-size (12)" in err
     err = _error(path, capsys, "--batch-size", "50")
     assert "--batch-size must not exceed the training samples (40); got 50" in err
+    assert "--noise must be below 14.29; got 15" in _error(path, capsys, "--noise", "15")
     assert "nothing to train" in _error(path, capsys, "--epochs", "0", "--chip-epochs", "0")
     assert "argument --hidden: must be a positive int; got '0'" in _error(
         path, capsys, "--hidden", "0"

@@ -165,6 +165,8 @@ def check_fit(args: argparse.Namespace) -> None:
     for flag, value in (("--draws", args.draws), ("--chips-per-call", args.chips_per_call)):
         if args.batch_size % value:
             raise ValueError(f"{flag} ({value}) must divide --batch-size ({args.batch_size})")
+    if 0.07 * args.noise >= 1:  # the largest spread, the per-neuron gains', must stay < 1
+        raise ValueError(f"--noise must be below {1 / 0.07:.2f}; got {args.noise:g}")
     if not args.epochs and not args.chip_epochs:
         raise ValueError("--epochs and --chip-epochs are both 0: nothing to train")
     data = load_data(args.data)
