@@ -120,6 +120,10 @@ from ._train._losses import (
     mse as mse,
     weight_regulariser as weight_regulariser,
 )
+from ._train._schedule import (
+    HardwareAwareResult as HardwareAwareResult,
+    fit_hardware_aware as fit_hardware_aware,
+)
 from ._transforms import (
     AbstractWeightTransform as AbstractWeightTransform,
     ExponentialClamp as ExponentialClamp,
@@ -203,6 +207,8 @@ __all__ = [
     "perturb",
     "clip_weights",
     "with_weight_scale",
+    "fit_hardware_aware",
+    "HardwareAwareResult",
     "save_checkpoint",
     "load_checkpoint",
     "cross_entropy",

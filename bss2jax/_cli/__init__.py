@@ -10,7 +10,7 @@ from .._misc import (
     positive_int_argument,
 )
 from ..yinyang import _command as _train_command
-from . import _cache, _demo
+from . import _cache, _demo, _fit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     train.set_defaults(
         func=_train_command.train_command, check=_train_command.train_configs, parser=train
     )
+    fit = commands.add_parser(
+        "fit", help="the hardware-aware schedule on your own spike data (--data my.npz)"
+    )
+    _fit.add_fit_arguments(fit)
+    _cache.add_cache_arguments(fit)
+    fit.set_defaults(func=_fit.fit_command, check=_fit.check_fit, parser=fit)
     args = parser.parse_args(argv)
     if args.check is not None:
         try:  # options that are wrong together: argparse's `error:` line and status 2

@@ -212,7 +212,8 @@ def hardware_aware(
     numerics or the chip model), and the values and metrics are averaged. Evaluate with
     the plain `loss` (`fit(..., eval_loss=loss)`).
 
-    The schedule that works (the Yin-Yang job, benchmarks/README.md), for any network:
+    The schedule that works (the Yin-Yang job, benchmarks/README.md), for any network, is
+    one call with `bj.fit_hardware_aware`; spelled out:
     ```python
     noisy = bj.hardware_aware(loss, draws=5)
     pre = bj.fit(net, noisy, optax.adam(5e-3), train, epochs=30, batch_size=50, key=k1,
