@@ -1,8 +1,9 @@
 """A trained Yin-Yang network on many chip instances: one vmap call against a Python loop.
 
 Workload (issue 6): hxtorch's Yin-Yang network (25 inputs -> 120 LIF -> 3 LI, 38 steps of
-1 us, tau = 6 us), trained in the numerics with weight noise (or loaded from the
-checkpoint this script wrote before), evaluated on `--chips` random calibrated chip
+1 us, tau = 6 us), built by `bss2jax.yinyang` at the recipe's calibration (capacitance 63,
+DAC bias 1000, its weight and trace scales), trained in the numerics with weight noise (or
+loaded from the checkpoint this script wrote before), evaluated on `--chips` random calibrated chip
 instances (`ChipModel`, all noise on, each chip with its own noise key) over `--test-size`
 test samples. Three ways, in the same process, on the same chips and keys:
 
@@ -27,6 +28,7 @@ the device, the per-chip accuracies' summary and the largest difference between 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -40,57 +42,28 @@ import optax
 
 import bss2jax as bj
 import bss2jax.data as bd
+from bss2jax import yinyang
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
 from _report import cpu_model, emit  # noqa: E402
 
-DT = 1e-6
-STEPS, REPETITIONS, TAU, WEIGHT_SCALE = 38, 5, 6e-6, 36.6
-ENCODING = dict(steps=STEPS, t_early=2e-6, t_late=26e-6, t_bias=2e-6, dt=DT)
+CONFIG = yinyang.YinYangConfig()  # `bss2jax train`'s network, encoding and calibration
+DT, STEPS, REPETITIONS = CONFIG.dt, CONFIG.steps, CONFIG.repetitions
+ENCODING = dict(
+    steps=STEPS, t_early=CONFIG.t_early, t_late=CONFIG.t_late, t_bias=CONFIG.t_bias, dt=DT
+)
 
 
 def make_network(hidden: int, key) -> bj.Sequential:
-    """hxtorch's Yin-Yang network (as `bss2jax train` builds it), from the public API."""
-    k_hidden, k_output = jax.random.split(key)
-    inputs = 5 * REPETITIONS
-    membrane = dict(
-        tau_mem=TAU,
-        tau_syn=TAU,
-        trace_scale=1 / 70,
-        shift_cadc_to_first=True,
-        membrane_capacitance=bj.Mixed(10e-6, 20.0),
-        integrator="exact",
-    )
-    return bj.Sequential(
-        [
-            bj.Synapse(
-                inputs,
-                hidden,
-                weight=0.2 + 0.3 * jax.random.normal(k_hidden, (hidden, inputs)),
-                transform=bj.linear_saturating(WEIGHT_SCALE),
-            ),
-            bj.LIF(
-                hidden,
-                leak=bj.Mixed(0.0, 80.0),
-                reset=bj.Mixed(0.0, 80.0),
-                threshold=bj.Mixed(1.0, 150.0),
-                **membrane,
-            ),
-            bj.Synapse(
-                hidden,
-                3,
-                weight=0.1 * jax.random.normal(k_output, (3, hidden)),
-                transform=bj.linear_saturating(WEIGHT_SCALE),
-            ),
-            bj.LI(3, leak=bj.Mixed(0.0, 80.0), **membrane),
-        ]
-    )
+    """hxtorch's Yin-Yang network as `bss2jax train` builds it (`yinyang.yin_yang_network`:
+    its calibration, weight and trace scales), with `hidden` LIF neurons."""
+    return yinyang.yin_yang_network(dataclasses.replace(CONFIG, hidden=hidden), key=key)
 
 
 def scores(network, coordinates, *, key, backend):
     spikes = jnp.tile(bd.encode_coordinates(coordinates, **ENCODING), (1, 1, REPETITIONS))
     _, readout = bj.run(network, spikes, backend=backend, dt=DT, key=key)
-    return 10.0 * bd.max_over_time(readout.membrane_cadc)
+    return CONFIG.readout_scale * bd.max_over_time(readout.membrane_cadc)
 
 
 def _perturb(network, key, weight_noise=0.05, gain_noise=0.1):
@@ -113,21 +86,13 @@ def _train_loss(network, batch, *, key, backend):
     return bj.cross_entropy(s, batch.labels), {"accuracy": bj.accuracy(s, batch.labels)}
 
 
-def _clip(network, bound=63 / WEIGHT_SCALE):
-    return eqx.tree_at(
-        lambda n: (n.layers[0].weight, n.layers[2].weight),
-        network,
-        (
-            jnp.clip(network.layers[0].weight, -bound, bound),
-            jnp.clip(network.layers[2].weight, -bound, bound),
-        ),
-    )
-
-
 def trained_network(args) -> tuple[bj.Sequential, dict]:
     """Load the network from `--checkpoint` if it fits, else train it in the numerics."""
     network = make_network(args.hidden, jax.random.PRNGKey(args.seed))
-    config = {
+    config = {  # a checkpoint of another calibration is retrained, not loaded
+        "weight_scale": CONFIG.weight_scale,
+        "capacitance": CONFIG.capacitance,
+        "synapse_dac_bias": CONFIG.synapse_dac_bias,
         "hidden": args.hidden,
         "train_size": args.train_size,
         "epochs": args.epochs,
@@ -152,7 +117,7 @@ def trained_network(args) -> tuple[bj.Sequential, dict]:
         epochs=args.epochs,
         batch_size=min(50, args.train_size),
         key=jax.random.PRNGKey(args.seed + 1),
-        constrain=_clip,
+        constrain=yinyang.clip_weights,  # |w| <= 63 / weight scale
         progress=False,
     )
     meta = {

@@ -61,7 +61,7 @@ def test_train_tiny_chip_model_with_transfer(tmp_path, capsys):
     assert len(metrics["random_chips_history"]) == 1
     assert metrics["random_chips_config"]["gradient"] == "through"
     assert metrics["config"]["gradient"] == "inject" and metrics["config"]["chip_seed"] == 0
-    assert metrics["config"]["anchor_probability"] == 0.3
+    assert metrics["config"]["anchor_probability"] == 0.5
     assert metrics["config"]["chips_per_call"] == 5
     assert metrics["random_chips_config"]["chips_per_call"] == 5
     assert metrics["pretrain_config"]["weight_noise"] == 0.05
@@ -85,9 +85,10 @@ def test_train_phase_defaults_follow_the_gradient_mode():
     assert pretrain.epochs == yinyang.CHIP_PRETRAINING.epochs
     assert pretrain.weight_noise == yinyang.CHIP_PRETRAINING.weight_noise > 0
     assert random_chips is None  # off by default
-    assert (inject.lr, inject.anchor_probability, inject.chips_per_call) == (3e-4, 0.3, 5)
+    assert (inject.epochs, inject.lr, inject.anchor_probability) == (10, 1e-3, 0.5)
+    assert inject.chips_per_call == 5
     *_, through = train_configs(parser.parse_args(["--gradient", "through"]))
-    assert (through.lr, through.anchor_probability) == (1e-3, 0.5)
+    assert (through.epochs, through.lr, through.anchor_probability) == (6, 1e-3, 0.5)
     *_, chosen = train_configs(parser.parse_args(["--gradient", "through", "--lr", "2e-3"]))
     assert (chosen.lr, chosen.anchor_probability) == (2e-3, 0.5)
     none = train_configs(parser.parse_args(["--backend", "numeric"]))
