@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from .._constants import CADC_RANGE, MADC_RANGE
 from .._transforms import round_straight_through
 from ._config import CADC_RELIABLE, ChipConfig
+from ._noise import normal
 
 
 class RawPopulationRecording(eqx.Module):
@@ -275,7 +276,7 @@ def plan_readout(network, layout, config: ChipConfig, key, *, time, batch, dt, w
         batch * count * layout.neuron_count if config.cadc_noise else 0,
         batch * madc_count * len(madc_keys) if config.madc_noise else 0,
     )
-    pool = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    pool = normal(key, (sum(sizes),))  # = jax.random.normal's draws (_noise)
     ends = [sum(sizes[: i + 1]) for i in range(len(sizes))]
     noise = NoiseDraws(*(pool[end - size : end] for size, end in zip(sizes, ends, strict=True)))
     substep_time = dt / config.substeps
