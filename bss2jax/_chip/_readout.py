@@ -114,8 +114,13 @@ def _window_extremes(spike_times, time):
     """
     steps, batch, n = spike_times.shape
     windows = spike_times.reshape(time, steps // time, batch, n)
-    earliest = windows.min(1)
-    latest = jnp.where(jnp.isfinite(windows), windows, -jnp.inf).max(1)
+    finite = jnp.where(jnp.isfinite(windows), windows, -jnp.inf)
+    # elementwise over the sub-steps, not a reduction: XLA fuses it (its CPU reduction
+    # over the short sub-step axis was a slow kernel); min and max are exact either way
+    earliest, latest = windows[:, 0], finite[:, 0]
+    for s in range(1, steps // time):
+        earliest = jnp.minimum(earliest, windows[:, s])
+        latest = jnp.maximum(latest, finite[:, s])
     latest = jnp.where(jnp.isfinite(latest), latest, jnp.inf)
     return jnp.concatenate([earliest, latest])
 
