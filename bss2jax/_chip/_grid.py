@@ -77,9 +77,9 @@ def shared_cadc_to_dense(times, values, dt: float, length: int, interpolation: s
         shared = jnp.broadcast_to(times[:, None, :], values.shape)
         return cadc_to_dense(shared, values, dt=dt, length=length, interpolation=interpolation)
     values = values.astype(jnp.result_type(values.dtype, jnp.float32))
-    grid = jnp.arange(length, dtype=times.dtype) * dt
+    grid = (jnp.arange(length, dtype=times.dtype) * dt)[None]  # (1, length)
     side = "right" if interpolation == "linear" else "left"
-    found = jax.vmap(lambda t: jnp.searchsorted(t, grid, side=side))(times)  # (batch, length)
+    found = jax.vmap(lambda t: jnp.searchsorted(t, grid[0], side=side))(times)  # (batch, length)
 
     def take(index):  # the samples at `index` (batch, length) → (batch, neurons, length)
         return jnp.take_along_axis(values, index[:, None, :], axis=2)
