@@ -43,7 +43,7 @@ def threefry2x32(k1, k2, x1, x2) -> tuple[jax.Array, jax.Array]:
 def _is_threefry(key: jax.Array) -> bool:
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return "threefry" in str(jax.random.key_impl(key))
-    default = jax.config.jax_default_prng_impl  # raw uint32 keys follow the default
+    default = jax.config.jax_default_prng_impl  # type: ignore[attr-defined]
     return key.shape[-1:] == (2,) and default in ("threefry2x32", "threefry")
 
 
@@ -55,7 +55,8 @@ def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     ```
     """
     size = math.prod(shape)
-    if not (_is_threefry(key) and jax.config.jax_threefry_partitionable) or size >= 2**32:
+    partitionable = jax.config.jax_threefry_partitionable  # type: ignore[attr-defined]
+    if not (_is_threefry(key) and partitionable) or size >= 2**32:
         return jax.random.normal(key, shape, jnp.float32)
     data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     counter = lax.iota(np.uint32, size).reshape(shape)  # JAX's iota_2x32_shape: high word 0
