@@ -82,7 +82,10 @@ def shared_cadc_to_dense(times, values, dt: float, length: int, interpolation: s
     found = jax.vmap(lambda t: jnp.searchsorted(t, grid[0], side=side))(times)  # (batch, length)
 
     def take(index):  # the samples at `index` (batch, length) → (batch, neurons, length)
-        return jnp.take_along_axis(values, index[:, None, :], axis=2)
+        # a product with one-hot rows, exact (one term v, the rest 0 * v = 0), where a
+        # gather let XLA recompute the CADC values (and their noise draws) per read
+        one_hot = (index[:, :, None] == jnp.arange(count)[None, None]).astype(values.dtype)
+        return jnp.einsum("bnc,blc->bnl", values, one_hot)
 
     def at(index):
         return jnp.take_along_axis(times, index, axis=1)
