@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from .._constants import CADC_RANGE, MADC_RANGE
 from .._transforms import round_straight_through
 from ._config import CADC_RELIABLE, ChipConfig
+from ._noise import normal
 
 
 class RawPopulationRecording(eqx.Module):
@@ -113,8 +114,13 @@ def _window_extremes(spike_times, time):
     """
     steps, batch, n = spike_times.shape
     windows = spike_times.reshape(time, steps // time, batch, n)
-    earliest = windows.min(1)
-    latest = jnp.where(jnp.isfinite(windows), windows, -jnp.inf).max(1)
+    finite = jnp.where(jnp.isfinite(windows), windows, -jnp.inf)
+    # elementwise over the sub-steps, not a reduction: XLA fuses it (its CPU reduction
+    # over the short sub-step axis was a slow kernel); min and max are exact either way
+    earliest, latest = windows[:, 0], finite[:, 0]
+    for s in range(1, steps // time):
+        earliest = jnp.minimum(earliest, windows[:, s])
+        latest = jnp.maximum(latest, finite[:, s])
     latest = jnp.where(jnp.isfinite(latest), latest, jnp.inf)
     return jnp.concatenate([earliest, latest])
 
@@ -275,7 +281,7 @@ def plan_readout(network, layout, config: ChipConfig, key, *, time, batch, dt, w
         batch * count * layout.neuron_count if config.cadc_noise else 0,
         batch * madc_count * len(madc_keys) if config.madc_noise else 0,
     )
-    pool = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    pool = normal(key, (sum(sizes),))  # = jax.random.normal's draws (_noise)
     ends = [sum(sizes[: i + 1]) for i in range(len(sizes))]
     noise = NoiseDraws(*(pool[end - size : end] for size, end in zip(sizes, ends, strict=True)))
     substep_time = dt / config.substeps

@@ -356,11 +356,15 @@ def sum_circuits(layout: Layout, current: jax.Array) -> jax.Array:
     """Sum each neuron's circuits: `(batch, circuits)` → `(batch, neurons)`."""
     if all(width == 1 for width in layout.circuits_per_neuron.values()):
         return current
-    batch = current.shape[0]
     parts = []
     for key in layout.keys:
-        part = current[:, layout.circuits[key]]
-        parts.append(part.reshape(batch, -1, layout.circuits_per_neuron[key]).sum(-1))
+        part, width = current[:, layout.circuits[key]], layout.circuits_per_neuron[key]
+        # strided slices added in order, not a reduction: XLA fuses the adds into the
+        # sub-step, where its CPU reduction over a short minor axis was a slow kernel
+        total = part[:, 0::width]
+        for j in range(1, width):
+            total = total + part[:, j::width]
+        parts.append(total)
     return jnp.concatenate(parts, axis=1)
 
 
