@@ -6,6 +6,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,30 @@ def traced_checks(mode: str) -> str:
 def error_if(x, pred, message: str):
     """`eqx.error_if(x, pred, message)` under the mode set by `traced_checks`."""
     return eqx.error_if(x, pred, message, on_error=_ON_ERROR[0])
+
+
+def warn_if(pred, message: Callable[..., str | None], *values) -> None:
+    """The run-time counterpart of a warning about traced values (under `jit`, `vmap` or
+    `grad`): where `pred` holds, `message(*values)` (on the host, as NumPy arrays, batched
+    under `vmap`) gives the warning's text, or None for none. A warning needs a host
+    callback, so in `traced_checks("nan")` mode (the CLI's compilation cache) this adds
+    nothing and warns nothing: what it would report must also be reported in the results
+    (e.g. `Recording.clipped_weights`)."""
+    if _ON_ERROR[0] == "nan":
+        return
+
+    def host(*arrays):
+        text = message(*(np.asarray(a) for a in arrays))
+        if text:
+            warnings.warn(text, UserWarning, stacklevel=2)
+
+    # `unvmap_any`: one unbatched predicate, so that `cond` stays a branch under `vmap`
+    # (a batched one turns it into a select that would call the host every time).
+    jax.lax.cond(
+        eqx.internal.unvmap_any(pred),
+        lambda: jax.debug.callback(host, *values),
+        lambda: None,
+    )
 
 
 def check_spikes(spikes: jax.Array, name: str) -> jax.Array:
