@@ -92,7 +92,7 @@ def check_dt(dt, name: str = "dt") -> float:
     """`dt` as a Python float: positive, finite, static (not traced); else a named error."""
     if isinstance(dt, jax.core.Tracer):
         raise TypeError(f"`{name}` must be a Python float (static), not a traced value.")
-    if isinstance(dt, bool):
+    if isinstance(dt, (bool, str, bytes)):  # float("1e-6") would pass: not a number
         raise TypeError(f"`{name}` must be a positive float in seconds; got {dt!r}.")
     try:
         value = float(dt)

@@ -553,3 +553,59 @@ def test_traced_calibration_targets_outside_calix_warn_at_run_time():
         spikes(jnp.float32(80.0))
     with pytest.warns(UserWarning, match=r"`leak` on the chip is 10.0 CADC LSB, outside calix"):
         jax.block_until_ready(spikes(jnp.float32(10.0)))
+
+
+# Found by benchmarks/probe_campaign.py
+
+
+def test_explicit_euler_refuses_a_traced_tau_not_below_dt():
+    current = jax.jit(lambda tau: bj.run(_one_layer(tau_syn=tau), SPIKES, dt=2e-6)[0].current)
+    assert np.isfinite(current(jnp.float32(5e-6))).all()
+    with pytest.raises(Exception, match=r"`tau_syn` must exceed `dt` = 2e-06 s with integrator"):
+        jax.block_until_ready(current(jnp.float32(1e-6)))
+
+
+@pytest.mark.parametrize("options", [dict(threshold=0.0, reset=0.5), dict(exponential_slope=0.0)])
+def test_traced_threshold_below_reset_and_adex_slope_fail_at_run_time(options):
+    name, value = next((k, v) for k, v in options.items() if k != "reset")
+    rest = {k: v for k, v in options.items() if k != name}
+
+    def spikes(v):
+        neuron = bj.AdEx(2, **{name: v}, **rest)
+        network = bj.Sequential([bj.Synapse(2, 2, weight=jnp.full((2, 2), 0.5)), neuron])
+        return bj.run(network, SPIKES)[0].spikes
+
+    with pytest.raises(Exception, match=f"`{name}` must (not lie below `reset`|be positive)"):
+        jax.block_until_ready(jax.jit(spikes)(jnp.float32(value)))
+
+
+@pytest.mark.parametrize("name", ["leak", "tau_mem", "tau_syn", "reset"])
+def test_infinite_neuron_parameters_are_refused(name):
+    with pytest.raises(ValueError, match=f"`{name}` must be finite; got inf"):
+        bj.LIF(2, **{name: float("inf")})
+    with pytest.raises(ValueError, match="`exponential_slope` must be finite"):
+        bj.AdEx(2, exponential_slope=float("inf"))
+
+
+def test_a_threshold_of_plus_infinity_never_fires():
+    out = bj.run(_one_layer(weight=5.0, threshold=float("inf")), SPIKES)[0]
+    assert np.isfinite(out.membrane_cadc).all() and not np.asarray(out.spikes).any()
+
+
+def test_traced_infinite_tau_fails_at_run_time():
+    spikes = jax.jit(lambda tau: bj.run(_one_layer(tau_mem=tau), SPIKES)[0].spikes)
+    with pytest.raises(Exception, match="`tau_mem` must be positive and finite"):
+        jax.block_until_ready(spikes(jnp.float32(jnp.inf)))
+
+
+def test_dt_must_not_be_a_string():
+    with pytest.raises(TypeError, match="`dt` must be a positive float in seconds; got '1e-6'"):
+        bj.run(_one_layer(), SPIKES, dt="1e-6")
+
+
+def test_checkpoint_metadata_must_be_json(tmp_path):
+    bj.save_checkpoint(tmp_path / "c.npz", ({"w": jnp.array(2.0)},))
+    with pytest.raises(TypeError, match="`metadata` must be JSON-serialisable"):
+        bj.save_checkpoint(tmp_path / "c.npz", ({"w": jnp.array(3.0)},), {"x": object()})
+    (params,), _ = bj.load_checkpoint(tmp_path / "c.npz", ({"w": jnp.array(0.0)},))
+    assert float(params["w"]) == 2.0  # the old file is intact
