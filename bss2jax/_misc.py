@@ -187,11 +187,23 @@ def warn_if(pred, message: Callable[..., str | None], *values) -> None:
     )
 
 
+def _not_bitwise_spikes(spikes: jax.Array) -> jax.Array:
+    """Entries other than +-0 and 1, compared as integers (XLA's float compare treats a
+    subnormal as 0 on CPU, and simplifies float-derived integer tests back into it)."""
+    width = 8 * spikes.dtype.itemsize
+    bits = jax.lax.bitcast_convert_type(spikes, f"uint{width}")
+    one = jax.lax.bitcast_convert_type(jnp.ones((), spikes.dtype), f"uint{width}")
+    magnitude = bits & jnp.asarray((1 << (width - 1)) - 1, bits.dtype)
+    return (magnitude != 0) & (bits != one)
+
+
 def check_spikes(spikes: jax.Array, name: str) -> jax.Array:
     """`spikes` unchanged when every entry is 0 or 1; else `ValueError` naming `name`, the
     count and an example (a concrete array), or `eqx.error_if` (a traced one)."""
     if isinstance(spikes, jax.core.Tracer):
         bad = (spikes != 0) & (spikes != 1)
+        if jnp.issubdtype(spikes.dtype, jnp.floating):  # XLA compares a subnormal as 0
+            bad = _not_bitwise_spikes(spikes)
         return error_if(spikes, jnp.any(bad), f"`{name}` must hold spikes as 0/1.")
     values = np.asarray(spikes)  # on the host: no op staged into an enclosing trace
     bad = (values != 0) & (values != 1)

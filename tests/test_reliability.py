@@ -609,3 +609,14 @@ def test_checkpoint_metadata_must_be_json(tmp_path):
         bj.save_checkpoint(tmp_path / "c.npz", ({"w": jnp.array(3.0)},), {"x": object()})
     (params,), _ = bj.load_checkpoint(tmp_path / "c.npz", ({"w": jnp.array(0.0)},))
     assert float(params["w"]) == 2.0  # the old file is intact
+
+
+def test_traced_subnormal_inputs_are_refused_as_eagerly():
+    x = np.array(SPIKES)
+    x[2, 0, 1] = 1.3e-39  # in NumPy: XLA on CPU would flush it to 0, and compares it as 0
+    with pytest.raises(ValueError, match="`inputs` must hold spikes as 0/1; got 1 other"):
+        bj.run(_one_layer(), x)
+    run = jax.jit(lambda x: bj.run(_one_layer(), x)[0].spikes)
+    run(np.where(np.array(SPIKES) == 0, -0.0, 1.0))  # -0.0 is a 0
+    with pytest.raises(Exception, match="`inputs` must hold spikes as 0/1"):
+        jax.block_until_ready(run(x))
