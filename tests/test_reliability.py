@@ -620,3 +620,11 @@ def test_traced_subnormal_inputs_are_refused_as_eagerly():
     run(np.where(np.array(SPIKES) == 0, -0.0, 1.0))  # -0.0 is a 0
     with pytest.raises(Exception, match="`inputs` must hold spikes as 0/1"):
         jax.block_until_ready(run(x))
+
+
+@pytest.mark.xfail(strict=True, reason="open: exp((v - 110) / 0.05) overflows to inf, then NaN")
+def test_adex_with_a_leak_above_its_exponential_threshold():
+    """Found by test_fuzz: AdEx(leak=115) with the default exponential threshold (110) and
+    slope (0.05) gives NaN membranes from the first step on; neither refused nor finite."""
+    network = bj.Sequential([bj.Synapse(2, 2, weight=jnp.full((2, 2), 0.5)), bj.AdEx(2, leak=115)])
+    assert np.isfinite(bj.run(network, SPIKES)[0].membrane_cadc).all()
