@@ -92,7 +92,7 @@ def _guard_traced_relation(neuron, name: str, lower: str | None) -> None:
     setattr(neuron, name, error_if(first, bad, f"`{name}` {rule} (a traced value does)."))
 
 
-def guard_euler_step(network, inputs, dt: float):
+def guard_euler_step(network, inputs: jax.Array, dt: float) -> jax.Array:
     """The run-time counterpart of `check_euler_step` for time constants traced under
     `jit`: `inputs` carrying `error_if` (so that the run holds the check)."""
     for key in network.population_keys():

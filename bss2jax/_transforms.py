@@ -139,14 +139,14 @@ def check_range(
     CLI's compilation-cache mode, where the count in `Recording.clipped_weights` says it)."""
     scaled = jnp.abs(transform.scale * jnp.asarray(weight))
     if isinstance(scaled, jax.core.Tracer):
-        count = jnp.sum(scaled > WEIGHT_MAX + 0.5).astype(jnp.int32)
+        traced = jnp.sum(scaled > WEIGHT_MAX + 0.5).astype(jnp.int32)
         largest = jnp.max(scaled, initial=0.0)
         scale = jnp.asarray(transform.scale)
-        warn_if(count > 0, partial(_clipped_message, name), scale, count, largest)
-        return count
+        warn_if(traced > 0, partial(_clipped_message, name), scale, traced, largest)
+        return traced
     count = int(jnp.sum(scaled > WEIGHT_MAX + 0.5))
-    if count:
-        message = _clipped_message(name, transform.scale, count, float(jnp.max(scaled)))
+    message = _clipped_message(name, transform.scale, count, float(jnp.max(scaled, initial=0.0)))
+    if message:
         warnings.warn(message, stacklevel=stacklevel)
     return count
 
