@@ -6,6 +6,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def check_dt(dt, name: str = "dt") -> float:
     """`dt` as a Python float: positive, finite, static (not traced); else a named error."""
     if isinstance(dt, jax.core.Tracer):
         raise TypeError(f"`{name}` must be a Python float (static), not a traced value.")
-    if isinstance(dt, bool):
+    if isinstance(dt, (bool, str, bytes)):  # float("1e-6") would pass: not a number
         raise TypeError(f"`{name}` must be a positive float in seconds; got {dt!r}.")
     try:
         value = float(dt)
@@ -162,11 +163,47 @@ def error_if(x, pred, message: str):
     return eqx.error_if(x, pred, message, on_error=_ON_ERROR[0])
 
 
+def warn_if(pred, message: Callable[..., str | None], *values) -> None:
+    """The run-time counterpart of a warning about traced values (under `jit`, `vmap` or
+    `grad`): where `pred` holds, `message(*values)` (on the host, as NumPy arrays, batched
+    under `vmap`) gives the warning's text, or None for none. A warning needs a host
+    callback, so in `traced_checks("nan")` mode (the CLI's compilation cache) this adds
+    nothing and warns nothing: what it would report must also be reported in the results
+    (e.g. `Recording.clipped_weights`)."""
+    if _ON_ERROR[0] == "nan":
+        return
+
+    def host(*arrays):
+        text = message(*(np.asarray(a) for a in arrays))
+        if text:
+            warnings.warn(text, UserWarning, stacklevel=2)
+
+    # `unvmap_any`: one unbatched predicate, so that `cond` stays a branch under `vmap`
+    # (a batched one turns it into a select that would call the host every time).
+    jax.lax.cond(
+        eqx.internal.unvmap_any(pred),
+        lambda: jax.debug.callback(host, *values),
+        lambda: None,
+    )
+
+
+def _not_bitwise_spikes(spikes: jax.Array) -> jax.Array:
+    """Entries other than +-0 and 1, compared as integers (XLA's float compare treats a
+    subnormal as 0 on CPU, and simplifies float-derived integer tests back into it)."""
+    width = 8 * spikes.dtype.itemsize
+    bits = jax.lax.bitcast_convert_type(spikes, f"uint{width}")
+    one = jax.lax.bitcast_convert_type(jnp.ones((), spikes.dtype), f"uint{width}")
+    magnitude = bits & jnp.asarray((1 << (width - 1)) - 1, bits.dtype)
+    return (magnitude != 0) & (bits != one)
+
+
 def check_spikes(spikes: jax.Array, name: str) -> jax.Array:
     """`spikes` unchanged when every entry is 0 or 1; else `ValueError` naming `name`, the
     count and an example (a concrete array), or `eqx.error_if` (a traced one)."""
     if isinstance(spikes, jax.core.Tracer):
         bad = (spikes != 0) & (spikes != 1)
+        if jnp.issubdtype(spikes.dtype, jnp.floating):  # XLA compares a subnormal as 0
+            bad = _not_bitwise_spikes(spikes)
         return error_if(spikes, jnp.any(bad), f"`{name}` must hold spikes as 0/1.")
     values = np.asarray(spikes)  # on the host: no op staged into an enclosing trace
     bad = (values != 0) & (values != 1)

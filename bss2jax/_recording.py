@@ -53,6 +53,11 @@ class Recording(eqx.Module):
     `bss2jax._chip._events`); None where the backend does not know (`Numeric` loses
     nothing).
 
+    `clipped_weights`: int scalar, how many chip weights (`scale * weight` of every
+    `linear_saturating` synapse) lay beyond ±63 and were clipped for this run (`ChipModel`,
+    `Hardware` and `Replay` count them; concrete weights also warn, traced ones warn at run
+    time unless the CLI's compilation cache is on); None where not counted.
+
     ```python
     rec = bj.Recording({0: bj.PopulationRecording(membrane_cadc=trace)})
     ```
@@ -60,14 +65,17 @@ class Recording(eqx.Module):
 
     populations: dict[Hashable, PopulationRecording | None]
     dropped_inputs: Int[ArrayLike, " batch"] | None = None
+    clipped_weights: Int[ArrayLike, ""] | None = None
 
     def __init__(
         self,
         populations: Mapping[Hashable, PopulationRecording | None],
         dropped_inputs: Int[ArrayLike, " batch"] | None = None,
+        clipped_weights: Int[ArrayLike, ""] | None = None,
     ):
         self.populations = dict(populations)
         self.dropped_inputs = dropped_inputs
+        self.clipped_weights = clipped_weights
 
 
 def shift_time(trace: Float[Array, "time ..."], steps: int) -> Float[Array, "time ..."]:

@@ -17,6 +17,7 @@ from ._backend import AbstractBackend, Numeric
 from ._eventprop import EventProp
 from ._misc import check_dt as _check_dt, check_inputs
 from ._network import INPUT, AbstractNetwork, Edge, Stage
+from ._neuron_checks import guard_euler_step
 from ._neurons import AbstractNeuron
 from ._observables import Observables
 from ._recording import PopulationRecording, Recording, cadc_to_model
@@ -77,7 +78,7 @@ def run(
     exact, backend = _eventprop.check_gradient(gradient, backend)
     if isinstance(inputs, _projection.Events):
         return _run_events(network, inputs, backend, dt, key, projection, integrator, exact)
-    inputs = check_inputs(network, inputs, float)
+    inputs = guard_euler_step(network, check_inputs(network, inputs, float), dt)
     recording = backend.observe(network, inputs, dt=dt, key=key)
     return _run_network(network, inputs, inputs, recording, dt, projection, integrator, exact)
 

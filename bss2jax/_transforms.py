@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import warnings
+from functools import partial
 
 import equinox as eqx
 import jax
@@ -17,6 +18,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._constants import WEIGHT_MAX
+from ._misc import warn_if
 from ._typing import FloatScalar, user_facing
 
 
@@ -130,32 +132,52 @@ def linear_exponential_clamp(
 
 def check_range(
     transform: LinearSaturating, weight, *, name: str = "weight", stacklevel: int = 2
-) -> None:
-    """Warn (never clip silently) when `scale * weight` leaves [-63, 63] on the chip.
-    Concrete weights only: under `jit` the values are not known when this runs."""
+) -> jax.Array | int:
+    """Warn (never clip silently) when `scale * weight` leaves [-63, 63] on the chip, and
+    return how many entries the chip clips. Traced weights (under `jit`, `vmap`, `grad`):
+    the count is traced and the warning is given at run time (`_misc.warn_if`; none in the
+    CLI's compilation-cache mode, where the count in `Recording.clipped_weights` says it)."""
     scaled = jnp.abs(transform.scale * jnp.asarray(weight))
     if isinstance(scaled, jax.core.Tracer):
-        return
+        traced = jnp.sum(scaled > WEIGHT_MAX + 0.5).astype(jnp.int32)
+        largest = jnp.max(scaled, initial=0.0)
+        scale = jnp.asarray(transform.scale)
+        warn_if(traced > 0, partial(_clipped_message, name), scale, traced, largest)
+        return traced
     count = int(jnp.sum(scaled > WEIGHT_MAX + 0.5))
-    if count:
-        warnings.warn(
-            f"{count} entries of `{name}` exceed ±{WEIGHT_MAX} after scaling by the "
-            f"transform's scale {transform.scale} (largest {float(jnp.max(scaled)):g}) and "
-            f"will be clipped to ±{WEIGHT_MAX} on the chip; lower the scale or clip the "
-            "weights (fit's `constrain`).",
-            stacklevel=stacklevel,
-        )
+    message = _clipped_message(name, transform.scale, count, float(jnp.max(scaled, initial=0.0)))
+    if message:
+        warnings.warn(message, stacklevel=stacklevel)
+    return count
 
 
-def check_weight_range(network, *, stacklevel: int = 2) -> None:
+def _clipped_message(name, scale, count, largest) -> str | None:
+    """The warning for `count` clipped entries (arrays from `warn_if` under `vmap`: summed;
+    None when nothing is clipped); `scale` the transform's (one, or one per row)."""
+    count, largest = int(np.sum(count)), float(np.max(largest))
+    if not count:
+        return None
+    scale = np.asarray(scale)
+    scale = f"{float(scale.flat[0])}" if scale.size == 1 else "(several values)"
+    return (
+        f"{count} entries of `{name}` exceed ±{WEIGHT_MAX} after scaling by the "
+        f"transform's scale {scale} (largest {largest:g}) and will be clipped to "
+        f"±{WEIGHT_MAX} on the chip; lower the scale or clip the weights (fit's `constrain`)."
+    )
+
+
+def check_weight_range(network, *, stacklevel: int = 2) -> jax.Array | int:
     """`check_range` on every `linear_saturating` synapse of `network` (masked entries
-    excluded): what `ChipModel` and `Hardware` call before they run."""
+    excluded): what `ChipModel` and `Hardware` call before they run. Returns the number of
+    weights the chip clips (traced when the weights are; `Recording.clipped_weights`)."""
+    total: jax.Array | int = 0
     for index in range(len(network.edges())):
         synapse = network.synapse(index)
         if not isinstance(synapse.transform, LinearSaturating):
             continue
         weight = synapse.weight
-        if synapse.mask is not None and not isinstance(weight, jax.core.Tracer):
+        if synapse.mask is not None:
             weight = jnp.where(synapse.mask, weight, 0.0)
         name = f"weight of synapse {index}"
-        check_range(synapse.transform, weight, name=name, stacklevel=stacklevel + 1)
+        total = total + check_range(synapse.transform, weight, name=name, stacklevel=stacklevel + 1)
+    return total

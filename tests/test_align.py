@@ -76,7 +76,10 @@ def test_intro_tutorial_first_three_sections_on_the_chip_model():
     network = bj.Sequential(
         [bj.Synapse(1, 1, weight=jnp.ones((1, 1)), transform=alignment.transform()), aligned]
     )
-    (on_chip,) = _run(network, single, chip_model, next(keys))
+    # model weight 1 at the fitted scale (~66) is beyond ±63 on the chip: clipped, and
+    # said so (it used to go unwarned); the tolerance below covers the 4 % clip
+    with pytest.warns(UserWarning, match=r"1 entries of `weight of synapse 0` exceed ±63"):
+        (on_chip,) = _run(network, single, chip_model, next(keys))
     (numerics,) = _run(network, single[:, :1], bj.Numeric(), None)
     chip_psp = np.asarray(on_chip.membrane_cadc[:, :, 0]).mean(1)  # 10 runs, as the tutorial
     model_psp = np.asarray(numerics.membrane_cadc[:, 0, 0])

@@ -8,7 +8,9 @@ import os
 import stat
 import threading
 import time
+import warnings
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +21,7 @@ from hardware_clients import FakeClient
 import bss2jax as bj
 import bss2jax.hardware as bjh
 from bss2jax._cli import main
-from bss2jax._misc import write_json
+from bss2jax._misc import traced_checks, write_json
 
 # Data loss
 
@@ -458,3 +460,171 @@ def test_traced_neuron_parameters_are_checked_at_run_time():
     for tau in (-1e-5, jnp.nan):
         with pytest.raises(Exception, match="`tau_mem` must be positive"):
             jax.block_until_ready(spikes(jnp.float32(tau)))
+
+
+# Under jit: traced values are checked at run time (`_misc.error_if` / `warn_if`)
+
+
+def _with_weight(network, weight):
+    return eqx.tree_at(lambda n: n.layers[0].weight, network, jnp.full((2, 2), weight))
+
+
+def _observe_clipped(backend):
+    network = _one_layer(40.0, 5.0)
+    return jax.jit(lambda w: backend.observe(_with_weight(network, w), SPIKES, dt=1e-6, key=None))
+
+
+@pytest.mark.parametrize(
+    "backend", [NOMINAL, bj.Hardware(FakeClient(samples=3))], ids=["chip", "hardware"]
+)
+def test_traced_weights_beyond_six_bits_are_counted_and_warned(backend):
+    observe = _observe_clipped(backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # in range: no warning
+        assert int(observe(jnp.float32(1.5)).clipped_weights) == 0  # 40 * 1.5 = 60
+    with pytest.warns(UserWarning, match=r"4 entries of `weight of synapse 0` exceed ±63 .*"):
+        recording = observe(jnp.float32(5.0))  # 40 * 5 = 200 -> 63
+    assert int(recording.clipped_weights) == 4
+
+
+def test_clipped_weights_counted_without_a_callback_in_cache_mode():
+    previous = traced_checks("nan")
+    try:
+        observe = _observe_clipped(NOMINAL)
+        lowered = jax.jit(observe).lower(jnp.float32(5.0)).as_text()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert int(observe(jnp.float32(5.0)).clipped_weights) == 4
+    finally:
+        traced_checks(previous)
+    assert "callback" not in lowered  # JAX's persistent cache can store the program
+
+
+def test_eager_recordings_count_clipped_weights():
+    with pytest.warns(UserWarning, match="exceed ±63"):
+        recording = NOMINAL.observe(_one_layer(40.0, 5.0), SPIKES, dt=1e-6, key=None)
+    assert int(recording.clipped_weights) == 4
+    fine = NOMINAL.observe(_one_layer(40.0, 1.0), SPIKES, dt=1e-6, key=None)
+    assert int(fine.clipped_weights) == 0
+
+
+def _chip_with(**fields):
+    return bj.ChipInstance(**{**bj.ChipInstance.nominal().__dict__, **fields})
+
+
+def test_traced_chip_instances_are_checked_at_run_time():
+    def draw(key, spread):  # as ChipInstance.random draws the CADC gain, 1 + s N(0, 1)
+        return _chip_with(cadc_gain=1.0 + spread * jax.random.normal(key, (512,)))
+
+    draw = jax.jit(draw)
+    assert bool(jnp.all(draw(jax.random.key(0), 0.01).cadc_gain > 0))
+    with pytest.raises(Exception, match="`ChipInstance.cadc_gain` holds factors and must be"):
+        jax.block_until_ready(draw(jax.random.key(0), 2.0))  # 1 + 2 N(0, 1) < 0 somewhere
+
+
+def test_traced_chip_instance_nan_is_checked_at_run_time():
+    make = jax.jit(lambda leak: _chip_with(leak=leak))
+    make(jnp.zeros(512))
+    with pytest.raises(Exception, match="`ChipInstance.leak` must be finite"):
+        jax.block_until_ready(make(jnp.full(512, jnp.nan)).leak)
+
+
+def test_traced_capacitance_is_checked_at_run_time():
+    spikes = jax.jit(
+        lambda c: (
+            bj.run(_one_layer(membrane_capacitance=bj.Mixed(1.0, c)), SPIKES, backend=NOMINAL)[
+                0
+            ].spikes
+        )
+    )
+    assert spikes(jnp.float32(40.0)).shape == (5, 1, 2)
+    with pytest.raises(
+        Exception, match=r"`membrane_capacitance` on the chip must lie in \[1, 63\]"
+    ):
+        jax.block_until_ready(spikes(jnp.float32(100.0)))
+
+
+def test_traced_calibration_targets_outside_calix_warn_at_run_time():
+    spikes = jax.jit(
+        lambda leak: bj.run(_one_layer(leak=bj.Mixed(0.0, leak)), SPIKES, backend=NOMINAL)[0].spikes
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spikes(jnp.float32(80.0))
+    with pytest.warns(UserWarning, match=r"`leak` on the chip is 10.0 CADC LSB, outside calix"):
+        jax.block_until_ready(spikes(jnp.float32(10.0)))
+
+
+# Found by benchmarks/probe_campaign.py
+
+
+def test_explicit_euler_refuses_a_traced_tau_not_below_dt():
+    current = jax.jit(lambda tau: bj.run(_one_layer(tau_syn=tau), SPIKES, dt=2e-6)[0].current)
+    assert np.isfinite(current(jnp.float32(5e-6))).all()
+    with pytest.raises(Exception, match=r"`tau_syn` must exceed `dt` = 2e-06 s with integrator"):
+        jax.block_until_ready(current(jnp.float32(1e-6)))
+
+
+@pytest.mark.parametrize("options", [dict(threshold=0.0, reset=0.5), dict(exponential_slope=0.0)])
+def test_traced_threshold_below_reset_and_adex_slope_fail_at_run_time(options):
+    name, value = next((k, v) for k, v in options.items() if k != "reset")
+    rest = {k: v for k, v in options.items() if k != name}
+
+    def spikes(v):
+        neuron = bj.AdEx(2, **{name: v}, **rest)
+        network = bj.Sequential([bj.Synapse(2, 2, weight=jnp.full((2, 2), 0.5)), neuron])
+        return bj.run(network, SPIKES)[0].spikes
+
+    with pytest.raises(Exception, match=f"`{name}` must (not lie below `reset`|be positive)"):
+        jax.block_until_ready(jax.jit(spikes)(jnp.float32(value)))
+
+
+@pytest.mark.parametrize("name", ["leak", "tau_mem", "tau_syn", "reset"])
+def test_infinite_neuron_parameters_are_refused(name):
+    with pytest.raises(ValueError, match=f"`{name}` must be finite; got inf"):
+        bj.LIF(2, **{name: float("inf")})
+    with pytest.raises(ValueError, match="`exponential_slope` must be finite"):
+        bj.AdEx(2, exponential_slope=float("inf"))
+
+
+def test_a_threshold_of_plus_infinity_never_fires():
+    out = bj.run(_one_layer(weight=5.0, threshold=float("inf")), SPIKES)[0]
+    assert np.isfinite(out.membrane_cadc).all() and not np.asarray(out.spikes).any()
+
+
+def test_traced_infinite_tau_fails_at_run_time():
+    spikes = jax.jit(lambda tau: bj.run(_one_layer(tau_mem=tau), SPIKES)[0].spikes)
+    with pytest.raises(Exception, match="`tau_mem` must be positive and finite"):
+        jax.block_until_ready(spikes(jnp.float32(jnp.inf)))
+
+
+def test_dt_must_not_be_a_string():
+    with pytest.raises(TypeError, match="`dt` must be a positive float in seconds; got '1e-6'"):
+        bj.run(_one_layer(), SPIKES, dt="1e-6")
+
+
+def test_checkpoint_metadata_must_be_json(tmp_path):
+    bj.save_checkpoint(tmp_path / "c.npz", ({"w": jnp.array(2.0)},))
+    with pytest.raises(TypeError, match="`metadata` must be JSON-serialisable"):
+        bj.save_checkpoint(tmp_path / "c.npz", ({"w": jnp.array(3.0)},), {"x": object()})
+    (params,), _ = bj.load_checkpoint(tmp_path / "c.npz", ({"w": jnp.array(0.0)},))
+    assert float(params["w"]) == 2.0  # the old file is intact
+
+
+def test_traced_subnormal_inputs_are_refused_as_eagerly():
+    x = np.array(SPIKES)
+    x[2, 0, 1] = 1.3e-39  # in NumPy: XLA on CPU would flush it to 0, and compares it as 0
+    with pytest.raises(ValueError, match="`inputs` must hold spikes as 0/1; got 1 other"):
+        bj.run(_one_layer(), x)
+    run = jax.jit(lambda x: bj.run(_one_layer(), x)[0].spikes)
+    run(np.where(np.array(SPIKES) == 0, -0.0, 1.0))  # -0.0 is a 0
+    with pytest.raises(Exception, match="`inputs` must hold spikes as 0/1"):
+        jax.block_until_ready(run(x))
+
+
+@pytest.mark.xfail(strict=True, reason="open: exp((v - 110) / 0.05) overflows to inf, then NaN")
+def test_adex_with_a_leak_above_its_exponential_threshold():
+    """Found by test_fuzz: AdEx(leak=115) with the default exponential threshold (110) and
+    slope (0.05) gives NaN membranes from the first step on; neither refused nor finite."""
+    network = bj.Sequential([bj.Synapse(2, 2, weight=jnp.full((2, 2), 0.5)), bj.AdEx(2, leak=115)])
+    assert np.isfinite(bj.run(network, SPIKES)[0].membrane_cadc).all()

@@ -182,12 +182,14 @@ class ChipModel(AbstractBackend):
                 f"timer allows ({MAX_RUNTIME:.3f} s: 2^32 cycles at 125 MHz)."
             )
         placement = place(network, partition=self.partition)
-        check_network(network, placement, self.config, time, dt)
+        inputs, clipped = check_network(network, placement, self.config, time, dt, inputs)
         model = self
         if self.gradient == "inject":
             model, network, inputs = _stop_gradient((self, network, inputs))
         raw, recording, ranges = _emulate_jit(model, network, inputs, key, dt, densify)
         warn_cadc_range(ranges)
+        if recording is not None:
+            recording = Recording(recording.populations, recording.dropped_inputs, clipped)
         return raw, recording
 
 

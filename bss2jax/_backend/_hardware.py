@@ -234,7 +234,7 @@ def observe_through(
     """`observe` of `Hardware` and `Replay`: the callback around `link`, then to-dense.
     With a `mesh`, each device's slice of the batch goes through one of `links`."""
     spec = _make_spec(network, inputs.shape, dt, key is not None, limits)
-    check_weight_range(network, stacklevel=user_stacklevel() + 1)
+    clipped = jnp.asarray(check_weight_range(network, stacklevel=user_stacklevel() + 1))
     args = _dynamic_args(network, inputs, key)
     float_dtype = np.dtype(inputs.dtype)
     shapes = _result_shapes(spec, float_dtype)
@@ -243,15 +243,21 @@ def observe_through(
         def each(link, local_spec, *local_args):
             return _host_observe(link, local_spec, float_dtype, *local_args)
 
-        return _to_recording(spec, sharded_callback(each, links, spec, shapes, args, mesh))
+        flat = sharded_callback(each, links, spec, shapes, args, mesh)
+        return _with_clipped(_to_recording(spec, flat), clipped)
     host = functools.partial(_host_observe, link, spec, float_dtype)
     if any(isinstance(a, jax.core.Tracer) for a in args):
         flat = jax.pure_callback(host, shapes, *args, vmap_method=vmap_method)
-        return _to_recording(spec, flat)
+        return _with_clipped(_to_recording(spec, flat), clipped)
     # Concrete inputs: call the host directly, so that a HardwareError reaches the caller
     # as it is, and convert in one compiled call (cached per spec).
     flat = [jnp.asarray(x, s.dtype) for x, s in zip(host(*args), shapes, strict=True)]
-    return _to_recording_jit(spec, flat)
+    return _with_clipped(_to_recording_jit(spec, flat), clipped)
+
+
+def _with_clipped(recording: Recording, clipped) -> Recording:
+    """`recording` with the count of chip weights clipped to ±63 (`check_weight_range`)."""
+    return Recording(recording.populations, recording.dropped_inputs, clipped.astype(jnp.int32))
 
 
 def _client_folder(record_to, index: int, clients: int):

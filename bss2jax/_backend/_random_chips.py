@@ -143,7 +143,13 @@ class RandomChips(AbstractBackend):
         recording = jax.vmap(lambda x, k: self._observe_one(network, x, k, dt))(
             split_batch(inputs, groups), keys
         )
-        return Recording({name: _join_groups(p) for name, p in recording.populations.items()})
+        populations = {name: _join_groups(p) for name, p in recording.populations.items()}
+        dropped, clipped = recording.dropped_inputs, recording.clipped_weights
+        return Recording(
+            populations,
+            None if dropped is None else dropped.reshape(-1),  # (groups, batch / groups)
+            None if clipped is None else clipped[0],  # one network: the same in every group
+        )
 
     def _observe_one(self, network, inputs, key, dt):
         chip_key, coin_key, noise_key = jax.random.split(key, 3)

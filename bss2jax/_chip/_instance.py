@@ -23,7 +23,7 @@ import numpy as np
 
 from .._constants import NEURON_CIRCUITS, SYNAPSE_ROWS
 from .._errors import ChipInstanceError
-from .._misc import atomic_write
+from .._misc import atomic_write, error_if
 from .._typing import user_facing
 
 FORMAT_NAME = "bss2jax.ChipInstance"
@@ -128,18 +128,25 @@ class MismatchProfile:
         return float(getattr(self, base))
 
 
-def _check_values(name: str, value) -> None:
-    """`ChipInstanceError` for NaN or inf in a concrete field, or a gain that is not
-    positive (a traced field is checked where it was made)."""
+def _check_values(name: str, value):
+    """`value`, else `ChipInstanceError` for NaN or inf in a concrete field or a gain that
+    is not positive. A traced field (made under `jit` or `vmap`) comes back carrying the
+    same check at run time (`_misc.error_if`)."""
+    field = f"`ChipInstance.{name}`"
+    gain = _FIELDS[name][1] == "gain"
     if isinstance(value, jax.core.Tracer):
-        return
+        bad = ~jnp.isfinite(value) | (~(value > 0) if gain else False)
+        rule = "holds factors and must be positive and finite" if gain else "must be finite"
+        return error_if(value, jnp.any(bad), f"{field} {rule} (a traced value is not).")
     array = np.asarray(value)
     if not np.all(np.isfinite(array)):
-        raise ChipInstanceError(f"`ChipInstance.{name}` must be finite; got NaN or inf values.")
-    if _FIELDS[name][1] == "gain" and not np.all(array > 0):
+        count = int(np.sum(~np.isfinite(array)))
+        raise ChipInstanceError(f"{field} must be finite; got {count} NaN or inf values.")
+    if gain and not np.all(array > 0):
         raise ChipInstanceError(
-            f"`ChipInstance.{name}` holds factors and must be positive; got min {array.min()}."
+            f"{field} holds factors and must be positive; got min {array.min()}."
         )
+    return value
 
 
 class ChipInstance(eqx.Module):
@@ -175,6 +182,12 @@ class ChipInstance(eqx.Module):
     cadc_offset: jax.Array
     cadc_gain: jax.Array
 
+    def __post_init__(self):
+        for name in _FIELDS:  # a traced field gets its run-time check here
+            value = getattr(self, name)
+            if isinstance(value, jax.core.Tracer):
+                setattr(self, name, _check_values(name, value))
+
     def __check_init__(self):
         lead = None
         for name, (shape, _) in _FIELDS.items():
@@ -185,7 +198,8 @@ class ChipInstance(eqx.Module):
                     f"`ChipInstance.{name}` must have shape (..., {', '.join(map(str, shape))});"
                     f" got {got}."
                 )
-            _check_values(name, value)
+            if not isinstance(value, jax.core.Tracer):  # traced: checked in __post_init__
+                _check_values(name, value)
             this = got[: len(got) - len(shape)]
             if lead is None:
                 lead = this

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -18,6 +19,7 @@ import numpy as np
 
 from .._constants import CALIX_RANGES, INPUTS_PER_CIRCUIT
 from .._errors import BackendError
+from .._misc import error_if, warn_if
 from .._network import INPUT
 from .._parameters import hardware_value, model_value
 from .._transforms import check_weight_range
@@ -38,38 +40,23 @@ TARGET_NAMES = ("leak", "reset", "threshold", "tau_mem", "tau_syn")
 """The hardware values that `ChipModel` checks against calix's ranges."""
 
 
-def check_network(network, placement: Placement, config: ChipConfig, time, dt) -> None:
+def check_network(network, placement: Placement, config: ChipConfig, time, dt, inputs):
     """Trace-time checks: targets in calix ranges (warn), chip weights beyond 6 bits
-    (warn), MADC one per run, CADC buffer."""
-    check_weight_range(network, stacklevel=user_stacklevel() + 1)
+    (warn), the membrane capacitance in [1, 63] (error), MADC one per run, CADC buffer.
+
+    Traced parameters are checked at run time: the calix ranges and the weights through
+    `_misc.warn_if`, the capacitance through `_misc.error_if` on `inputs` (so that the
+    check is part of the run). **Returns:** `(inputs, clipped)`: `inputs` carrying those
+    checks, and the number of chip weights beyond ±63 (`Recording.clipped_weights`)."""
+    clipped = check_weight_range(network, stacklevel=user_stacklevel() + 1)
     madc_runs: dict[int, Hashable] = {}
     for key in network.population_keys():
         neuron = network.population(key)
         for name in TARGET_NAMES:
-            low, high, unit = CALIX_RANGES[name]
-            if name == "threshold" and not neuron.fire:
+            if name in ("threshold", "reset") and not neuron.fire:
                 continue
-            if name == "reset" and not neuron.fire:
-                continue
-            value: Any = hardware_value(getattr(neuron, name))
-            if isinstance(value, jax.core.Tracer):
-                continue
-            value = np.asarray(value)
-            if np.any((value < low) | (value > high)):
-                warnings.warn(
-                    f"population {key!r}: `{name}` on the chip is {value} {unit}, outside "
-                    f"calix's calibration range [{low}, {high}]; the chip could not be "
-                    "calibrated to it (the model uses it unchanged).",
-                    stacklevel=user_stacklevel(),
-                )
-        capacitance: Any = hardware_value(neuron.membrane_capacitance)
-        if not isinstance(capacitance, jax.core.Tracer):
-            capacitance = np.asarray(capacitance)
-            if not np.all((capacitance >= 1) & (capacitance <= 63)):  # NaN included
-                raise BackendError(
-                    f"population {key!r}: `membrane_capacitance` on the chip must lie in "
-                    f"[1, 63] LSB; got {capacitance}. Use bj.Mixed(model_seconds, lsb)."
-                )
+            _check_target(key, name, hardware_value(getattr(neuron, name)))
+        inputs = _check_capacitance(key, hardware_value(neuron.membrane_capacitance), inputs)
         if neuron.enable_madc_recording:
             run = int(placement.populations[key].runs[neuron.record_neuron_id])
             if run in madc_runs:
@@ -85,6 +72,45 @@ def check_network(network, placement: Placement, config: ChipConfig, time, dt) -
             "placement holds on the chip; use ChipConfig(cadc_memory='dram').",
             stacklevel=user_stacklevel(),
         )
+    return inputs, jnp.asarray(clipped, jnp.int32)
+
+
+def _target_message(key, name, value) -> str | None:
+    """The warning for a chip value outside calix's range (None inside)."""
+    low, high, unit = CALIX_RANGES[name]
+    value = np.asarray(value)
+    if not np.any((value < low) | (value > high)):
+        return None
+    return (
+        f"population {key!r}: `{name}` on the chip is {value} {unit}, outside calix's "
+        f"calibration range [{low}, {high}]; the chip could not be calibrated to it (the "
+        "model uses it unchanged)."
+    )
+
+
+def _check_target(key, name, value: Any) -> None:
+    """Warn for a calibration target outside calix's range (at run time when traced)."""
+    if isinstance(value, jax.core.Tracer):
+        low, high, _ = CALIX_RANGES[name]
+        outside = jnp.any((value < low) | (value > high))
+        warn_if(outside, partial(_target_message, key, name), value)
+        return
+    message = _target_message(key, name, value)
+    if message:
+        warnings.warn(message, stacklevel=user_stacklevel())
+
+
+def _check_capacitance(key, capacitance: Any, inputs):
+    """`BackendError` unless the chip capacitance lies in [1, 63] LSB (NaN fails); a
+    traced one is checked at run time by `error_if` on `inputs`."""
+    rule = f"population {key!r}: `membrane_capacitance` on the chip must lie in [1, 63] LSB"
+    if isinstance(capacitance, jax.core.Tracer):
+        outside = ~jnp.all((capacitance >= 1) & (capacitance <= 63))
+        return error_if(inputs, outside, f"{rule} (a traced value does not).")
+    capacitance = np.asarray(capacitance)
+    if not np.all((capacitance >= 1) & (capacitance <= 63)):  # NaN included
+        raise BackendError(f"{rule}; got {capacitance}. Use bj.Mixed(model_seconds, lsb).")
+    return inputs
 
 
 def _efficacy_scale(neuron, config: ChipConfig) -> float:

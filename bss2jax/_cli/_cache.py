@@ -12,7 +12,8 @@ values (`eqx.error_if`: inputs that are not 0/1, invalid neuron parameters built
 `jit`) are host callbacks. With the cache on, those checks therefore fail as NaN instead
 (`bss2jax._misc.traced_checks("nan")`): the run stops with `NonFiniteError` at the step
 that met one, without the check's own message (rerun with `--no-compilation-cache` to see
-it).
+it). Run-time warnings (chip weights beyond ±63, calix ranges) are host callbacks too
+and are left out; `Recording.clipped_weights` still counts the clipped weights.
 """
 
 from __future__ import annotations

@@ -61,7 +61,11 @@ def save_checkpoint(path, tree, metadata: Mapping | None = None) -> None:
         "metadata": dict(metadata or {}),
     }
     payload: dict[str, Any] = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
-    payload[_METADATA_KEY] = np.array(json.dumps(header))
+    try:
+        text = json.dumps(header)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"`metadata` must be JSON-serialisable; {error}.") from None
+    payload[_METADATA_KEY] = np.array(text)
     atomic_write(Path(path), lambda f: np.savez(f, **payload))
 
 
