@@ -206,10 +206,15 @@ def _synaptic_currents(nodes: dict, edges: list) -> tuple[dict, list, dict]:
         out = [b for a, b in edges if a == name]
         if type(node).__name__ != "LI" or len(out) != 1 or type(nodes[out[0]]).__name__ != "IF":
             continue
-        if [a for a, b in edges if b == out[0]] == [name] and not np.any(
-            np.asarray(node.v_leak) != 0
-        ):
-            currents[out[0]] = name
+        if [a for a, b in edges if b == out[0]] != [name]:
+            continue
+        if np.any(np.asarray(node.v_leak) != 0):
+            raise NetworkError(
+                f"NIR node {name!r}: an LI whose only edge is into IF {out[0]!r} is read as its "
+                "synaptic current, which needs v_leak 0 (bss2jax has no constant current); got "
+                f"v_leak up to {np.abs(np.asarray(node.v_leak)).max():g}."
+            )
+        currents[out[0]] = name
     into = {li: soma for soma, li in currents.items()}
     edges = [(a, into.get(b, b)) for a, b in edges if a not in into]
     return {k: v for k, v in nodes.items() if k not in into}, edges, currents

@@ -373,3 +373,15 @@ def test_if_under_constant_current_fires_at_the_linear_rate():
     period = theta / (r_if * r_li * w / DT) / DT  # in steps: 100
     assert len(times) >= 4
     assert np.all(np.abs(np.diff(times[1:]) - period) <= 1)
+
+
+def test_an_li_that_is_no_if_current_is_refused():
+    # a leaky LI before an IF is no synaptic current (a constant offset has no bss2jax form)
+    graph = _li_if_chain(*(np.array([x]) for x in (4e-6, 1.0, 2.0, 1.0, 0.5)))
+    graph.nodes["current"].v_leak = np.array([0.1])
+    with pytest.raises(bj.NetworkError, match="'current'.*synaptic current.*v_leak 0"):
+        bj.from_nir(graph, dt=DT)
+    graph = _li_if_chain(*(np.array([x]) for x in (4e-6, 1.0, 2.0, 1.0, 0.5)))
+    graph.edges.append(("current", "output"))  # its trace is read out too: not folded
+    with pytest.raises(bj.NetworkError, match="'current' does not spike"):
+        bj.from_nir(graph, dt=DT, lif_tau_syn=2 * DT)
