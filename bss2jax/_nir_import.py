@@ -72,10 +72,9 @@ def _neuron(name: str, node, kind: str, options: dict) -> tuple[Any, np.ndarray]
     if kind.startswith("Cuba"):
         tau_syn, w_in, tau_mem = get("tau_syn"), get("w_in"), get("tau_mem")
     elif current is not None:
-        tau_syn = _positive(
-            current, "tau", _vector(current, "tau", options["nodes"][current].tau, size)
-        )
-        w_in = _positive(current, "r", _vector(current, "r", options["nodes"][current].r, size))
+        li = options["nodes"][current]
+        tau_syn = _positive(current, "tau", _vector(current, "tau", li.tau, size))
+        w_in = _positive(current, "r", _vector(current, "r", li.r, size))
         tau_mem = np.ones(size)
     else:
         if options["lif_tau_syn"] is None:
@@ -142,7 +141,7 @@ def _resolve(end: str, side: int, nodes: dict, ports: dict) -> str:
             what = "Input" if side else "Output"
             raise NetworkError(
                 f"NIR sub-graph {end!r} has {len(port)} {what} nodes "
-                f"{[p.split('.')[-1] for p in port]}: an edge {'into' if side else 'out of'} "
+                f"{[p[len(end) + 1 :] for p in port]}: an edge {'into' if side else 'out of'} "
                 f"it must name one as '{end}.<name>'."
             )
         return port[0]
