@@ -1,11 +1,13 @@
 """Exchange networks with NIR, the Neuromorphic Intermediate Representation (`nir` package).
 
-Checked against `nir` 1.0.8 (`nir/ir/neuron.py`, `nir/ir/linear.py`, `nir/ir/graph.py`),
+Checked against `nir` 1.0.8 and neuromorphs/NIR@7232ada6d30e1beea78b180a5135b1a3bb3d3bc0
+(`nir/ir/neuron.py`, `nir/ir/linear.py`, `nir/ir/graph.py`, `docs/source/api_design.md`),
 whose continuous-time equations are, with times in NIR time units:
 
     CubaLIF / CubaLI:  tau_syn dI/dt = -I + w_in * S;   tau_mem dv/dt = (v_leak - v) + r * I
     LIF / LI:          tau dv/dt = (v_leak - v) + r * S
     IF:                dv/dt = r * S
+    LI's output is v, IF's and LIF's are spikes
     Linear / Affine:   S_out = W S_in (+ b)
 
 Conventions of this module (stated, since converters disagree on them):
@@ -28,8 +30,18 @@ Conventions of this module (stated, since converters disagree on them):
 - **LIF, LI, IF have no synapse**; bss2jax's neurons always have one. `from_nir` maps them
   only when given `lif_tau_syn` (seconds): the `tau_syn -> 0` limit of CubaLIF with
   `w_in = 1` is approximated by that short synaptic time constant (the PSP is smeared over
-  about `lif_tau_syn`). `to_nir` never writes them, except IF, which has no current-based
-  variant in NIR: `to_nir` refuses a non-leaky population.
+  about `lif_tau_syn`). `to_nir` writes no LIF.
+- **IF.** NIR's IF (`dv/dt = r S`) has no current-based variant, but an `LI` feeding it
+  is exactly one: `to_nir` writes a non-leaky population (an IAF: `bj.AdEx(leaky=False,
+  exponential=False, ...)`) as `LI(tau = r = tau_syn, v_leak = 0) -> IF(r = time_unit / c)`,
+  and `from_nir` reads any `LI` (v_leak 0) whose only edge is into an `IF` that nothing
+  else feeds as that IF's synaptic current (`tau_syn = tau`, `w_in = r`), exactly.
+  A non-leaky population's unused `leak` and `tau_mem` travel in metadata.
+- **Nested graphs** (`nir.NIRGraph` nodes, e.g. snnTorch's `RLeaky`/`RSynaptic` as
+  `{input, lif, w_rec, output}`) are inlined by `from_nir`: inner node `B` of sub-graph
+  `G` becomes `G.B`, an edge into `G` enters its only `Input`, an edge out of `G` leaves its
+  only `Output`, an edge may address `G.B` directly (NIR's `docs/source/api_design.md`), and
+  the inner `Input`/`Output` nodes are contracted away.
 - **Potentials** are model values (`Mixed.model`); the chip values, the exact membrane
   capacitance, the refractory time and the weight transform's scale travel in node
   `metadata` under `bss2jax_*` keys, which other libraries ignore and `from_nir` reads back
@@ -83,12 +95,14 @@ def _check_time_unit(time_unit: float) -> float:
 
 
 def _neuron_node(name: str, neuron: AbstractNeuron, time_unit: float, allow_refractory: bool):
+    """The NIR node of a population: `CubaLIF`/`CubaLI`, or for a non-leaky, firing one the
+    pair `(LI, IF)`: NIR's IF has no synaptic current, so an `LI` carries it."""
     nir = _nir()
-    if not neuron.leaky or neuron.exponential or neuron.adaptation:
+    if neuron.exponential or neuron.adaptation or not (neuron.leaky or neuron.fire):
         raise NetworkError(
-            f"population {name!r}: to_nir maps leaky neurons without exponential term or "
-            "adaptation (NIR CubaLIF/CubaLI); NIR's IF has no synaptic current, so a "
-            f"non-leaky or adaptive {type(neuron).__name__} has no NIR equivalent."
+            f"population {name!r}: to_nir maps neurons without exponential term or "
+            "adaptation, leaky (NIR CubaLIF/CubaLI) or non-leaky and firing (NIR LI -> IF); "
+            f"this {type(neuron).__name__} has no NIR equivalent."
         )
     n = neuron.size
     value = {k: _per_neuron(model_value(getattr(neuron, k)), n) for k in _MIXABLE}
@@ -101,13 +115,25 @@ def _neuron_node(name: str, neuron: AbstractNeuron, time_unit: float, allow_refr
     if neuron.fire and np.any(refractory > 0):
         if not allow_refractory:
             raise NetworkError(
-                f"population {name!r}: NIR's CubaLIF has no refractory period, but "
+                f"population {name!r}: NIR's CubaLIF and IF have no refractory period, but "
                 f"`refractory_time` is {refractory.max():g} s. Build it with "
                 "refractory_time=0.0, or pass allow_refractory=True to keep it in the node's "
                 "metadata (other NIR importers ignore it)."
             )
         meta["bss2jax_refractory_time"] = refractory
     tau_syn = value["tau_syn"] / time_unit
+    if not neuron.leaky:
+        # bss2jax: c dv/dt = i, di/dt = -i / tau_syn (+ W at a spike). NIR: LI with
+        # tau = r = tau_syn (I jumps by w), then IF with dv/dt' = r I, t' = t / time_unit.
+        meta.update(bss2jax_leak=value["leak"], bss2jax_tau_mem=value["tau_mem"])
+        synapse = nir.LI(tau=tau_syn, r=tau_syn.copy(), v_leak=np.zeros(n))
+        soma = nir.IF(
+            r=time_unit / capacitance,
+            v_threshold=value["threshold"],
+            v_reset=value["reset"],
+            metadata=meta,
+        )
+        return synapse, soma
     common = dict(
         tau_syn=tau_syn,
         tau_mem=value["tau_mem"] / time_unit,
@@ -117,8 +143,8 @@ def _neuron_node(name: str, neuron: AbstractNeuron, time_unit: float, allow_refr
         metadata=meta,
     )
     if neuron.fire:
-        return nir.CubaLIF(v_threshold=value["threshold"], v_reset=value["reset"], **common)
-    return nir.CubaLI(**common)
+        return None, nir.CubaLIF(v_threshold=value["threshold"], v_reset=value["reset"], **common)
+    return None, nir.CubaLI(**common)
 
 
 def _synapse_node(synapse: Synapse):
@@ -142,8 +168,10 @@ def to_nir(
     """Export a `bj.Sequential` or `bj.Network` as a `nir.NIRGraph`.
 
     **Arguments:**
-    - `network`: populations of `bj.LIF` (→ `CubaLIF`) and `bj.LI` (→ `CubaLI`) joined by
-      `bj.Synapse`s (→ `Linear`, the model weights `(out, in)`, masked).
+    - `network`: populations of `bj.LIF` (→ `CubaLIF`), `bj.LI` (→ `CubaLI`) and non-leaky
+      `bj.AdEx` without exponential term or adaptation (an IAF → `LI` → `IF`: the `LI`,
+      named `<population>_synapse`, is its synaptic current), joined by `bj.Synapse`s
+      (→ `Linear`, the model weights `(out, in)`, masked). Anything else is refused.
     - `dt`: optional step (seconds) the network is run with; recorded in the graph's
       metadata as `bss2jax_dt` (NIR itself is continuous-time).
     - `time_unit`: seconds per NIR time unit (1.0: seconds; 1e-3: milliseconds).
@@ -161,18 +189,29 @@ def to_nir(
     names = {k: (f"population_{k}" if sequential else k) for k in keys}
     names[INPUT] = "input"
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array([network.input_size]))}
-    edges = []
+    edges, entry = [], {}
     for position, key in enumerate(keys):
-        node = _neuron_node(names[key], network.population(key), time_unit, allow_refractory)
+        population = network.population(key)
+        synapse, node = _neuron_node(names[key], population, time_unit, allow_refractory)
         node.metadata["bss2jax_position"] = np.int64(position)
         nodes[names[key]] = node
+        entry[key] = names[key]
+        if synapse is not None:  # a non-leaky population: its current is an LI
+            entry[key] = f"{names[key]}_synapse"
+            if entry[key] in names.values():
+                raise NetworkError(
+                    f"to_nir: population name {entry[key]!r} clashes with the synaptic-current "
+                    f"node of the non-leaky population {names[key]!r}."
+                )
+            nodes[entry[key]] = synapse
+            edges.append((entry[key], names[key]))
     sources = set()
     for index, (source, target) in enumerate(network.edges()):
         name = f"synapse_{index}" if sequential else f"projection_{index}"
         if name in nodes:
             raise NetworkError(f"to_nir: population name {name!r} clashes with a synapse node.")
         nodes[name] = _synapse_node(network.synapse(index))
-        edges += [(names[source], name), (name, names[target])]
+        edges += [(names[source], name), (name, entry[target])]
         sources.add(source)
     for key in keys:
         if key not in sources:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import jax.numpy as jnp
@@ -43,6 +44,22 @@ def _compact(array: np.ndarray):
     return float(array[0]) if np.all(array == array[0]) else jnp.asarray(array, dtype=float)
 
 
+def _parameters(values: dict, meta: dict) -> dict[str, Any]:
+    """Model values as bss2jax parameters, `Mixed` with the chip values `to_nir` kept."""
+    parameters: dict[str, Any] = {}
+    for key, value in values.items():
+        hardware = meta.get(f"bss2jax_hardware_{key}")
+        parameters[key] = _compact(value)
+        if hardware is not None:
+            hardware = np.asarray(hardware, dtype=np.float64).reshape(-1)
+            parameters[key] = Mixed(
+                jnp.asarray(value, dtype=float), jnp.asarray(hardware, dtype=float)
+            )
+            if np.all(value == value[0]) and np.all(hardware == hardware[0]):
+                parameters[key] = Mixed(float(value[0]), float(hardware[0]))
+    return parameters
+
+
 def _neuron(name: str, node, kind: str, options: dict) -> tuple[Any, np.ndarray]:
     """The bss2jax population for NIR neuron `node`, and the row gain `w_in / tau_syn` that
     turns NIR weights into its weights (NIR time units)."""
@@ -51,8 +68,14 @@ def _neuron(name: str, node, kind: str, options: dict) -> tuple[Any, np.ndarray]
     size = int(np.asarray(getattr(node, field)).size)
     get = lambda f: _vector(name, f, getattr(node, f), size)  # noqa: E731
     meta = dict(node.metadata or {})
+    current = options["currents"].get(name)  # the LI that is this IF's synaptic current
     if kind.startswith("Cuba"):
         tau_syn, w_in, tau_mem = get("tau_syn"), get("w_in"), get("tau_mem")
+    elif current is not None:
+        li = options["nodes"][current]
+        tau_syn = _positive(current, "tau", _vector(current, "tau", li.tau, size))
+        w_in = _positive(current, "r", _vector(current, "r", li.r, size))
+        tau_mem = np.ones(size)
     else:
         if options["lif_tau_syn"] is None:
             raise NetworkError(
@@ -67,31 +90,26 @@ def _neuron(name: str, node, kind: str, options: dict) -> tuple[Any, np.ndarray]
     _positive(name, "tau_mem" if kind.startswith("Cuba") else "tau", tau_mem)
     r = _positive(name, "r", get("r"))
     tau_mem_s, tau_syn_s = tau_mem * unit, tau_syn * unit
-    capacitance = unit / r if kind == "IF" else tau_mem_s / r
+    numerator = np.full(size, unit) if kind == "IF" else tau_mem_s
+    capacitance = numerator / r
     stored = meta.get("bss2jax_membrane_capacitance")
-    if stored is not None and kind != "IF":
+    if stored is not None:
         stored = np.asarray(stored, dtype=np.float64).reshape(-1)
-        if stored.shape == (size,) and np.array_equal(tau_mem_s / stored, r):
+        if stored.shape == (size,) and np.array_equal(numerator / stored, r):
             capacitance = stored  # exactly what to_nir wrote r from
+    leak = get("v_leak") if kind != "IF" else np.zeros(size)
+    if kind == "IF":  # unused without leak: what to_nir kept, else 0 and one time unit
+        leak = _vector(name, "bss2jax_leak", meta.get("bss2jax_leak", leak), size)
+        tau_mem_s = _vector(name, "bss2jax_tau_mem", meta.get("bss2jax_tau_mem", tau_mem_s), size)
     values = {
         "tau_mem": tau_mem_s,
         "tau_syn": tau_syn_s,
         "membrane_capacitance": capacitance,
-        "leak": get("v_leak") if kind != "IF" else np.zeros(size),
+        "leak": leak,
     }
     if kind in ("CubaLIF", "LIF", "IF"):
         values["reset"], values["threshold"] = get("v_reset"), get("v_threshold")
-    parameters: dict[str, Any] = {}
-    for key, value in values.items():
-        hardware = meta.get(f"bss2jax_hardware_{key}")
-        parameters[key] = _compact(value)
-        if hardware is not None:
-            hardware = np.asarray(hardware, dtype=np.float64).reshape(-1)
-            parameters[key] = Mixed(
-                jnp.asarray(value, dtype=float), jnp.asarray(hardware, dtype=float)
-            )
-            if np.all(value == value[0]) and np.all(hardware == hardware[0]):
-                parameters[key] = Mixed(float(value[0]), float(hardware[0]))
+    parameters = _parameters(values, meta)
     settings = dict(integrator=options["integrator"], trace_scale=1.0, trace_offset=0.0)
     gain = w_in * options["spike_area"] / tau_syn
     if kind in ("CubaLI", "LI"):
@@ -112,6 +130,93 @@ def _neuron(name: str, node, kind: str, options: dict) -> tuple[Any, np.ndarray]
     else:
         population = LIF(size, **parameters, **settings)
     return population, gain
+
+
+def _resolve(end: str, side: int, nodes: dict, ports: dict) -> str:
+    """The flat node an edge end names: itself, or a sub-graph's only Input (side 1, an
+    edge into it) or only Output (side 0, an edge out of it)."""
+    if end in ports:
+        port = ports[end][side]
+        if len(port) != 1:
+            what = "Input" if side else "Output"
+            raise NetworkError(
+                f"NIR sub-graph {end!r} has {len(port)} {what} nodes "
+                f"{[p[len(end) + 1 :] for p in port]}: an edge {'into' if side else 'out of'} "
+                f"it must name one as '{end}.<name>'."
+            )
+        return port[0]
+    if end not in nodes:
+        raise NetworkError(f"NIR edge end {end!r} names no node of the graph.")
+    return end
+
+
+def _contract(edges: list, port: str, entry: bool) -> list:
+    """`edges` without the pass-through node `port`: every path `a -> port -> b` becomes
+    `a -> b`, placed where the outer-graph edge was (`a -> port` for an entry, an Input;
+    `port -> b` for an exit, an Output), so the outer edge order stays."""
+    before = [a for a, b in edges if b == port and a != port]
+    after = [b for a, b in edges if a == port and b != port]
+    contracted = []
+    for a, b in edges:
+        if entry and b == port and a != port:
+            contracted += [(a, c) for c in after]
+        elif not entry and a == port and b != port:
+            contracted += [(c, b) for c in before]
+        elif port not in (a, b):
+            contracted.append((a, b))
+    return contracted
+
+
+def _flatten(graph) -> tuple[dict, list]:
+    """Nodes and edges of `graph` with every nested `NIRGraph` inlined: inner node `B` of
+    sub-graph `G` becomes `G.B`; edges into or out of `G` go through its Input/Output nodes,
+    which are then contracted. Edge order: the outer edges, then each sub-graph's."""
+    nir = _nir()
+    nodes: dict = {}
+    inner_edges: list = []
+    ports: dict = {}  # sub-graph name -> (its Output names, its Input names)
+    for name, node in graph.nodes.items():
+        inner = {name: node}
+        if isinstance(node, nir.NIRGraph):
+            sub_nodes, sub_edges = _flatten(node)
+            inner = {f"{name}.{k}": v for k, v in sub_nodes.items()}
+            inner_edges += [(f"{name}.{a}", f"{name}.{b}") for a, b in sub_edges]
+            kinds = {k: type(v).__name__ for k, v in inner.items()}
+            ports[name] = tuple([k for k in inner if kinds[k] == t] for t in ("Output", "Input"))
+        for key, value in inner.items():
+            if key in nodes:
+                raise NetworkError(f"NIR node name {key!r} is used twice once flattened.")
+            nodes[key] = value
+    edges = [(_resolve(a, 0, nodes, ports), _resolve(b, 1, nodes, ports)) for a, b in graph.edges]
+    edges += inner_edges
+    for exits, entries in ports.values():
+        for port in exits + entries:
+            edges = _contract(edges, port, entry=port in entries)
+            del nodes[port]
+    return nodes, edges
+
+
+def _synaptic_currents(nodes: dict, edges: list) -> tuple[dict, list, dict]:
+    """Fold each `LI` whose only edge is into an `IF` that nothing else feeds into that IF
+    as its synaptic current (how `to_nir` writes a non-leaky population): nodes without
+    those LIs, edges into them redirected to their IF, and `{IF name: LI name}`."""
+    currents = {}
+    for name, node in nodes.items():
+        out = [b for a, b in edges if a == name]
+        if type(node).__name__ != "LI" or len(out) != 1 or type(nodes[out[0]]).__name__ != "IF":
+            continue
+        if [a for a, b in edges if b == out[0]] != [name]:
+            continue
+        if np.any(np.asarray(node.v_leak) != 0):
+            raise NetworkError(
+                f"NIR node {name!r}: an LI whose only edge is into IF {out[0]!r} is read as its "
+                "synaptic current, which needs v_leak 0 (bss2jax has no constant current); got "
+                f"v_leak up to {np.abs(np.asarray(node.v_leak)).max():g}."
+            )
+        currents[out[0]] = name
+    into = {li: soma for soma, li in currents.items()}
+    edges = [(a, into.get(b, b)) for a, b in edges if a not in into]
+    return {k: v for k, v in nodes.items() if k not in into}, edges, currents
 
 
 def _weights(name: str, node, drop_bias: bool) -> np.ndarray:
@@ -163,7 +268,10 @@ def _projections(graph, kinds, populations, gains, input_size, drop_bias):
         if kinds[target] not in _NEURONS + _WEIGHTS:
             raise NetworkError(f"NIR edge {source!r} -> {target!r}: unsupported target.")
         if kinds[source] in ("CubaLI", "LI"):
-            raise NetworkError(f"NIR edge {source!r} -> {target!r}: {source!r} does not spike.")
+            raise NetworkError(
+                f"NIR edge {source!r} -> {target!r}: {source!r} does not spike (an LI feeds "
+                "bss2jax only as the synaptic current of one IF: v_leak 0, its only edge)."
+            )
         weight_nodes = [target] if kinds[target] in _WEIGHTS else [None]
         for weight_node in weight_nodes:
             post = [t for s, t in graph.edges if s == weight_node] if weight_node else [target]
@@ -196,6 +304,22 @@ def _projections(graph, kinds, populations, gains, input_size, drop_bias):
     return links, projections
 
 
+def _input_size(nodes: dict, kinds: dict) -> int:
+    for name, kind in kinds.items():
+        if kind not in _NEURONS + _WEIGHTS + ("Input", "Output"):
+            raise NetworkError(
+                f"NIR node {name!r} is a {kind}; from_nir maps Input, Output, Linear, Affine, "
+                f"{', '.join(_NEURONS)} and nested NIRGraphs of them."
+            )
+    inputs = [n for n, k in kinds.items() if k == "Input"]
+    if len(inputs) != 1:
+        raise NetworkError(f"the NIR graph must have exactly one Input node; got {inputs}.")
+    shape = np.asarray(nodes[inputs[0]].input_type["input"]).reshape(-1)
+    if shape.size != 1:
+        raise NetworkError(f"NIR Input {inputs[0]!r} must be 1-D; got shape {tuple(shape)}.")
+    return int(shape[0])
+
+
 def from_nir(
     graph,
     *,
@@ -210,8 +334,10 @@ def from_nir(
 
     **Arguments:**
     - `graph`: one `Input` (1-D), `Linear`/`Affine` nodes, neuron nodes `CubaLIF` (→ `LIF`),
-      `CubaLI` (→ `LI`), `LIF`/`LI`/`IF` (with `lif_tau_syn`), `Output`s. Edges may close
-      loops (a population onto itself or an earlier one: one extra `dt` of delay).
+      `CubaLI` (→ `LI`), `LI` → `IF` (an IAF, the LI its synaptic current), `LIF`/`LI`/`IF`
+      (with `lif_tau_syn`), `Output`s, and nested `NIRGraph`s of these (inlined: node `B`
+      of sub-graph `G` becomes population `G.B`). Edges may close loops (a population onto
+      itself or an earlier one: one extra `dt` of delay).
     - `dt`: step (seconds) the network will run with: every time constant must exceed it
       with `integrator="euler"`.
     - `drop_bias`: drop an `Affine`'s bias instead of refusing it (the chip has none).
@@ -234,28 +360,20 @@ def from_nir(
         raise ValueError(f"`lif_tau_syn` must be a positive time (s); got {lif_tau_syn!r}.")
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"`graph` must be a nir.NIRGraph; got {type(graph).__name__}.")
-    kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
-    for name, kind in kinds.items():
-        if kind not in _NEURONS + _WEIGHTS + ("Input", "Output"):
-            raise NetworkError(
-                f"NIR node {name!r} is a {kind}; from_nir maps Input, Output, Linear, Affine, "
-                f"{', '.join(_NEURONS)} (flatten nested graphs first)."
-            )
-    inputs = [n for n, k in kinds.items() if k == "Input"]
-    if len(inputs) != 1:
-        raise NetworkError(f"the NIR graph must have exactly one Input node; got {inputs}.")
-    shape = np.asarray(graph.nodes[inputs[0]].input_type["input"]).reshape(-1)
-    if shape.size != 1:
-        raise NetworkError(f"NIR Input {inputs[0]!r} must be 1-D; got shape {tuple(shape)}.")
-    input_size = int(shape[0])
+    everything, edges = _flatten(graph)
+    nodes, edges, currents = _synaptic_currents(everything, edges)
+    options.update(currents=currents, nodes=everything)
+    flat = SimpleNamespace(nodes=nodes, edges=edges)
+    kinds = {name: type(node).__name__ for name, node in nodes.items()}
+    input_size = _input_size(nodes, kinds)
     populations, gains, positions = {}, {}, {}
     for name, kind in kinds.items():
         if kind in _NEURONS:
-            node = graph.nodes[name]
+            node = nodes[name]
             populations[name], gains[name] = _neuron(name, node, kind, options)
             if "bss2jax_position" in (node.metadata or {}):
                 positions[name] = int(np.asarray(node.metadata["bss2jax_position"]))
-    links, projections = _projections(graph, kinds, populations, gains, input_size, drop_bias)
+    links, projections = _projections(flat, kinds, populations, gains, input_size, drop_bias)
     order = _order(populations, links, positions)
     populations = {name: populations[name] for name in order}
     chain = [(INPUT if k == 0 else order[k - 1], order[k]) for k in range(len(order))]

@@ -241,13 +241,14 @@ def test_bad_input_gets_named_errors():
     net = _network(jax.random.PRNGKey(0))
     with pytest.raises(bj.NetworkError, match="'hidden'.*refractory"):
         bj.to_nir(net)
-    iaf = bj.Sequential(
-        [bj.Synapse(1, 1, weight=[[1.0]]),
-         bj.AdEx(1, leaky=False, exponential=False, subthreshold_adaptation=False,
-                 spike_triggered_adaptation=False, refractory_time=0.0)]
-    )  # fmt: skip
-    with pytest.raises(bj.NetworkError, match="non-leaky"):
-        bj.to_nir(iaf)
+    for flags in (dict(fire=False, exponential=False), dict(exponential=True)):
+        adex = bj.Sequential(
+            [bj.Synapse(1, 1, weight=[[1.0]]),
+             bj.AdEx(1, leaky=False, subthreshold_adaptation=False,
+                     spike_triggered_adaptation=False, refractory_time=0.0, **flags)]
+        )  # fmt: skip
+        with pytest.raises(bj.NetworkError, match="'population_0'.*no NIR equivalent"):
+            bj.to_nir(adex)
     graph = _affine_graph(0.0)
     graph.nodes["fc"] = nir.Delay(delay=np.array([1.0]))
     with pytest.raises(bj.NetworkError, match="'fc' is a Delay"):
@@ -285,3 +286,102 @@ def test_snntorch_synaptic_export_reproduces_its_discrete_dynamics():
     np.testing.assert_allclose(mem[1:], np.stack(expected)[:-1], rtol=1e-4, atol=1e-5)
     unscaled = bj.from_nir(_chain(node, weight, size_in=3), dt=dt)  # spikes as Dirac deltas
     np.testing.assert_allclose(unscaled.synapse(0).weight, weight / dt, rtol=1e-6)
+
+
+def _iaf(n, **kwargs):
+    """A non-leaky, firing AdEx: an integrate-and-fire neuron with a synaptic current."""
+    flags = dict(leaky=False, exponential=False, subthreshold_adaptation=False,
+                 spike_triggered_adaptation=False)  # fmt: skip
+    return bj.AdEx(n, **flags, **kwargs)
+
+
+def test_iaf_round_trip_through_a_file_is_bit_for_bit(tmp_path):
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(5), 3)
+    iaf = _iaf(
+        3,
+        leak=bj.Mixed(0.1, 80.0),  # unused without leak, but kept
+        reset=jnp.array([0.0, 0.1, -0.1]),
+        threshold=bj.Mixed(jnp.array([0.3, 0.4, 0.5]), 125.0),
+        tau_mem=7e-6,
+        tau_syn=jnp.array([3e-6, 4e-6, 5e-6]),
+        membrane_capacitance=bj.Mixed(jnp.array([1e-5, 2e-5, 1.5e-5]), 63.0),
+        refractory_time=0.0,
+    )
+    out = bj.LI(2, leak=0.0, tau_mem=8e-6, tau_syn=4e-6, membrane_capacitance=1e-5)
+    projections = [
+        bj.Projection(bj.INPUT, "iaf", bj.Synapse(2, 3, key=k1)),
+        bj.Projection("iaf", "iaf", bj.Synapse(3, 3, key=k2)),
+        bj.Projection("iaf", "out", bj.Synapse(3, 2, key=k3)),
+    ]
+    net = bj.Network({"iaf": iaf, "out": out}, projections, input_size=2)
+    graph = bj.to_nir(net, time_unit=1e-3)
+    assert isinstance(graph.nodes["iaf"], nir.IF) and isinstance(graph.nodes["iaf_synapse"], nir.LI)
+    assert ("projection_0", "iaf_synapse") in graph.edges and ("iaf_synapse", "iaf") in graph.edges
+    # the NIR equations in milliseconds: LI tau = r = tau_syn; IF dv/dt' = r I, r = 1e-3 / c
+    current, soma = graph.nodes["iaf_synapse"], graph.nodes["iaf"]
+    np.testing.assert_allclose(current.tau, [3e-3, 4e-3, 5e-3], rtol=1e-6)
+    np.testing.assert_array_equal(current.r, current.tau)
+    np.testing.assert_allclose(soma.r, [100.0, 50.0, 1e-3 / 1.5e-5], rtol=1e-6)
+    nir.write(tmp_path / "iaf.nir", graph)
+    back = bj.from_nir(nir.read(tmp_path / "iaf.nir"), dt=1e-7, time_unit=1e-3)
+    assert isinstance(back, bj.Network) and back.order == ("iaf", "out")
+    assert back.edges() == net.edges()
+    _assert_same_parameters(net, back)
+    x = _inputs(jax.random.PRNGKey(6), 80, 2, rate=0.5)
+    outputs = bj.run(net, x, dt=1e-7)
+    assert np.asarray(outputs["iaf"].spikes).sum() > 0  # the IAFs fire
+    for a, b in zip(
+        jax.tree.leaves(outputs), jax.tree.leaves(bj.run(back, x, dt=1e-7)), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def _li_if_chain(tau, r_li, r_if, theta, w, time_unit=1.0):
+    """Input → Linear → LI → IF → Output: another library's current-based IF, in NIR."""
+    n = len(w)
+    graph = _chain(nir.IF(r=r_if, v_threshold=theta, v_reset=np.zeros(n)), w[:, None])
+    graph.nodes["current"] = nir.LI(tau=tau / time_unit, r=r_li, v_leak=np.zeros(n))
+    graph.edges = [("input", "fc"), ("fc", "current"), ("current", "neuron"), ("neuron", "output")]
+    return graph
+
+
+@pytest.mark.parametrize("time_unit", [1.0, 1e-3])
+def test_li_into_if_from_the_spec_matches_the_closed_form(time_unit):
+    # One spike of weight w at t = 0: the LI's I jumps by r_li w / tau and decays; the IF
+    # integrates it: v(t) = r_if r_li w (1 - e^{-t / tau}) (NIR units cancel), per neuron.
+    tau, r_li = np.array([4e-6, 6e-6]), np.array([1.5, 0.5])
+    r_if, w = np.array([2.0, 3.0]), np.array([0.4, -0.3])
+    graph = _li_if_chain(tau, r_li, r_if, np.full(2, 1e3), w, time_unit)
+    net = bj.from_nir(graph, dt=DT, time_unit=time_unit)
+    assert not net.population(0).leaky and net.population(0).fire
+    steps = 500
+    v = np.asarray(bj.run(net, jnp.zeros((steps, 1, 1)).at[0].set(1.0), dt=DT)[0].membrane_cadc)
+    t = np.arange(steps)[:, None] * DT
+    expected = r_if * r_li * w * (1 - np.exp(-t / tau))
+    assert np.all(np.abs(v[:, 0] - expected).max(axis=0) < 0.02 * np.abs(r_if * r_li * w))
+
+
+def test_if_under_constant_current_fires_at_the_linear_rate():
+    # A spike every step is S = 1/dt: the LI's current settles at I0 = r_li w / dt; the IF's
+    # membrane then grows linearly, r_if I0 per second, and fires every theta / (r_if I0).
+    tau, r_li, r_if, w, theta = 2e-6, 1.0, 1e5, 1e-8, 0.1  # r_if: c = 1e-5
+    graph = _li_if_chain(np.array([tau]), np.array([r_li]), np.array([r_if]),
+                         np.array([theta]), np.array([w]))  # fmt: skip
+    net = bj.from_nir(graph, dt=DT)
+    spikes = np.asarray(bj.run(net, jnp.ones((600, 1, 1)), dt=DT)[0].spikes[:, 0, 0])
+    times = np.flatnonzero(spikes)
+    period = theta / (r_if * r_li * w / DT) / DT  # in steps: 100
+    assert len(times) >= 4
+    assert np.all(np.abs(np.diff(times[1:]) - period) <= 1)
+
+
+def test_an_li_that_is_no_if_current_is_refused():
+    # a leaky LI before an IF is no synaptic current (a constant offset has no bss2jax form)
+    graph = _li_if_chain(*(np.array([x]) for x in (4e-6, 1.0, 2.0, 1.0, 0.5)))
+    graph.nodes["current"].v_leak = np.array([0.1])
+    with pytest.raises(bj.NetworkError, match="'current'.*synaptic current.*v_leak 0"):
+        bj.from_nir(graph, dt=DT)
+    graph = _li_if_chain(*(np.array([x]) for x in (4e-6, 1.0, 2.0, 1.0, 0.5)))
+    graph.edges.append(("current", "output"))  # its trace is read out too: not folded
+    with pytest.raises(bj.NetworkError, match="'current' does not spike"):
+        bj.from_nir(graph, dt=DT, lif_tau_syn=2 * DT)
