@@ -184,8 +184,6 @@ def test_neuron_parameters(kind, name, value, mixed):
         assert not np.any(np.isnan(np.asarray(leaf)))
     if neuron.fire and not any(isinstance(v, bj.Mixed) for v in (neuron.threshold, neuron.reset)):
         assert np.all(np.asarray(neuron.threshold) >= np.asarray(neuron.reset))
-    if kind is bj.AdEx:  # open: a leak above its exponential threshold overflows (xfail in
-        return  # test_reliability.py::test_adex_with_a_leak_above_its_exponential_threshold)
     network = bj.Sequential([bj.Synapse(2, 2, weight=jnp.full((2, 2), 0.5)), neuron])
     _assert_finite(outcome(lambda: bj.run(network, SPIKES)))  # accepted: runs to finite values
 

@@ -238,9 +238,11 @@ def step_with(
 
     drive = i
     if flags.exponential:
-        drive = drive + k.conductance * k.exponential_slope * jnp.exp(
-            (v - k.exponential_threshold) / k.exponential_slope
-        )
+        # the exponent capped at 20 (as the chip model's): beyond it the drive (>= 4.8e8
+        # slopes) fires the neuron within the step either way, and float32 stays finite
+        # (uncapped, a membrane 4.4 slopes past exp(88) overflowed to inf, then NaN)
+        distance = jnp.minimum((v - k.exponential_threshold) / k.exponential_slope, 20.0)
+        drive = drive + k.conductance * k.exponential_slope * jnp.exp(distance)
     if flags.adaptation:
         drive = drive - w
     if flags.exact and flags.leaky:
