@@ -89,21 +89,11 @@ class YinYangLoss(eqx.Module):
             kept |= dict(weight_noise=0.0, gain_noise=0.0, neuron_noise=0.0, noise_draws=1)
         return cls(YinYangConfig(**kept))
 
-    @property
-    def weight_noise(self) -> float:
-        return self.config.weight_noise
-
-    @property
-    def gain_noise(self) -> float:
-        return self.config.gain_noise
-
-    @property
-    def neuron_noise(self) -> float:
-        return self.config.neuron_noise
-
-    @property
-    def noise_draws(self) -> int:
-        return self.config.noise_draws
+    # the training noise it applies (read by scripts and tests)
+    weight_noise = property(lambda self: self.config.weight_noise)
+    gain_noise = property(lambda self: self.config.gain_noise)
+    neuron_noise = property(lambda self: self.config.neuron_noise)
+    noise_draws = property(lambda self: self.config.noise_draws)
 
     def scores(self, network, coordinates, *, key, backend):
         """Decoded readout `(batch, 3)` and the hidden spikes `(time, batch, hidden)`."""
