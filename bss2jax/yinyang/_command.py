@@ -1,7 +1,8 @@
 """`bss2jax train`: the main job, hxtorch's Yin-Yang example with the chip in the loop.
 
 The recipe (network, loss, phases, plots) lives in `bss2jax.yinyang`, the options in
-`_options`; this module runs the command: its phases, checkpoints, metrics and the report.
+`_options`; this module runs the command: its phases (each a `Phase`, all run by
+`run_phases`, the runner of `bj.fit_hardware_aware` too), checkpoints, metrics, the report.
 """
 
 from __future__ import annotations

@@ -73,7 +73,8 @@ class YinYangLoss(eqx.Module):
     """Cross-entropy on `readout_scale * max_over_time(readout)`, plus a firing penalty.
 
     A loss for `bj.fit`: `loss(network, batch, *, key, backend) -> (value, {"accuracy"})`
-    with `batch` a `bd.YinYang` of coordinates `(batch, 4)` and labels `(batch,)`.
+    with `batch` a `bd.YinYang` of coordinates `(batch, 4)` and labels `(batch,)`. Build it
+    with `from_config`; its `config` holds the settings it reads (`loss.config.steps`, ...).
     """
 
     config: YinYangConfig = eqx.field(static=True)
