@@ -134,6 +134,30 @@ def test_noise_draws_give_each_group_of_the_batch_its_own_perturbation():
         loss.scores(network, coordinates[:5], key=key, backend=bj.Numeric())
 
 
+def test_yin_yang_loss_holds_only_what_it_reads():
+    # phases that differ in optimiser, size or epochs only share one evaluation loss (one
+    # compilation); a setting the loss reads makes another loss
+    pre = yinyang.YinYangLoss.from_config(yinyang.CHIP_PRETRAINING, training=False)
+    tune = yinyang.YinYangLoss.from_config(yinyang.CHIP_FINE_TUNING, training=False)
+    assert pre == tune and hash(pre) == hash(tune)
+    assert yinyang.YinYangLoss.from_config(yinyang.CHIP_PRETRAINING) != pre
+    other = dataclasses.replace(yinyang.CHIP_FINE_TUNING, readout_scale=5.0)
+    assert yinyang.YinYangLoss.from_config(other, training=False) != tune
+    noisy = yinyang.YinYangLoss.from_config(yinyang.CHIP_PRETRAINING)
+    assert (noisy.gain_noise, noisy.noise_draws) == (0.07, 5)
+    assert (noisy.config.steps, noisy.config.dt) == (38, 1e-6)
+
+
+def test_run_phases_needs_a_key_for_a_phase_without_one():
+    from bss2jax._train._schedule import Phase, run_phases
+
+    network, loss, train, _ = small_job()
+    skipped = Phase("skipped", 0, loss, ADAM, bj.Numeric())
+    assert run_phases(network, train, [skipped], batch_size=20).histories == {}
+    with pytest.raises(ValueError, match="phase 'first' has no key, and `key` is None"):
+        run_phases(network, train, [skipped._replace(name="first", epochs=1)], batch_size=20)
+
+
 def test_readout_only_training_keeps_the_hidden_layer():
     network, loss, train, _ = small_job()
     step = bj.make_train_step(loss, optax.adam(1e-2), trainable=yinyang.readout_weights)

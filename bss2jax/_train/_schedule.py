@@ -1,7 +1,8 @@
 """`fit_hardware_aware`: the phased hardware-aware schedule as one call, for any network,
 loss and data set: numerics with training noise standing for a chip's mismatch, then the
 chip in the loop across several chip instances per step; weights kept in the chip's range
-throughout."""
+throughout. Its phases run through `run_phases` (one `bj.fit` per `Phase`), which the
+Yin-Yang recipe (`bss2jax train`) runs its phases through too."""
 
 from __future__ import annotations
 
@@ -121,18 +122,52 @@ def fit_hardware_aware(
     chips: dict[str, Any] = dict(gradient=gradient, anchor_probability=anchor_probability)
     chips |= dict(config=chip_config, anchor=chip, chips_per_call=chips_per_call)
     optimisers = (numerics_optimiser, chip_optimiser)
-    phases = _phases(loss, hardware_aware(loss, draws=draws, **noise), chips, epochs, optimisers)
+    noisy = hardware_aware(loss, draws=draws, **noise)
+    phases = _phases(loss, noisy, chips, epochs, optimisers, output, dict(config or {}))
     common = dict(test=test, eval_loss=loss if eval_loss is None else eval_loss, **options)
     common |= dict(batch_size=batch_size, constrain=constrain)
-    return _run_phases(network, train, phases, key, output, dict(config or {}), common)
+    return run_phases(network, train, phases, key=key, **common)
 
 
-def _phases(loss, noisy, chips: dict, epochs, optimisers) -> tuple:
-    """`(name, epochs, loss, optimiser, backend, evaluation backend)` of each phase."""
+class Phase(NamedTuple):
+    """One `bj.fit` call of a phased schedule (`run_phases`): its `name`, `epochs` (0: skipped),
+    `loss`, `optimiser`, training `backend` and `eval_backend` (None: `backend`), its `key`
+    (None: `fold_in(key, index)` of the schedule's key), `output` folder (None: none) and
+    other `bj.fit` keywords of its own (`options`: `config`, `eval_loss`, `trainable`, ...)."""
+
+    name: str
+    epochs: int
+    loss: Callable
+    optimiser: optax.GradientTransformation
+    backend: Any
+    eval_backend: Any = None
+    key: jax.Array | None = None
+    output: str | os.PathLike | None = None
+    options: Mapping[str, Any] = {}
+
+
+def _phases(loss, noisy, chips: dict, epochs, optimisers, output, config: dict) -> tuple:
+    """The two phases of `fit_hardware_aware`: numerics with noise, then the chips."""
     target = ChipModel(chips["anchor"], chips["config"], gradient=chips["gradient"])
+    folder = None if output is None else Path(output)
+
+    def phase(name, count, phase_loss, optimiser, backend, eval_backend=None) -> Phase:
+        where = None if folder is None else folder / name
+        options = {"config": {**config, "phase": name}}
+        return Phase(
+            name, count, phase_loss, optimiser, backend, eval_backend, None, where, options
+        )
+
     return (
-        ("numerics", epochs[0], noisy, optimisers[0] or optax.adam(5e-3), Numeric(), None),
-        ("chips", epochs[1], loss, optimisers[1] or optax.adam(3e-4), RandomChips(**chips), target),
+        phase("numerics", epochs[0], noisy, optimisers[0] or optax.adam(5e-3), Numeric()),
+        phase(
+            "chips",
+            epochs[1],
+            loss,
+            optimisers[1] or optax.adam(3e-4),
+            RandomChips(**chips),
+            target,
+        ),
     )
 
 
@@ -156,27 +191,36 @@ def _check_settings(chip, batch_size, draws, chips_per_call, options) -> None:
         )
 
 
-def _run_phases(network, train, phases, key, output, config: dict, common: dict):
-    """`bj.fit` for each phase with epochs, each from the network the one before gave."""
-    folder = None if output is None else Path(output)
+def run_phases(network, train, phases, *, key: jax.Array | None = None, **common):
+    """`bj.fit` for each phase with epochs, each from the network the one before gave: the
+    schedule of `fit_hardware_aware` and of the Yin-Yang recipe (`bss2jax train`).
+
+    `phases`: `Phase`s in order; `key`: the schedule's key, for phases without their own
+    (`fold_in(key, index)`); `common`: `bj.fit` keywords for every phase (a phase's
+    `options` add to them). Returns `HardwareAwareResult(network, histories, results)`,
+    keyed by phase name (the phases that ran, in order)."""
     histories: dict[str, list] = {}
     results: dict[str, FitResult] = {}
-    for index, (name, epochs, loss, optimiser, backend, eval_backend) in enumerate(phases):
-        if not epochs:
+    for index, phase in enumerate(phases):
+        if not phase.epochs:
             continue
+        phase_key = phase.key
+        if phase_key is None:
+            if key is None:
+                raise ValueError(f"phase {phase.name!r} has no key, and `key` is None.")
+            phase_key = jax.random.fold_in(key, index)
         result = fit(
             network,
-            loss,
-            optimiser,
+            phase.loss,
+            phase.optimiser,
             train,
-            epochs=epochs,
-            key=jax.random.fold_in(key, index),
-            backend=backend,
-            eval_backend=eval_backend,
-            output=None if folder is None else folder / name,
-            config={**config, "phase": name},
-            **common,
+            epochs=phase.epochs,
+            key=phase_key,
+            backend=phase.backend,
+            eval_backend=phase.eval_backend,
+            output=phase.output,
+            **{**common, **phase.options},
         )
         network = result.network
-        histories[name], results[name] = result.history, result
+        histories[phase.name], results[phase.name] = result.history, result
     return HardwareAwareResult(network, histories, results)

@@ -1,7 +1,8 @@
 """`bss2jax train`: the main job, hxtorch's Yin-Yang example with the chip in the loop.
 
 The recipe (network, loss, phases, plots) lives in `bss2jax.yinyang`, the options in
-`_options`; this module runs the command: its phases, checkpoints, metrics and the report.
+`_options`; this module runs the command: its phases (each a `Phase`, all run by
+`run_phases`, the runner of `bj.fit_hardware_aware` too), checkpoints, metrics, the report.
 """
 
 from __future__ import annotations
@@ -88,31 +89,37 @@ def _run_config(config: YinYangConfig, args, phase: str) -> dict:
     return values
 
 
-def _fit_phase(
-    network, config, args, *, backend, output, key, phase, train, test, eval_backend=None
-):
-    from .._train import fit
+def _phase(config, args, *, name, backend, output, key, eval_backend=None):
+    """The `bj.Phase` (a `bj.fit` call of `run_phases`) that trains `config` as phase `name`
+    ("pretrain", "random" or "main") on `backend`."""
+    from .._train._schedule import Phase
 
     batches = config.train_size // config.batch_size
-    return fit(
-        network,
-        YinYangLoss.from_config(config),
-        optimiser(config, batches),
-        train,
-        test=test,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        key=key,
-        backend=backend,
-        eval_backend=eval_backend,
+    options = dict(
         eval_loss=YinYangLoss.from_config(config, training=False),
         trainable=readout_weights if config.trainable == "readout" else None,
+        config=_run_config(config, args, name),
+        epoch_callback=None if not args.no_progress else _print_epoch(config.epochs, name),
+    )
+    loss = YinYangLoss.from_config(config)
+    optimiser_ = optimiser(config, batches)
+    return Phase(name, config.epochs, loss, optimiser_, backend, eval_backend, key, output, options)
+
+
+def _run(network, phases, args, data, batch_size: int):
+    """`run_phases` with what every phase of the job shares; `data` is `(train, test)`."""
+    from .._train._schedule import run_phases
+
+    train, test = data
+    return run_phases(
+        network,
+        train,
+        phases,
+        test=test,
+        batch_size=batch_size,
         constrain=clip_weights,
-        output=output,
         checkpoint_every=args.checkpoint_every,
-        config=_run_config(config, args, phase),
         progress=not args.no_progress,
-        epoch_callback=None if not args.no_progress else _print_epoch(config.epochs, phase),
         # the recipe's network fires (its loss keeps the rates in a band), and the first-epoch
         # diagnosis holds a host callback, which JAX's persistent cache cannot store
         diagnose=False,
@@ -140,22 +147,20 @@ def train_command(args) -> int:
     network = yin_yang_network(config, key=jax.random.fold_in(key, 0))
     _announce(args, pretraining, random_chips, config, output)
     started = time.perf_counter()
-    network, resumed, histories, metrics = _earlier_phases(
-        network, args, pretraining, random_chips, backend, output, key, (train, test)
-    )
-    result = _fit_phase(
-        network,
+    phases = _earlier_phases(args, pretraining, random_chips, backend, output, key)
+    main = _phase(
         config,
         args,
+        name="main",
         backend=train_backend,
         eval_backend=backend,
         output=output,
         key=jax.random.fold_in(key, 1),
-        phase="main",
-        train=train,
-        test=test,
     )
-    resumed.append(result.resumed_step)
+    ran = _run(network, [*phases, main], args, (train, test), config.batch_size)
+    result = ran.results["main"]
+    resumed = [r.resumed_step for r in ran.results.values()]
+    histories, metrics = _earlier_metrics(ran, phases)
     seconds = time.perf_counter() - started
     eval_loss = YinYangLoss.from_config(config, training=False)
     summary = _summary(args, result, resumed, seconds, eval_loss, test, key)
@@ -227,61 +232,54 @@ def _announce(args, pretraining, random_chips, config: YinYangConfig, output: Pa
     )
 
 
-def _earlier_phases(network, args, pretraining, random_chips, backend, output, key, data):
-    """Run the phases before the last one (those not None): numerics with training noise,
-    then random chips. `data` is `(train, test)`. Returns `(network, resumed, histories,
-    metrics)`: the network to go on with, each phase's resumed step, `(plot label,
-    history)` per phase and the phases' entries of `metrics.json`."""
+def _earlier_phases(args, pretraining, random_chips, backend, output, key) -> list:
+    """The phases before the last one (those not None): numerics with training noise, then
+    random chips; each with its folder under `output` and its key from `key`."""
     from .._backend import Numeric, RandomChips
 
-    train, test = data
-    # phase, its config, training backend, folder, key index, metrics name, plot label
-    earlier = [
-        (
-            "pretrain",
-            pretraining,
-            with_gradient(Numeric(), args.gradient),
-            "pretrain",
-            4,
-            "pretrain",
-            "numerics",
-        ),
-        (
-            "random",
-            random_chips,
-            None
-            if random_chips is None
-            else RandomChips(gradient="through", chips_per_call=random_chips.chips_per_call),
-            "random-chips",
-            5,
-            "random_chips",
-            "random chips",
-        ),
-    ]
-    resumed, histories, metrics = [], [], {}
-    for phase, phase_config, phase_backend, folder, index, name, label in earlier:
-        if phase_config is None:
-            continue
-        result = _fit_phase(
-            network,
-            phase_config,
-            args,
-            backend=phase_backend,
-            eval_backend=None if phase == "pretrain" else backend,
-            output=output / folder,
-            key=jax.random.fold_in(key, index),
-            phase=phase,
-            train=train,
-            test=test,
+    phases = []
+    if pretraining is not None:
+        numerics = with_gradient(Numeric(), args.gradient)
+        phases.append(
+            _phase(
+                pretraining,
+                args,
+                name="pretrain",
+                backend=numerics,
+                output=output / "pretrain",
+                key=jax.random.fold_in(key, 4),
+            )
         )
-        network = result.network
-        resumed.append(result.resumed_step)
-        histories.append((label, result.history))
-        metrics[f"{name}_config"] = _run_config(phase_config, args, phase) | {
-            "epochs": phase_config.epochs
-        }
-        metrics[f"{name}_history"] = result.history
-    return network, resumed, histories, metrics
+    if random_chips is not None:
+        chips = RandomChips(gradient="through", chips_per_call=random_chips.chips_per_call)
+        phases.append(
+            _phase(
+                random_chips,
+                args,
+                name="random",
+                backend=chips,
+                eval_backend=backend,
+                output=output / "random-chips",
+                key=jax.random.fold_in(key, 5),
+            )
+        )
+    return phases
+
+
+# phase name: (metrics.json name, plot label)
+_EARLIER = {"pretrain": ("pretrain", "numerics"), "random": ("random_chips", "random chips")}
+
+
+def _earlier_metrics(ran, phases) -> tuple[list, dict]:
+    """`(plot label, history)` per earlier phase and their entries of `metrics.json`."""
+    histories, metrics = [], {}
+    for phase in phases:
+        name, label = _EARLIER[phase.name]
+        history = ran.histories[phase.name]
+        histories.append((label, history))
+        metrics[f"{name}_config"] = dict(phase.options["config"]) | {"epochs": phase.epochs}
+        metrics[f"{name}_history"] = history
+    return histories, metrics
 
 
 def _summary(args, result, resumed, seconds, eval_loss, test, key) -> dict[str, Any]:

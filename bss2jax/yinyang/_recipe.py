@@ -61,79 +61,72 @@ def yin_yang_network(config: YinYangConfig, *, key: jax.Array) -> Sequential:
     )
 
 
+# the fields of `YinYangConfig` that `YinYangLoss` reads
+_LOSS_FIELDS = (
+    *("steps", "dt", "t_early", "t_late", "t_bias", "repetitions", "readout_scale", "decoder"),
+    *("weight_noise", "gain_noise", "neuron_noise", "noise_draws"),
+    *("firing_upper", "firing_lower", "firing_weight"),
+)
+
+
 class YinYangLoss(eqx.Module):
     """Cross-entropy on `readout_scale * max_over_time(readout)`, plus a firing penalty.
 
     A loss for `bj.fit`: `loss(network, batch, *, key, backend) -> (value, {"accuracy"})`
-    with `batch` a `bd.YinYang` of coordinates `(batch, 4)` and labels `(batch,)`.
+    with `batch` a `bd.YinYang` of coordinates `(batch, 4)` and labels `(batch,)`. Build it
+    with `from_config`; its `config` holds the settings it reads (`loss.config.steps`, ...).
     """
 
-    steps: int = eqx.field(static=True)
-    dt: float = eqx.field(static=True)
-    t_early: float = eqx.field(static=True)
-    t_late: float = eqx.field(static=True)
-    t_bias: float = eqx.field(static=True)
-    repetitions: int = eqx.field(static=True)
-    readout_scale: float = eqx.field(static=True)
-    decoder: str = eqx.field(static=True)
-    weight_noise: float = eqx.field(static=True)
-    gain_noise: float = eqx.field(static=True)
-    neuron_noise: float = eqx.field(static=True)
-    noise_draws: int = eqx.field(static=True)
-    firing_upper: float = eqx.field(static=True)
-    firing_lower: float = eqx.field(static=True)
-    firing_weight: float = eqx.field(static=True)
+    config: YinYangConfig = eqx.field(static=True)
 
     @classmethod
     def from_config(cls, config: YinYangConfig, *, training: bool = True) -> YinYangLoss:
-        return cls(
-            weight_noise=config.weight_noise if training else 0.0,
-            gain_noise=config.gain_noise if training else 0.0,
-            neuron_noise=config.neuron_noise if training else 0.0,
-            noise_draws=config.noise_draws if training else 1,
-            steps=config.steps,
-            dt=config.dt,
-            t_early=config.t_early,
-            t_late=config.t_late,
-            t_bias=config.t_bias,
-            repetitions=config.repetitions,
-            readout_scale=config.readout_scale,
-            decoder=config.decoder,
-            firing_upper=config.firing_upper,
-            firing_lower=config.firing_lower,
-            firing_weight=config.firing_weight,
-        )
+        """The loss of `config`: its encoding, decoding, training noise (none and one draw
+        with `training=False`, for evaluation) and firing penalty. It holds a
+        `YinYangConfig` of those fields only (the others at their defaults), so that losses
+        that agree on them are equal and compile once."""
+        kept = {name: getattr(config, name) for name in _LOSS_FIELDS}
+        if not training:
+            kept |= dict(weight_noise=0.0, gain_noise=0.0, neuron_noise=0.0, noise_draws=1)
+        return cls(YinYangConfig(**kept))
+
+    # the training noise it applies (read by scripts and tests)
+    weight_noise = property(lambda self: self.config.weight_noise)
+    gain_noise = property(lambda self: self.config.gain_noise)
+    neuron_noise = property(lambda self: self.config.neuron_noise)
+    noise_draws = property(lambda self: self.config.noise_draws)
 
     def scores(self, network, coordinates, *, key, backend):
         """Decoded readout `(batch, 3)` and the hidden spikes `(time, batch, hidden)`."""
         from .._run import run
 
+        config = self.config
         spikes = bd.encode_coordinates(
             coordinates,
-            steps=self.steps,
-            t_early=self.t_early,
-            t_late=self.t_late,
-            t_bias=self.t_bias,
-            dt=self.dt,
+            steps=config.steps,
+            t_early=config.t_early,
+            t_late=config.t_late,
+            t_bias=config.t_bias,
+            dt=config.dt,
         )
-        spikes = jnp.tile(spikes, (1, 1, self.repetitions))
-        noise = (self.weight_noise, self.gain_noise, self.neuron_noise)
-        if any(noise) and self.noise_draws > 1:
+        spikes = jnp.tile(spikes, (1, 1, config.repetitions))
+        noise = (config.weight_noise, config.gain_noise, config.neuron_noise)
+        if any(noise) and config.noise_draws > 1:
             hidden, membrane = self._run_groups(network, spikes, key, backend, noise)
         else:
             if any(noise):
                 key, noise_key = jax.random.split(key)
                 network = perturb(network, noise_key, *noise)
-            hidden, readout = run(network, spikes, backend=backend, dt=self.dt, key=key)
+            hidden, readout = run(network, spikes, backend=backend, dt=config.dt, key=key)
             hidden, membrane = hidden.spikes, readout.membrane_cadc
-        decode = {"max": bd.max_over_time, "mean": bd.mean_over_time}[self.decoder]
-        return self.readout_scale * decode(membrane), hidden
+        decode = {"max": bd.max_over_time, "mean": bd.mean_over_time}[config.decoder]
+        return config.readout_scale * decode(membrane), hidden
 
     def _run_groups(self, network, spikes, key, backend, noise):
         """`noise_draws` groups of the batch, each with its own draw of the training noise."""
         from .._run import run
 
-        groups, batch = self.noise_draws, spikes.shape[1]
+        groups, batch, dt = self.noise_draws, spikes.shape[1], self.config.dt
         if batch % groups:
             raise ValueError(
                 f"`noise_draws` ({groups}) must divide the batch size; got a batch of {batch}."
@@ -142,7 +135,7 @@ class YinYangLoss(eqx.Module):
         def one(inputs, group_key):
             noise_key, run_key = jax.random.split(group_key)
             perturbed = perturb(network, noise_key, *noise)
-            hidden, readout = run(perturbed, inputs, backend=backend, dt=self.dt, key=run_key)
+            hidden, readout = run(perturbed, inputs, backend=backend, dt=dt, key=run_key)
             return hidden.spikes, readout.membrane_cadc
 
         hidden, readout = jax.vmap(one)(split_batch(spikes, groups), jax.random.split(key, groups))
@@ -152,9 +145,10 @@ class YinYangLoss(eqx.Module):
         coordinates, labels = batch
         scores, spikes = self.scores(network, coordinates, key=key, backend=backend)
         value = cross_entropy(scores, labels)
-        if self.firing_weight:
-            value = value + self.firing_weight * firing_regulariser(
-                spikes, upper=self.firing_upper, lower=self.firing_lower or None
+        config = self.config
+        if config.firing_weight:
+            value = value + config.firing_weight * firing_regulariser(
+                spikes, upper=config.firing_upper, lower=config.firing_lower or None
             )
         return value, {"accuracy": accuracy(scores, labels)}
 
