@@ -82,6 +82,18 @@ def check_writable_folder(folder, name: str) -> Path:
     return folder
 
 
+def epoch_line(record: dict, label: str = "epoch", epochs: int | None = None) -> str:
+    """One line of a `fit` history record for `--no-progress` output: `label epoch[/epochs],
+    train loss L accuracy A %, test loss ..., S s` (a split's part where it has a loss)."""
+    parts = [f"{label} {record['epoch']}" + ("" if epochs is None else f"/{epochs}")]
+    for split in ("train", "test"):
+        if f"{split}_loss" in record:
+            accuracy = 100 * record.get(f"{split}_accuracy", float("nan"))
+            parts.append(f"{split} loss {record[f'{split}_loss']:.4f} accuracy {accuracy:.2f} %")
+    parts.append(f"{record['seconds']:.1f} s")
+    return ", ".join(parts)
+
+
 def positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"`{name}` must be a positive int; got {value!r}.")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._misc import (
+    epoch_line,
     nonnegative_float_argument,
     nonnegative_int_argument,
     positive_float_argument,
@@ -332,12 +333,4 @@ def _report(final: dict, output: Path) -> None:
 
 
 def _print_epoch(record: dict) -> None:
-    parts = [f"epoch {record['epoch']}"]
-    for split in ("train", "test"):
-        if f"{split}_accuracy" in record:
-            parts.append(
-                f"{split} loss {record[f'{split}_loss']:.4f} "
-                f"accuracy {100 * record[f'{split}_accuracy']:.2f} %"
-            )
-    parts.append(f"{record['seconds']:.1f} s")
-    print(", ".join(parts), flush=True)
+    print(epoch_line(record), flush=True)

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from .. import data as bd
+from .._misc import epoch_line
 from ._config import YinYangConfig
 from ._options import (
     BACKENDS,
@@ -327,16 +328,9 @@ def _report(args, summary: dict, output: Path) -> None:
 
 
 def _print_epoch(epochs: int, phase: str = "main"):
+    label = {"pretrain": "numerics epoch", "random": "random-chip epoch"}.get(phase, "epoch")
+
     def report(record: dict) -> None:
-        label = {"pretrain": "numerics epoch", "random": "random-chip epoch"}.get(phase, "epoch")
-        parts = [f"{label} {record['epoch']}/{epochs}"]
-        for split in ("train", "test"):
-            if f"{split}_loss" in record:
-                parts.append(
-                    f"{split} loss {record[f'{split}_loss']:.4f} accuracy "
-                    f"{100 * record.get(f'{split}_accuracy', float('nan')):.2f} %"
-                )
-        parts.append(f"{record['seconds']:.1f} s")
-        print(", ".join(parts), flush=True)
+        print(epoch_line(record, label, epochs), flush=True)
 
     return report
