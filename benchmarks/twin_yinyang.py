@@ -35,8 +35,7 @@ import jax
 import numpy as np
 
 import bss2jax as bj
-from bss2jax import data as bd
-from bss2jax import yinyang
+from bss2jax import data as bd, yinyang
 from bss2jax._train import evaluate_backends, fit
 from bss2jax.yinyang._options import add_train_arguments, train_configs
 
