@@ -15,8 +15,10 @@ identical (same keys, batches, random chips, optimiser) except for the chip in t
 - (a) the twin; (b) the hidden chip itself; (c) the nominal chip `ChipInstance.nominal()`.
 
 All three networks (and the pretrained one) are evaluated on the hidden chip, on the same
-test set with the same key. Reported: the accuracies, the differences a - b and a - c, the
-probing runs and wall times, the twin's held-out-free fit RMS, JAX version and CPU model.
+test set with the same key; and, to see whether the twin predicts the hidden chip, each
+network on each of the three chips (`accuracy_matrix[network][chip]`). Reported: the
+accuracies, the differences a - b and a - c, the probing runs and wall times, the twin's
+fit RMS on the probe traces, JAX version and CPU model.
 
     python benchmarks/twin_yinyang.py --output twin_yinyang.json          # the bar
     python benchmarks/twin_yinyang.py --smoke                             # seconds-scale check
@@ -41,6 +43,7 @@ from bss2jax.yinyang._options import add_train_arguments, train_configs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
 from _report import cpu_model, emit  # noqa: E402
+from twin import field_errors  # noqa: E402
 
 CHIPS = ("twin", "hidden", "nominal")
 
@@ -65,6 +68,35 @@ def probe_and_fit(args, hidden: bj.ChipInstance, config: bj.ChipConfig) -> tuple
     )
     jax.block_until_ready(result.chip)
     return result, data, {"probe": probe_seconds, "fit": time.perf_counter() - start}
+
+
+def twin_quality(chip: bj.ChipInstance, hidden: bj.ChipInstance, circuits) -> dict:
+    """`chip` against the hidden one on `circuits`: each field's error (`twin.field_errors`,
+    against the identifiable form) and the RMS log-error of the effective gain
+    `synaptic_gain * synapse_gain[circuit, row]` of every row but the probed 0 and 1 (the
+    rows a network other than the probe's uses)."""
+    errors = field_errors(chip, bj.canonical_chip(hidden), circuits)
+
+    def effective(c: bj.ChipInstance) -> np.ndarray:
+        rows = np.asarray(c.synapse_gain)[circuits, 2:]
+        gains = np.where(
+            np.arange(2, rows.shape[1] + 2) % 2 == 0,
+            np.asarray(c.synaptic_gain_exc)[circuits, None],
+            np.asarray(c.synaptic_gain_inh)[circuits, None],
+        )
+        return np.log(gains * rows)
+
+    errors["effective_gain_log_rms"] = float(
+        np.sqrt(np.mean((effective(chip) - effective(hidden)) ** 2))
+    )
+    return errors
+
+
+def network_circuits(config) -> np.ndarray:
+    """The circuits `bj.place` gives the Yin-Yang network of `config`."""
+    network = yinyang.yin_yang_network(config, key=jax.random.key(0))
+    placement = bj.place(network).populations.values()
+    return np.concatenate([p.circuits.ravel() for p in placement])
 
 
 def recipe_configs(args):
@@ -167,16 +199,28 @@ def train_three(args, seed: int, chips: dict, hidden: bj.ChipInstance) -> dict:
         own[name] = result.history[-1]["test_accuracy"]
         seconds[name] = time.perf_counter() - start
     eval_loss = yinyang.YinYangLoss.from_config(main, training=False)
-    on_hidden = {
-        name: evaluate_backends(
-            net, eval_loss, data[1], [bj.ChipModel(hidden)], key=jax.random.fold_in(key, 2)
-        )[0]["accuracy"]
+    backends = [bj.ChipModel(chip) for chip in chips.values()]
+    matrix = {
+        name: dict(
+            zip(
+                chips,
+                (
+                    r["accuracy"]
+                    for r in evaluate_backends(
+                        net, eval_loss, data[1], backends, key=jax.random.fold_in(key, 2)
+                    )
+                ),
+                strict=True,
+            )
+        )
         for name, net in networks.items()
     }
+    on_hidden = {name: row["hidden"] for name, row in matrix.items()}
     return {
         "seed": seed,
         "accuracy_on_hidden": on_hidden,
         "accuracy_on_own_chip": own,
+        "accuracy_matrix": matrix,
         "twin_minus_hidden_points": 100 * (on_hidden["twin"] - on_hidden["hidden"]),
         "twin_minus_nominal_points": 100 * (on_hidden["twin"] - on_hidden["nominal"]),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
@@ -213,8 +257,9 @@ def main(argv=None) -> dict:
     config = bj.ChipConfig()
     twin, data, seconds = probe_and_fit(args, hidden, config)
     chips = {"twin": twin.chip, "hidden": hidden, "nominal": bj.ChipInstance.nominal()}
+    circuits = network_circuits(recipe_configs(args)[1])
+    quality = {name: twin_quality(chips[name], hidden, circuits) for name in ("twin", "nominal")}
     runs = [train_three(args, seed, chips, hidden) for seed in args.seeds]
-    differences = np.array([[r["twin_minus_hidden_points"] for r in runs]])
     report = {
         "benchmark": "twin_yinyang",
         "command": "python benchmarks/twin_yinyang.py " + " ".join(argv or sys.argv[1:]),
@@ -229,8 +274,11 @@ def main(argv=None) -> dict:
         "probe_seconds": round(seconds["probe"], 1),
         "fit_seconds": round(seconds["fit"], 1),
         "fit_trace_rms_lsb": [round(float(x), 3) for x in twin.rms],
+        "chip_errors_on_network_circuits": quality,
         "runs": runs,
-        "mean_twin_minus_hidden_points": float(differences.mean()),
+        "mean_twin_minus_hidden_points": float(
+            np.mean([r["twin_minus_hidden_points"] for r in runs])
+        ),
         "mean_twin_minus_nominal_points": float(
             np.mean([r["twin_minus_nominal_points"] for r in runs])
         ),
