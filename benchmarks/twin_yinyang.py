@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import numpy as np
 
@@ -44,8 +45,6 @@ from bss2jax.yinyang._options import add_train_arguments, train_configs
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
 from _report import cpu_model, emit  # noqa: E402
 from twin import field_errors  # noqa: E402
-
-CHIPS = ("twin", "hidden", "nominal")
 
 
 def probe_and_fit(args, hidden: bj.ChipInstance, config: bj.ChipConfig) -> tuple:
@@ -241,6 +240,11 @@ def parse(argv):
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument("--output-dir", default="runs/twin-yinyang", help="checkpoints")
+    parser.add_argument(
+        "--oracle-gains",
+        action="store_true",
+        help="a fourth arm: the twin with the hidden chip's true synaptic and synapse gains",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds to minutes")
     parser.add_argument("--output", default=None, help="write the JSON report here")
@@ -257,8 +261,15 @@ def main(argv=None) -> dict:
     config = bj.ChipConfig()
     twin, data, seconds = probe_and_fit(args, hidden, config)
     chips = {"twin": twin.chip, "hidden": hidden, "nominal": bj.ChipInstance.nominal()}
+    if args.oracle_gains:  # a diagnosis: the twin with the hidden chip's true synaptic gains
+        names = ("synaptic_gain_exc", "synaptic_gain_inh", "synapse_gain")
+        chips["twin_true_gains"] = eqx.tree_at(
+            lambda c: [getattr(c, n) for n in names],
+            twin.chip,
+            [getattr(hidden, n) for n in names],
+        )
     circuits = network_circuits(recipe_configs(args)[1])
-    quality = {name: twin_quality(chips[name], hidden, circuits) for name in ("twin", "nominal")}
+    quality = {n: twin_quality(c, hidden, circuits) for n, c in chips.items() if n != "hidden"}
     runs = [train_three(args, seed, chips, hidden) for seed in args.seeds]
     report = {
         "benchmark": "twin_yinyang",
