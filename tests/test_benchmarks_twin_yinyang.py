@@ -66,4 +66,21 @@ def test_twin_yinyang_benchmark_smoke(tmp_path):
     np.testing.assert_allclose(
         run["twin_minus_hidden_points"], 100 * (accuracies["twin"] - accuracies["hidden"])
     )
+    for network, row in run["accuracy_matrix"].items():
+        assert set(row) == {"twin", "hidden", "nominal"}
+        assert row["hidden"] == accuracies[network]
+    assert report["chip_errors_on_network_circuits"]["nominal"]["effective_gain_log_rms"] > 0
     assert (tmp_path / "seed0" / "pretrain").is_dir()
+
+
+def test_twin_quality_is_exact_for_the_truth_and_sqrt2_spreads_for_nominal():
+    module = _module()
+    hidden = bj.ChipInstance.random(jax.random.PRNGKey(20261207))
+    circuits = module.network_circuits(yinyang.YinYangConfig())
+    exact = module.twin_quality(bj.canonical_chip(hidden), hidden, circuits)
+    assert exact["effective_gain_log_rms"] < 1e-5
+    assert all(v["within_bar"] == 1.0 for k, v in exact.items() if isinstance(v, dict))
+    # nominal: each effective gain is off by the per-circuit and the per-synapse factor,
+    # both log-normal with log-std 0.05 (`MismatchProfile()`): sqrt(2) * 0.05 = 0.071
+    nominal = module.twin_quality(bj.ChipInstance.nominal(), hidden, circuits)
+    assert abs(nominal["effective_gain_log_rms"] - 0.0707) < 0.005
