@@ -125,22 +125,26 @@ def test_numerics_phase_is_fit_with_training_noise_and_clipping(getkey):
 def test_both_phases_run_clip_and_checkpoint(getkey, tmp_path):
     network, train, key, chip = _network(getkey()), _data(getkey()), getkey(), _chip()
     test = _data(getkey(), samples=10)
-    result = bj.fit_hardware_aware(
-        network,
-        _loss,
-        train,
-        test=test,
-        chip=chip,
-        key=key,
-        batch_size=10,
-        numerics_epochs=1,
-        chip_epochs=2,
-        chips_per_call=2,
-        output=tmp_path,
-        config={"task": "tiny"},
-        progress=False,
-        diagnose=False,
-    )
+
+    def schedule():  # the same call twice: the second resumes
+        return bj.fit_hardware_aware(
+            network,
+            _loss,
+            train,
+            test=test,
+            chip=chip,
+            key=key,
+            batch_size=10,
+            numerics_epochs=1,
+            chip_epochs=2,
+            chips_per_call=2,
+            output=tmp_path,
+            config={"task": "tiny"},
+            progress=False,
+            diagnose=False,
+        )
+
+    result = schedule()
     assert list(result.histories) == ["numerics", "chips"]
     assert [len(h) for h in result.histories.values()] == [1, 2]
     assert "test_accuracy" in result.histories["chips"][-1]
@@ -172,20 +176,5 @@ def test_both_phases_run_clip_and_checkpoint(getkey, tmp_path):
         result.histories["chips"][-1]["test_accuracy"], expected.history[-1]["test_accuracy"]
     )
     # a rerun with the same output resumes: both phases are complete, nothing trains
-    again = bj.fit_hardware_aware(
-        network,
-        _loss,
-        train,
-        test=test,
-        chip=chip,
-        key=key,
-        batch_size=10,
-        numerics_epochs=1,
-        chip_epochs=2,
-        chips_per_call=2,
-        output=tmp_path,
-        config={"task": "tiny"},
-        progress=False,
-        diagnose=False,
-    )
+    again = schedule()
     assert eqx.tree_equal(again.network, result.network)
