@@ -24,6 +24,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def machine() -> dict:
+    """The `jax`, `device`, `cpu` and `python` entries every report carries."""
+    import jax
+
+    return {
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0]),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+    }
+
+
 def peak_rss_bytes() -> int:
     """This process's peak resident memory (`VmHWM` in /proc/self/status; `ru_maxrss`
     elsewhere), in bytes."""

@@ -85,25 +85,19 @@ def _extract(revision: str, into: Path) -> None:
 
 
 def main(argv=None) -> dict:
+    sys.path.insert(0, str(HERE))
+    from _report import cpu_model, emit
+    from chip_throughput import add_workload_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default=BASELINE, help="git revision to compare with")
-    parser.add_argument("--inputs", type=int, default=256)
-    parser.add_argument("--hidden", type=int, default=246)
-    parser.add_argument("--outputs", type=int, default=10)
-    parser.add_argument("--time", type=int, default=20, help="grid steps per sample")
-    parser.add_argument("--dt", type=float, default=1.7e-6, help="grid step (s)")
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--substeps", type=int, default=10)
-    parser.add_argument("--rate", type=float, default=0.05, help="input spike probability")
+    add_workload_arguments(parser)
     parser.add_argument("--rounds", type=int, default=7, help="alternations old / new")
     parser.add_argument("--calls", type=int, default=3, help="timed calls per round")
     parser.add_argument("--output", type=str, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     workload = {k: getattr(args, k) for k in ("inputs", "hidden", "outputs", "time", "dt")}
     workload |= {k: getattr(args, k) for k in ("batch", "substeps", "rate")}
-
-    sys.path.insert(0, str(HERE))
-    from _report import cpu_model, emit
 
     with tempfile.TemporaryDirectory() as folder:
         _extract(args.baseline, Path(folder))
@@ -120,6 +114,7 @@ def main(argv=None) -> dict:
         for worker in workers.values():
             worker.stdin.close()
             worker.wait()
+            worker.stdout.close()
     results = {}
     for name, series in times.items():
         median = statistics.median(series)

@@ -77,8 +77,9 @@ def _median(fn, *args, repeats):
     return statistics.median(times)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """The workload's options (layout, grid, batch, sub-steps, input rate), shared with
+    `chip_speedup.py`."""
     parser.add_argument("--inputs", type=int, default=256)
     parser.add_argument("--hidden", type=int, default=246)
     parser.add_argument("--outputs", type=int, default=10)
@@ -87,6 +88,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--substeps", type=int, default=10)
     parser.add_argument("--rate", type=float, default=0.05, help="input spike probability")
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_workload_arguments(parser)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--run", action="store_true", help="also time bj.run (injection)")
     parser.add_argument(

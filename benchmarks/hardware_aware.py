@@ -24,7 +24,6 @@ Each is evaluated on the test split on the target chip (`--chip-seed`) and on 5 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ import bss2jax as bj
 from bss2jax._cli._fit_data import SpikeLoss, default_network
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
-from _report import cpu_model, emit  # noqa: E402
+from _report import emit, machine  # noqa: E402
 
 
 def spike_patterns(args, seed: int):
@@ -143,9 +142,7 @@ def main(argv=None) -> dict:
         "settings": vars(args),
         "target_chip_seed": args.chip_seed,
         "other_chip_seeds": seeds,
-        "jax": jax.__version__,
-        "cpu": cpu_model(),
-        "python": platform.python_version(),
+        **machine(),
         "arms": {},
     }
     for name, arm in (("schedule", schedule_arm), ("plain", plain_arm)):

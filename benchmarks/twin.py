@@ -16,7 +16,7 @@ Reported, over the `--neurons` probed circuits:
   on the hidden chip, and simulated on the twin and on the nominal chip with the same
   config and other noise keys; the RMS (CADC LSB) of the mean traces' difference over
   `--repetitions` entries (the bar: at most 1.5 LSB);
-- the wall time of the probe and the fit (CPU, see `cpu_model`).
+- the wall time of the probe and the fit (CPU, see `machine`).
 
     python benchmarks/twin.py                                   # the bar: 512 neurons
     python benchmarks/twin.py --neurons 8 --repetitions 4 --rounds 1 --iterations 2
@@ -25,7 +25,6 @@ Reported, over the `--neurons` probed circuits:
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ import numpy as np
 import bss2jax as bj
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
-from _report import cpu_model, emit  # noqa: E402
+from _report import emit, machine  # noqa: E402
 
 POTENTIALS = ("leak", "reset", "threshold")
 FACTORS = (
@@ -159,10 +158,7 @@ def main(argv=None) -> dict:
     report = {
         "benchmark": "twin",
         "command": "python benchmarks/twin.py " + " ".join(argv or sys.argv[1:]),
-        "jax": jax.__version__,
-        "device": str(jax.devices()[0]),
-        "cpu": cpu_model(),
-        "python": platform.python_version(),
+        **machine(),
         "neurons": args.neurons,
         "repetitions": args.repetitions,
         "profile": args.profile,

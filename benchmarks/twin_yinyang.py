@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ from bss2jax._train import evaluate_backends, fit
 from bss2jax.yinyang._options import add_train_arguments, train_configs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
-from _report import cpu_model, emit  # noqa: E402
+from _report import emit, machine  # noqa: E402
 from twin import field_errors  # noqa: E402
 
 
@@ -274,10 +273,7 @@ def main(argv=None) -> dict:
     report = {
         "benchmark": "twin_yinyang",
         "command": "python benchmarks/twin_yinyang.py " + " ".join(argv or sys.argv[1:]),
-        "jax": jax.__version__,
-        "device": str(jax.devices()[0]),
-        "cpu": cpu_model(),
-        "python": platform.python_version(),
+        **machine(),
         "hidden_seed": args.hidden_seed,
         "neurons": args.neurons,
         "tau": args.tau,

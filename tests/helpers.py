@@ -7,6 +7,9 @@ The table of every backend, with `Hardware` over a worker process and `Replay`, 
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -14,6 +17,16 @@ import numpy as np
 
 import bss2jax as bj
 import bss2jax.hardware as bjh
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """The script `benchmarks/<name>.py` as a module (benchmarks are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _default_tols(dtype):

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from helpers import load_benchmark
 
 import bss2jax as bj
 from bss2jax import yinyang
 from bss2jax._probe import probe_networks
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "twin_yinyang.py"
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("benchmark_twin_yinyang", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("twin_yinyang")
 
 
 def test_phases_are_the_recipe_defaults_and_resize_only_what_is_asked():
