@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "hardware_aware.py"
 TINY = "--classes 3 --channels 6 --steps 10 --hidden 6 --train 20 --test 10 --batch-size 10"
 TINY += " --numerics-epochs 1 --chip-epochs 1"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("benchmark_hardware_aware", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("hardware_aware")
 
 
 def test_spike_patterns_share_a_base_and_keep_their_noise_rates():
@@ -41,6 +36,9 @@ def test_spike_patterns_share_a_base_and_keep_their_noise_rates():
 
 
 @pytest.mark.slow  # a minute or more: kept out of the 15-minute default suite
+@pytest.mark.filterwarnings(
+    "ignore:.*will be clipped to ±63 on the chip"
+)  # the plain arm trains without clipping
 def test_hardware_aware_benchmark_smoke(tmp_path):
     output = tmp_path / "report.json"
     report = _module().main([*TINY.split(), "--output", str(output)])
