@@ -30,7 +30,6 @@ observes nothing, it returns the identity: offset 0, scales 1).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -39,6 +38,7 @@ import jax.numpy as jnp
 
 from ._backend import AbstractBackend, Numeric
 from ._chip._placement import circuits_per_neuron, neurons_per_run
+from ._misc import replace_static
 from ._network import Sequential
 from ._neurons import AbstractNeuron
 from ._parameters import model_value
@@ -337,8 +337,7 @@ def _threshold_reading(backend, probe, weights, inputs, key, dt):
     """Step 2's reading of the threshold (LSB, `(neurons,)`): per drive weight, each run's
     maximum of the trace read with nearest-neighbour interpolation, averaged over the
     runs; per neuron the largest over the weights at which it fired in every run."""
-    nearest = copy.copy(probe)
-    object.__setattr__(nearest, "interpolation", "nearest")  # a static field
+    nearest = replace_static(probe, interpolation="nearest")
     best = jnp.full((probe.size,), -jnp.inf)
     for weight, k in zip(weights, jax.random.split(key, len(weights)), strict=True):
         network = _probe(nearest, weight, inputs.shape[-1])

@@ -9,7 +9,6 @@ and returns the network with every constant in place: each neuron's `trace_offse
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Hashable, Mapping
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ import jax.numpy as jnp
 from ._align import Alignment, align
 from ._backend import AbstractBackend
 from ._chip._placement import _fan_in
+from ._misc import replace_static
 from ._network import AbstractNetwork
 from ._transforms import LinearSaturating
 from ._typing import user_facing
@@ -130,9 +130,8 @@ def _write(network, population_key, alignment: Alignment, time_shift: bool):
     """`network` with `alignment` in population `population_key` and its incoming synapses."""
     neuron = alignment.neuron(network.population(population_key))
     if time_shift:
-        neuron = copy.copy(neuron)
         shift = int(jnp.round(jnp.median(alignment.cadc_time_shift)))
-        object.__setattr__(neuron, "cadc_time_shift", shift)  # a static field
+        neuron = replace_static(neuron, cadc_time_shift=shift)
     network = eqx.tree_at(lambda n: n.population(population_key), network, neuron)
     incoming = [i for i, (_, target) in enumerate(network.edges()) if target == population_key]
     transforms = [alignment.transform()] * len(incoming)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import os
@@ -9,7 +11,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import equinox as eqx
 import jax
@@ -17,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import OutputFolderError
+
+_M = TypeVar("_M", bound=eqx.Module)
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -113,6 +117,20 @@ def check_dt(dt, name: str = "dt") -> float:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"`{name}` must be a positive finite float in seconds; got {dt!r}.")
     return value
+
+
+def replace_static(module: _M, **changes: Any) -> _M:
+    """A shallow copy of the equinox `module` with the static fields in `changes` replaced
+    (e.g. a neuron's `cadc_time_shift`). `eqx.tree_at` reaches pytree leaves only, and
+    `dataclasses.replace` would call a constructor whose arguments are not its fields."""
+    static = {f.name for f in dataclasses.fields(module) if f.metadata.get("static", False)}
+    unknown = sorted(set(changes) - static)
+    if unknown:
+        raise ValueError(f"{unknown} are not static fields of {type(module).__name__}.")
+    copied = copy.copy(module)
+    for name, value in changes.items():
+        object.__setattr__(copied, name, value)  # a frozen dataclass: its own setattr refuses
+    return copied
 
 
 def split_batch(trace: jax.Array, groups: int) -> jax.Array:

@@ -13,7 +13,7 @@ order tens before a neuron fires (see `bj.init_fluctuation_driven`).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypedDict, TypeVar, Unpack
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -58,6 +58,42 @@ _LIF_FIXED: dict[str, Any] = dict(
 
 Interpolation = Literal["linear", "nearest"]
 Integrator = Literal["euler", "exact"]
+
+
+class Readout(TypedDict, total=False):
+    """The readout and chip keywords that `LIF`, `LI` and `AdEx` share (hxtorch's names):
+    `trace_scale=1`, `trace_offset=0` (measured CADC trace to model units),
+    `cadc_time_shift=0` (steps), `shift_cadc_to_first=False`, `interpolation="linear"`,
+    `integrator="euler"`, `enable_cadc_recording=True`, `enable_madc_recording=False`,
+    `record_neuron_id=0` (the neuron the MADC watches), `i_synin_gm=500`,
+    `synapse_dac_bias=600` (chip-only calibration targets)."""
+
+    trace_scale: ParameterLike
+    trace_offset: ParameterLike
+    cadc_time_shift: int
+    shift_cadc_to_first: bool
+    interpolation: Interpolation
+    integrator: Integrator
+    enable_cadc_recording: bool
+    enable_madc_recording: bool
+    record_neuron_id: int
+    i_synin_gm: float
+    synapse_dac_bias: float
+
+
+_READOUT_DEFAULTS = Readout(
+    trace_scale=1.0,
+    trace_offset=0.0,
+    cadc_time_shift=0,
+    shift_cadc_to_first=False,
+    interpolation="linear",
+    integrator="euler",
+    enable_cadc_recording=True,
+    enable_madc_recording=False,
+    record_neuron_id=0,
+    i_synin_gm=500.0,
+    synapse_dac_bias=600.0,
+)
 
 
 class AbstractNeuron(eqx.Module):
@@ -112,10 +148,19 @@ class AbstractNeuron(eqx.Module):
 
     @user_facing
     def _setup(self, arguments: dict[str, Any], **fixed: Any) -> None:
-        """Check and store a constructor's arguments (its `locals()`: each keyword stands
-        in its signature, with its own default), `fixed` the values its type sets in their
-        place or beside them."""
-        arguments = {**arguments, **fixed}
+        """Check and store a constructor's arguments (its `locals()`: its named keywords
+        with their defaults, and `readout`, the `Readout` keywords given, over
+        `_READOUT_DEFAULTS`), `fixed` the values its type sets in their place or beside
+        them. An unknown readout keyword is a `TypeError`, as Python raises for a named one."""
+        arguments = dict(arguments)
+        given = arguments.pop("readout", {})
+        unknown = sorted(set(given) - set(_READOUT_DEFAULTS))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}() got unexpected keyword argument(s) {unknown}; "
+                f"its readout keywords are {sorted(_READOUT_DEFAULTS)}."
+            )
+        arguments = {**_READOUT_DEFAULTS, **given, **arguments, **fixed}
         size = arguments["size"]
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"`size` must be a positive int; got {size!r}.")
@@ -214,7 +259,34 @@ def _model_space(fire: bool, overrides: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-class LIF(AbstractNeuron):
+_Preset = TypeVar("_Preset", bound="AbstractPreset")
+
+
+class AbstractPreset(AbstractNeuron):
+    """A neuron type with a `model_space` preset (`LIF`, `LI`)."""
+
+    _FIRES: ClassVar[bool]
+
+    @classmethod
+    def model_space(cls: type[_Preset], size: int, **overrides: Any) -> _Preset:
+        """The population in the usual model units: `leak=Mixed(0, 80)`, and for `LIF`
+        `reset=Mixed(0, 80)`, `threshold=Mixed(1, 125)`.
+
+        The chip side: potentials in CADC LSB (hxtorch's defaults); the readout maps a
+        measured CADC trace to model units with `trace_offset=80` and `trace_scale=1/45`
+        (the nominal 45 LSB per model unit; `bj.align` measures a chip's own).
+        `integrator="exact"` (the chip integrates in continuous time); time constants
+        10 µs as in hxtorch. Any keyword of the constructor overrides the preset's.
+
+        ```python
+        lif = bj.LIF.model_space(128)
+        readout = bj.LI.model_space(10)
+        ```
+        """
+        return cls(size, **_model_space(cls._FIRES, overrides))
+
+
+class LIF(AbstractPreset):
     """Leaky integrate-and-fire population (hxtorch's `LIF`), current-based synapses.
 
     New here? `bj.LIF.model_space(n)`: leak 0, reset 0, threshold 1 in the model (chip
@@ -237,22 +309,7 @@ class LIF(AbstractNeuron):
     ```
     """
 
-    @classmethod
-    def model_space(cls, size: int, **overrides: Any) -> LIF:
-        """A `LIF` in the usual model units: `leak=Mixed(0, 80)`, `reset=Mixed(0, 80)`,
-        `threshold=Mixed(1, 125)`.
-
-        The chip side: potentials in CADC LSB (hxtorch's defaults); the readout maps a
-        measured CADC trace to model units with `trace_offset=80` and `trace_scale=1/45`
-        (the nominal 45 LSB per model unit; `bj.align` measures a chip's own).
-        `integrator="exact"` (the chip integrates in continuous time); time constants
-        10 µs as in hxtorch. Any keyword of the constructor overrides the preset's.
-
-        ```python
-        lif = bj.LIF.model_space(128)
-        ```
-        """
-        return cls(size, **_model_space(True, overrides))
+    _FIRES = True
 
     @user_facing
     def __init__(
@@ -267,23 +324,13 @@ class LIF(AbstractNeuron):
         membrane_capacitance: ParameterLike | None = None,
         refractory_time: ParameterLike = 1e-6,
         surrogate: AbstractSurrogate = SuperSpike(),
-        trace_scale: ParameterLike = 1.0,
-        trace_offset: ParameterLike = 0.0,
-        cadc_time_shift: int = 0,
-        shift_cadc_to_first: bool = False,
-        interpolation: Interpolation = "linear",
-        integrator: Integrator = "euler",
         enable_spike_recording: bool = True,
-        enable_cadc_recording: bool = True,
-        enable_madc_recording: bool = False,
-        record_neuron_id: int = 0,
-        i_synin_gm: float = 500.0,
-        synapse_dac_bias: float = 600.0,
+        **readout: Unpack[Readout],
     ):
         self._setup(locals(), fire=True, **_LIF_FIXED)
 
 
-class LI(AbstractNeuron):
+class LI(AbstractPreset):
     """Leaky integrator (hxtorch's `LI`, the readout): no threshold, no spikes.
 
     New here? `bj.LI.model_space(n)`: leak 0 in the model (80 LSB on the chip). `bj.LI(n)`
@@ -297,17 +344,7 @@ class LI(AbstractNeuron):
     ```
     """
 
-    @classmethod
-    def model_space(cls, size: int, **overrides: Any) -> LI:
-        """An `LI` in the usual model units: `leak=Mixed(0, 80)`, `trace_offset=80`,
-        `trace_scale=1/45`, `integrator="exact"`, as `LIF.model_space`. Any keyword of the
-        constructor overrides the preset's.
-
-        ```python
-        readout = bj.LI.model_space(10)
-        ```
-        """
-        return cls(size, **_model_space(False, overrides))
+    _FIRES = False
 
     @user_facing
     def __init__(
@@ -318,17 +355,7 @@ class LI(AbstractNeuron):
         tau_mem: ParameterLike = 10e-6,
         tau_syn: ParameterLike = 10e-6,
         membrane_capacitance: ParameterLike | None = None,
-        trace_scale: ParameterLike = 1.0,
-        trace_offset: ParameterLike = 0.0,
-        cadc_time_shift: int = 0,
-        shift_cadc_to_first: bool = False,
-        interpolation: Interpolation = "linear",
-        integrator: Integrator = "euler",
-        enable_cadc_recording: bool = True,
-        enable_madc_recording: bool = False,
-        record_neuron_id: int = 0,
-        i_synin_gm: float = 500.0,
-        synapse_dac_bias: float = 600.0,
+        **readout: Unpack[Readout],
     ):
         self._setup(
             locals(),
@@ -381,18 +408,8 @@ class AdEx(AbstractNeuron):
         subthreshold_adaptation: bool = True,
         spike_triggered_adaptation: bool = True,
         surrogate: AbstractSurrogate = SuperSpike(),
-        trace_scale: ParameterLike = 1.0,
-        trace_offset: ParameterLike = 0.0,
-        cadc_time_shift: int = 0,
-        shift_cadc_to_first: bool = False,
-        interpolation: Interpolation = "linear",
-        integrator: Integrator = "euler",
         enable_spike_recording: bool = True,
-        enable_cadc_recording: bool = True,
-        enable_madc_recording: bool = False,
-        record_neuron_id: int = 0,
-        i_synin_gm: float = 500.0,
-        synapse_dac_bias: float = 600.0,
+        **readout: Unpack[Readout],
     ):
         self._setup(
             locals(),

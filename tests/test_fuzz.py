@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import bss2jax as bj
 import bss2jax.hardware as bjh
 from bss2jax._errors import NetworkError
+from bss2jax._neurons import Readout
 from bss2jax.yinyang._options import add_train_arguments, train_configs
 
 BSS2JAX_ERRORS = (
@@ -170,7 +171,7 @@ NEURON_PARAMETERS = [
     mixed=st.booleans(),
 )
 def test_neuron_parameters(kind, name, value, mixed):
-    if name not in inspect.signature(kind).parameters:
+    if name not in {*inspect.signature(kind).parameters, *Readout.__annotations__}:
         return
 
     def build():

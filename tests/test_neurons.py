@@ -112,6 +112,21 @@ def test_bad_parameters_raise_named_errors(cls):
         cls(3, record_neuron_id=3)
     with pytest.raises(ValueError, match="`cadc_time_shift`"):
         cls(3, cadc_time_shift=1.5)
+    # a misspelt keyword is refused, not swallowed (hxtorch's `**extra_params` drops it)
+    with pytest.raises(TypeError, match="'enable_cadc_recordin'"):
+        cls(3, enable_cadc_recordin=False)
+
+
+@pytest.mark.parametrize("cls", ALL_NEURON_TYPES)
+def test_readout_keywords_and_their_defaults(cls):
+    # the shared readout keywords (`Readout`) act on every type alike: hxtorch's defaults,
+    # and a value given is the value stored
+    plain = cls(3)
+    assert (plain.i_synin_gm, plain.synapse_dac_bias, plain.record_neuron_id) == (500.0, 600.0, 0)
+    assert plain.enable_cadc_recording and not plain.enable_madc_recording
+    given = cls(3, trace_scale=0.5, integrator="exact", i_synin_gm=400.0, record_neuron_id=2)
+    assert (given.integrator, given.i_synin_gm, given.record_neuron_id) == ("exact", 400.0, 2)
+    np.testing.assert_allclose(bj.model_value(given.trace_scale), 0.5)
 
 
 def test_bad_refractory_and_surrogate():
@@ -187,3 +202,15 @@ def test_model_space_lif_threshold_is_one_model_unit():
         net = bj.Sequential([bj.Synapse(1, 1, weight=weight), bj.LIF.model_space(1)])
         (obs,) = bj.run(net, drive, dt=dt)
         assert bool(jnp.any(obs.spikes > 0)) == fires
+
+
+def test_replace_static_copies_and_checks_the_field():
+    from bss2jax._misc import replace_static
+
+    lif = bj.LIF(3)
+    shifted = replace_static(lif, cadc_time_shift=-1, interpolation="nearest")
+    assert (shifted.cadc_time_shift, shifted.interpolation) == (-1, "nearest")
+    assert (lif.cadc_time_shift, lif.interpolation) == (0, "linear")  # the original is kept
+    assert shifted.threshold is lif.threshold  # leaves shared, as eqx.tree_at shares them
+    with pytest.raises(ValueError, match="not static fields of LIF"):
+        replace_static(lif, threshold=1.0)

@@ -71,9 +71,13 @@ def test_schedule_checks_its_arguments(getkey):
             ValueError,
             "`chips_per_call` \\(3\\) must divide `batch_size` \\(10\\)",
         ),
-        (dict(draws=4), ValueError, "`draws` \\(4\\) must divide `batch_size` \\(10\\)"),
+        (
+            dict(numerics_loss=bj.hardware_aware(_loss, draws=4)),
+            ValueError,
+            "`draws` \\(4\\) must divide `batch_size` \\(10\\)",
+        ),
         (dict(backend=bj.Numeric()), TypeError, "sets `bj.fit`'s \\['backend'\\] itself"),
-        (dict(weight_noise=1.5), ValueError, "`weight_noise` must be a number in \\[0, 1\\)"),
+        (dict(numerics_loss="noisy"), TypeError, "`numerics_loss` must be callable"),
     ]
     for extra, error, message in cases:
         with pytest.raises(error, match=message):

@@ -206,6 +206,7 @@ def fit_command(args) -> int:
     import jax
 
     from .._misc import write_json
+    from .._train._hardware_aware import hardware_aware
     from .._train._schedule import fit_hardware_aware
 
     data = args.loaded
@@ -230,10 +231,13 @@ def fit_command(args) -> int:
         chip_epochs=args.chip_epochs,
         numerics_optimiser=_adam(args.lr),
         chip_optimiser=_adam(args.chip_lr),
-        weight_noise=0.05 * noise,
-        gain_noise=0.07 * noise,
-        neuron_noise=0.02 * noise,
-        draws=args.draws,
+        numerics_loss=hardware_aware(
+            loss,
+            weight_noise=0.05 * noise,
+            gain_noise=0.07 * noise,
+            neuron_noise=0.02 * noise,
+            draws=args.draws,
+        ),
         chips_per_call=args.chips_per_call,
         anchor_probability=args.anchor_probability,
         gradient=args.gradient,

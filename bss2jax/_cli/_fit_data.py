@@ -162,11 +162,10 @@ def save_network(path, network, metadata: dict) -> None:
 
 def load_network(path):
     """`(network, metadata)` from the `network.npz` that `bss2jax fit` writes."""
-    import copy
-
     import jax
     import jax.numpy as jnp
 
+    from .._misc import replace_static
     from .._train._checkpoint import _read, load_checkpoint
 
     meta = _read(Path(path))[0]["metadata"]
@@ -180,6 +179,5 @@ def load_network(path):
             leaves[index] = jnp.zeros(kind["shape"], kind["dtype"])
     layers = list(jax.tree_util.tree_unflatten(treedef, leaves).layers)
     for index, shift in zip((1, 3), meta["cadc_time_shift"], strict=True):
-        layers[index] = copy.copy(layers[index])
-        object.__setattr__(layers[index], "cadc_time_shift", shift)  # a static field
+        layers[index] = replace_static(layers[index], cadc_time_shift=shift)
     return load_checkpoint(path, type(template)(layers))

@@ -60,10 +60,7 @@ def fit_hardware_aware(
     chip_epochs: int = 5,
     numerics_optimiser: optax.GradientTransformation | None = None,
     chip_optimiser: optax.GradientTransformation | None = None,
-    weight_noise: float = 0.05,
-    gain_noise: float = 0.07,
-    neuron_noise: float = 0.02,
-    draws: int = 5,
+    numerics_loss: Callable | None = None,
     chips_per_call: int = 5,
     anchor_probability: float = 0.3,
     gradient: Literal["inject", "through"] = "inject",
@@ -81,10 +78,10 @@ def fit_hardware_aware(
     `bj.clip_weights`: `|w| <= 63 / scale`, the range where model and chip agree):
 
     1. **numerics** (`numerics_epochs`, `numerics_optimiser`, default `optax.adam(5e-3)`):
-       `bj.hardware_aware(loss, ...)` on `bj.Numeric()`, a fresh draw of `bj.perturb`'s
-       training noise for each of `draws` groups of a batch (default 5, as the Yin-Yang
-       recipe), standing for the mismatch of a chip not yet known; evaluated with the plain
-       loss in the numerics.
+       `numerics_loss`, default `bj.hardware_aware(loss, draws=5)`, on `bj.Numeric()`: a
+       fresh draw of `bj.perturb`'s training noise for each of 5 groups of a batch (as the
+       Yin-Yang recipe), standing for the mismatch of a chip not yet known; evaluated with
+       the plain loss in the numerics.
     2. **chips** (`chip_epochs`, `chip_optimiser`, default `optax.adam(3e-4)`): `loss` with
        the chip model in the loop on `bj.RandomChips(anchor=chip, ...)`: each batch is cut
        into `chips_per_call` groups, each on `chip` with probability `anchor_probability`,
@@ -98,7 +95,9 @@ def fit_hardware_aware(
       `bj.fit`; each phase gets its own key.
     - `chip`: the target `bj.ChipInstance` (for real hardware: a digital twin of it).
     - `numerics_epochs`, `chip_epochs`: non-negative ints, not both 0.
-    - `weight_noise`, `gain_noise`, `neuron_noise`, `draws`: as for `bj.hardware_aware`.
+    - `numerics_loss`: the numerics phase's loss, e.g. other noise:
+      `bj.hardware_aware(loss, weight_noise=0.1, draws=5)` (its `draws` must divide
+      `batch_size`); None: `bj.hardware_aware(loss, draws=5)`.
     - `chips_per_call`, `anchor_probability`, `gradient`, `chip_config`: as for
       `bj.RandomChips` (`gradient` and `chip_config` also for evaluating on the target).
     - `constrain`: applied after each step (None: nothing); `eval_loss`: default `loss`.
@@ -117,12 +116,13 @@ def fit_hardware_aware(
     ```
     """
     epochs = _check_epochs(numerics_epochs, chip_epochs)
-    _check_settings(chip, batch_size, draws, chips_per_call, options)
-    noise = dict(weight_noise=weight_noise, gain_noise=gain_noise, neuron_noise=neuron_noise)
+    noisy = hardware_aware(loss, draws=5) if numerics_loss is None else numerics_loss
+    if not callable(noisy):
+        raise TypeError(f"`numerics_loss` must be callable (a loss); got {noisy!r}.")
+    _check_settings(chip, batch_size, getattr(noisy, "draws", 1), chips_per_call, options)
     chips: dict[str, Any] = dict(gradient=gradient, anchor_probability=anchor_probability)
     chips |= dict(config=chip_config, anchor=chip, chips_per_call=chips_per_call)
     optimisers = (numerics_optimiser, chip_optimiser)
-    noisy = hardware_aware(loss, draws=draws, **noise)
     phases = _phases(loss, noisy, chips, epochs, optimisers, output, dict(config or {}))
     common = dict(test=test, eval_loss=loss if eval_loss is None else eval_loss, **options)
     common |= dict(batch_size=batch_size, constrain=constrain)
