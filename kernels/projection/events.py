@@ -152,8 +152,8 @@ def from_dense(inputs: Float[Array, "*rows in_features"], capacity: int) -> Even
     return Events(indices, None, in_features)
 
 
-CHUNK = 8  # slots gathered per loop iteration of the forward, fused by XLA into one pass
-CHUNK_BY_INPUT = 16  # the same for the weight gradient's gather over `by_input`
+CHUNK = 16  # slots gathered per loop iteration, fused by XLA into one pass
+
 
 
 def _used_chunks(indices: jax.Array, fill: int, chunk: int) -> jax.Array:
@@ -225,7 +225,7 @@ def weight_gradient(
     """`cotangent.T @ dense(indices)`: a gather over `by_input` where given, else a
     scatter-add of the cotangent rows into the weight rows of the active inputs."""
     if by_input is not None:
-        return gather_sum(by_input, cotangent, chunk=CHUNK_BY_INPUT, pad_table=False).T
+        return gather_sum(by_input, cotangent, pad_table=False).T
     out_features = cotangent.shape[-1]
     slots = indices.T
 
