@@ -9,7 +9,9 @@ mode, in a fresh process (peak RSS, `VmHWM` of /proc/self/status, includes JAX's
   current of all steps in one matrix product, the reference scan (`kernels.cuba`).
 - `lean`: inputs as `Events` built on the host, in time chunks, the input current
   computed per segment inside the checkpointed scan (`kernels.cuba.lean` with
-  `kernels.projection`), the readout integrated by the lean scan too.
+  `kernels.projection`), the hidden spikes projected onto the readout by
+  `lean.project_spikes` (kept as booleans for the weight gradient), the readout
+  integrated by the lean scan too.
 
     python benchmarks/memory.py                          # T = 1000, 5000, 10000
     python benchmarks/memory.py --time 50 --modes lean   # smoke size
@@ -112,9 +114,8 @@ def one(mode: str, time_steps: int, batch: int, inputs: int, hidden: int, output
             hidden_out = lean.integrate(
                 params(hidden), lif, data, dt=DT, spike_fn=spike, project=project
             )
-            readout = lean.integrate(
-                params(outputs), li, hidden_out.spikes @ w2.T, dt=DT, spike_fn=spike
-            )
+            readout_input = lean.project_spikes(hidden_out.spikes, w2)  # boolean residual
+            readout = lean.integrate(params(outputs), li, readout_input, dt=DT, spike_fn=spike)
             return optax.softmax_cross_entropy_with_integer_labels(
                 readout.membrane.max(0), labels
             ).mean()
