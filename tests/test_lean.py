@@ -143,19 +143,27 @@ def test_default_segment():
     assert lean.default_segment(97) == 10  # prime: a tail segment
 
 
-def test_project_spikes_keeps_booleans(getkey):
-    """`project_spikes`: the plain product's value and gradients (weight gradient summed
-    in time blocks: float tolerance), with the spikes kept as booleans, not floats."""
-    shape = (37, 3, 16)  # 37 steps: blocks of 6 and a tail of 1
-    spikes = (jax.random.uniform(getkey(), shape) < 0.2).astype(jnp.float32)
-    weight = jax.random.normal(getkey(), (5, 16))
-    cotangent = jax.random.normal(getkey(), (37, 3, 5))
-    value, pullback = jax.vjp(lean.project_spikes, spikes, weight)
-    plain_value, plain_pullback = jax.vjp(lambda z, w: z @ w.T, spikes, weight)
-    assert np.array_equal(value, plain_value)
-    grads, plain_grads = pullback(cotangent), plain_pullback(cotangent)
-    assert grads[0].dtype == spikes.dtype
-    np.testing.assert_array_equal(grads[0], plain_grads[0])
-    np.testing.assert_allclose(grads[1], plain_grads[1], rtol=1e-5, atol=1e-5)
-    kept = [leaf for leaf in jax.tree_util.tree_leaves(pullback) if leaf.shape == shape]
-    assert [leaf.dtype for leaf in kept] == [jnp.bool_]
+def test_keep_projects_each_segment(x64, getkey):
+    """`keep`: the hidden spikes projected onto a readout segment by segment (the
+    `(time, batch, neurons)` spikes never whole) give the value and gradients of projecting
+    the reference scan's spikes."""
+    flags = cuba.CubaFlags()
+    params = _params(flags)
+    x = 0.6 * jax.random.normal(getkey(), (37, 3, 16), jnp.float64)  # 6 segments of 6 + 1
+    readout = jax.random.normal(getkey(), (5, 16), jnp.float64)
+
+    def reference(x, readout):
+        out = cuba.integrate(params, flags, x, dt=DT, spike_fn=_spike)
+        return out.spikes @ readout.T
+
+    def kept(x, readout):
+        keep = lambda out: out.spikes @ readout.T  # noqa: E731
+        return lean.integrate(params, flags, x, dt=DT, spike_fn=_spike, keep=keep)
+
+    value, pullback = jax.vjp(kept, x, readout)
+    expected, expected_pullback = jax.vjp(reference, x, readout)
+    assert float(expected.std()) > 0  # the hidden neurons spike
+    np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-12)
+    cotangent = jax.random.normal(getkey(), value.shape, jnp.float64)
+    got = pullback(cotangent)
+    assert tree_allclose(got, expected_pullback(cotangent), rtol=1e-10, atol=1e-12)

@@ -27,7 +27,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jaxtyping import Array, Float
 
 from .reference import (
     CubaFlags,
@@ -67,7 +66,8 @@ def integrate(
     state: CubaState | None = None,
     segment: int | None = None,
     project: Callable[[Any], jax.Array] | None = None,
-) -> StepOutput:
+    keep: Callable[[StepOutput], Any] | None = None,
+) -> Any:
     """`reference.integrate` with the backward pass recomputing segments of the scan.
 
     **Arguments:** as `reference.integrate`, and
@@ -78,9 +78,14 @@ def integrate(
       the float input current `(segment, batch, neurons)`; differentiable in whatever it
       closes over (the weight). None: `synaptic_input` is the current itself.
     - `segment`: steps between checkpoints (static); default `default_segment(time)`.
+    - `keep`: maps a segment's `StepOutput` (arrays `(segment, batch, neurons)`) to what
+      is kept of it, a pytree with a leading time axis, for example the spikes projected
+      onto the next population (`lambda out: out.spikes @ w.T`): computed segment by
+      segment, so the `(time, batch, neurons)` outputs are never materialised, neither
+      forward nor as a cotangent; differentiable in what it closes over. None: all.
 
     **Returns:** a `StepOutput` of `(time, batch, neurons)` arrays, equal to the
-    reference's.
+    reference's; with `keep`, what it returns for every step, concatenated over time.
 
     Semantics: `for t in range(time): state, out[t] = step(..., x[t], hw[t])`, with
     `x = project(synaptic_input)` computed segment by segment.
@@ -107,7 +112,8 @@ def integrate(
         def body(c, x):
             return step_with(values, flags, c, x[0], x[1], spike_fn=spike_fn)
 
-        return lax.scan(body, carry, (current, observed))
+        carry, outputs = lax.scan(body, carry, (current, observed))
+        return carry, outputs if keep is None else keep(outputs)
 
     run_segment = jax.checkpoint(run_segment, prevent_cse=False)
     xs = (synaptic_input, hardware)
@@ -123,51 +129,6 @@ def integrate(
         _, last = run_segment(state, tail)
         outputs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), outputs, last)
     return outputs
-
-
-@jax.custom_vjp
-def project_spikes(
-    spikes: Float[Array, "time batch neurons"], weight: Float[Array, "out_features neurons"]
-) -> Float[Array, "time batch out_features"]:
-    """`spikes @ weight.T` (the projection of a population's spikes onto the next one),
-    keeping the spikes for the weight gradient as booleans: `time x batch x neurons` bytes
-    instead of 4x that in float32 (the lean scan's largest residual at large `time`).
-
-    `spikes` must be 0/1 (a firing population's output): any non-zero value counts as
-    1 in the weight gradient. Value and gradients equal the plain product's, the weight
-    gradient summed over `time` in blocks of `default_segment(time)` steps (so no float copy
-    of the spikes is made at once; equal up to the order of the float sums).
-    """
-    return spikes @ weight.T
-
-
-def _project_spikes_fwd(spikes, weight):
-    return spikes @ weight.T, (spikes != 0, weight, jnp.zeros((), spikes.dtype))
-
-
-def _project_spikes_bwd(residual, cotangent):
-    fired, weight, like = residual
-    time = fired.shape[0]
-    block = default_segment(time)
-    count = time // block
-
-    def add_block(total, xs):
-        z, g = xs
-        z = z.reshape(-1, z.shape[-1]).astype(g.dtype)
-        return total + g.reshape(-1, g.shape[-1]).T @ z, None
-
-    def blocks(a):
-        return a[: count * block].reshape(count, block, *a.shape[1:])
-
-    start = jnp.zeros(weight.shape, cotangent.dtype)
-    total, _ = lax.scan(add_block, start, (blocks(fired), blocks(cotangent)))
-    if count * block < time:
-        total, _ = add_block(total, (fired[count * block :], cotangent[count * block :]))
-    spikes_cotangent = cotangent @ weight.astype(cotangent.dtype)
-    return spikes_cotangent.astype(like.dtype), total.astype(weight.dtype)
-
-
-project_spikes.defvjp(_project_spikes_fwd, _project_spikes_bwd)
 
 
 def uses_lean(shape: tuple[int, ...], method: str = "auto") -> bool:

@@ -155,7 +155,6 @@ def from_dense(inputs: Float[Array, "*rows in_features"], capacity: int) -> Even
 CHUNK = 16  # slots gathered per loop iteration, fused by XLA into one pass
 
 
-
 def _used_chunks(indices: jax.Array, fill: int, chunk: int) -> jax.Array:
     """Chunks of `chunk` slots in use by any row: padding sits at the end of every row, so
     a chunk is in use when its first slot is (reads one slot in `chunk`)."""
