@@ -9,7 +9,9 @@ mode, in a fresh process (peak RSS, `VmHWM` of /proc/self/status, includes JAX's
   current of all steps in one matrix product, the reference scan (`kernels.cuba`).
 - `lean`: inputs as `Events` built on the host, in time chunks, the input current
   computed per segment inside the checkpointed scan (`kernels.cuba.lean` with
-  `kernels.projection`), the readout integrated by the lean scan too.
+  `kernels.projection`), the hidden spikes projected onto the readout inside the
+  same segments (`keep`: the `(T, B, 256)` spikes are never whole, neither forward nor
+  as a cotangent), the readout integrated by the lean scan too.
 
     python benchmarks/memory.py                          # T = 1000, 5000, 10000
     python benchmarks/memory.py --time 50 --modes lean   # smoke size
@@ -109,12 +111,13 @@ def one(mode: str, time_steps: int, batch: int, inputs: int, hidden: int, output
                 events = projection.Events(indices, None, inputs)
                 return projection.project(events, w1, method="events")
 
-            hidden_out = lean.integrate(
-                params(hidden), lif, data, dt=DT, spike_fn=spike, project=project
+            def keep(out):  # the hidden spikes projected onto the readout, per segment
+                return out.spikes @ w2.T
+
+            readout_input = lean.integrate(
+                params(hidden), lif, data, dt=DT, spike_fn=spike, project=project, keep=keep
             )
-            readout = lean.integrate(
-                params(outputs), li, hidden_out.spikes @ w2.T, dt=DT, spike_fn=spike
-            )
+            readout = lean.integrate(params(outputs), li, readout_input, dt=DT, spike_fn=spike)
             return optax.softmax_cross_entropy_with_integer_labels(
                 readout.membrane.max(0), labels
             ).mean()

@@ -141,3 +141,29 @@ def test_default_segment():
     assert lean.default_segment(1000) in (25, 40)
     assert lean.default_segment(1) == 1
     assert lean.default_segment(97) == 10  # prime: a tail segment
+
+
+def test_keep_projects_each_segment(x64, getkey):
+    """`keep`: the hidden spikes projected onto a readout segment by segment (the
+    `(time, batch, neurons)` spikes never whole) give the value and gradients of projecting
+    the reference scan's spikes."""
+    flags = cuba.CubaFlags()
+    params = _params(flags)
+    x = 0.6 * jax.random.normal(getkey(), (37, 3, 16), jnp.float64)  # 6 segments of 6 + 1
+    readout = jax.random.normal(getkey(), (5, 16), jnp.float64)
+
+    def reference(x, readout):
+        out = cuba.integrate(params, flags, x, dt=DT, spike_fn=_spike)
+        return out.spikes @ readout.T
+
+    def kept(x, readout):
+        keep = lambda out: out.spikes @ readout.T  # noqa: E731
+        return lean.integrate(params, flags, x, dt=DT, spike_fn=_spike, keep=keep)
+
+    value, pullback = jax.vjp(kept, x, readout)
+    expected, expected_pullback = jax.vjp(reference, x, readout)
+    assert float(expected.std()) > 0  # the hidden neurons spike
+    np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-12)
+    cotangent = jax.random.normal(getkey(), value.shape, jnp.float64)
+    got = pullback(cotangent)
+    assert tree_allclose(got, expected_pullback(cotangent), rtol=1e-10, atol=1e-12)

@@ -66,7 +66,8 @@ def integrate(
     state: CubaState | None = None,
     segment: int | None = None,
     project: Callable[[Any], jax.Array] | None = None,
-) -> StepOutput:
+    keep: Callable[[StepOutput], Any] | None = None,
+) -> Any:
     """`reference.integrate` with the backward pass recomputing segments of the scan.
 
     **Arguments:** as `reference.integrate`, and
@@ -77,9 +78,14 @@ def integrate(
       the float input current `(segment, batch, neurons)`; differentiable in whatever it
       closes over (the weight). None: `synaptic_input` is the current itself.
     - `segment`: steps between checkpoints (static); default `default_segment(time)`.
+    - `keep`: maps a segment's `StepOutput` (arrays `(segment, batch, neurons)`) to what
+      is kept of it, a pytree with a leading time axis, for example the spikes projected
+      onto the next population (`lambda out: out.spikes @ w.T`): computed segment by
+      segment, so the `(time, batch, neurons)` outputs are never materialised, neither
+      forward nor as a cotangent; differentiable in what it closes over. None: all.
 
     **Returns:** a `StepOutput` of `(time, batch, neurons)` arrays, equal to the
-    reference's.
+    reference's; with `keep`, what it returns for every step, concatenated over time.
 
     Semantics: `for t in range(time): state, out[t] = step(..., x[t], hw[t])`, with
     `x = project(synaptic_input)` computed segment by segment.
@@ -106,7 +112,8 @@ def integrate(
         def body(c, x):
             return step_with(values, flags, c, x[0], x[1], spike_fn=spike_fn)
 
-        return lax.scan(body, carry, (current, observed))
+        carry, outputs = lax.scan(body, carry, (current, observed))
+        return carry, outputs if keep is None else keep(outputs)
 
     run_segment = jax.checkpoint(run_segment, prevent_cse=False)
     xs = (synaptic_input, hardware)

@@ -272,8 +272,10 @@ def step_with(
             w = inject(w, hardware.adaptation)
 
     if flags.fire and hardware.membrane is None:
-        z_stop = lax.stop_gradient(z)
-        v = (1 - z_stop) * v + z_stop * k.reset
+        # `where` on the spike (equal to `(1 - sg(z)) * v + sg(z) * reset` for z in {0, 1},
+        # value and gradient) keeps a boolean residual instead of a float `(batch, neurons)`.
+        fired = lax.stop_gradient(z) > 0
+        v = jnp.where(fired, k.reset, v)
 
     if flags.fire and flags.refractory:
         # Masks by `where` (equal to hxtorch's `(1 - m) * x + m * y` for m in {0, 1}, value

@@ -152,42 +152,56 @@ def from_dense(inputs: Float[Array, "*rows in_features"], capacity: int) -> Even
     return Events(indices, None, in_features)
 
 
-CHUNK = 8  # slots gathered per loop iteration, fused by XLA into one pass
+CHUNK = 16  # slots gathered per loop iteration, fused by XLA into one pass
 
 
-def _used_chunks(indices: jax.Array, fill: int) -> jax.Array:
-    """Chunks of `CHUNK` slots in use by any row (padding sits at the end of every row)."""
+def _used_chunks(indices: jax.Array, fill: int, chunk: int) -> jax.Array:
+    """Chunks of `chunk` slots in use by any row: padding sits at the end of every row, so
+    a chunk is in use when its first slot is (reads one slot in `chunk`)."""
     if indices.shape[0] == 0:
         return jnp.zeros((), jnp.int32)
-    used = (indices < fill).sum(axis=-1, dtype=jnp.int32).max()
-    return (used + CHUNK - 1) // CHUNK
+    return (indices[:, ::chunk] < fill).sum(axis=-1, dtype=jnp.int32).max()
 
 
 def gather_sum(
-    indices: Int[Array, "rows capacity"], table: Float[Array, "entries features"]
+    indices: Int[Array, "rows capacity"],
+    table: Float[Array, "entries features"],
+    *,
+    chunk: int = CHUNK,
+    pad_table: bool = True,
 ) -> Float[Array, "rows features"]:
-    """`out[n] = sum(table[j] for j in indices[n] if j < entries)`.
+    """`out[n] = sum(table[j] for j in indices[n] if j < entries)`, summed in slot order.
 
-    Loops over chunks of `CHUNK` slots; in a chunk the gathers and sums fuse into one
-    pass over the output, which stays in cache (one gather of every slot at once, or one
-    slot per iteration, is 3-10x slower on a CPU: benchmarks/README.md).
+    Loops over chunks of `chunk` slots, read in place; in a chunk the gathers and sums fuse
+    into one pass over the output, which stays in cache (one gather of every slot at once,
+    or one slot per iteration, is 3-10x slower on a CPU: benchmarks/README.md). The first
+    chunk is the loop's start (no zero-filled buffer). Padding reads a zero row appended to
+    `table` (`pad_table`, cheap for a small table such as the weight) or a zero filled in
+    by the gather itself (no copy of a large table such as the cotangent).
     """
     rows, capacity = indices.shape
     entries, features = table.shape
-    padded = -(-capacity // CHUNK) * CHUNK
+    padded = -(-capacity // chunk) * chunk
     if padded != capacity:
         indices = jnp.pad(indices, ((0, 0), (0, padded - capacity)), constant_values=entries)
-    chunks = indices.T.reshape(padded // CHUNK, CHUNK, rows)
-    table = jnp.concatenate([table, jnp.zeros((1, features), table.dtype)])
+    if pad_table:
+        table = jnp.concatenate([table, jnp.zeros((1, features), table.dtype)])
 
-    def body(chunk, total):
-        columns = lax.dynamic_index_in_dim(chunks, chunk, keepdims=False)
-        for slot in range(CHUNK):
-            total = total + table.at[columns[slot]].get(mode="promise_in_bounds")
+    def gather(columns):
+        if pad_table:
+            return table.at[columns].get(mode="promise_in_bounds")
+        return table.at[columns].get(mode="fill", fill_value=0)
+
+    def part(index, total):
+        columns = lax.dynamic_slice_in_dim(indices, index * chunk, chunk, axis=1)
+        for slot in range(chunk):
+            row = gather(columns[:, slot])
+            total = row if total is None else total + row
         return total
 
-    start = jnp.zeros((rows, features), table.dtype)
-    return lax.fori_loop(0, _used_chunks(indices, entries), body, start)
+    if padded == 0:
+        return jnp.zeros((rows, features), table.dtype)
+    return lax.fori_loop(1, _used_chunks(indices, entries, chunk), part, part(0, None))
 
 
 def project(
@@ -210,7 +224,7 @@ def weight_gradient(
     """`cotangent.T @ dense(indices)`: a gather over `by_input` where given, else a
     scatter-add of the cotangent rows into the weight rows of the active inputs."""
     if by_input is not None:
-        return gather_sum(by_input, cotangent).T
+        return gather_sum(by_input, cotangent, pad_table=False).T
     out_features = cotangent.shape[-1]
     slots = indices.T
 

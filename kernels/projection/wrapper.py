@@ -28,11 +28,11 @@ from jaxtyping import Array, Float
 from . import events as _events, reference as _reference
 from .events import Events
 
-# Event path when capacity <= EVENT_FRACTION * in_features. Measured on a 2-core AMD EPYC
+# Event path when capacity <= EVENT_FRACTION * in_features. Measured on the 2-core box
 # (benchmarks/projection.py, 700 -> 256, T 100, B 32; table in benchmarks/README.md): the
-# event path takes 0.76x the dense forward (0.55x with the weight gradient) at capacity
-# 0.37 of in_features, 0.93-0.97x at 0.47 and 0.96-0.98x at 0.56: break-even just above
-# one half. 0.4 keeps a clear gain and a margin for other CPUs.
+# event path takes 0.58-0.63x the dense time (forward; with the weight gradient) at capacity
+# 0.25 of in_features, 0.79-0.92x at 0.37 and 0.96-1.13x at 0.47 (under load; an earlier
+# run put break-even just above one half). 0.4 sits at about the break-even.
 EVENT_FRACTION = 0.4
 
 METHODS = ("auto", "dense", "events")
