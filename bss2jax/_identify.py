@@ -63,7 +63,7 @@ from ._probe import (
     observe_probe,
     probe_chip,
 )
-from ._twin_rows import dithered_trace, fit_rows
+from ._twin_rows import canonical_rows, dithered_trace, fit_rows
 from ._typing import user_facing
 
 FACTORS = ("tau_mem", "tau_syn_exc", "tau_syn_inh", "synaptic_gain_exc", "synaptic_gain_inh")
@@ -111,30 +111,10 @@ def canonical_chip(chip: ChipInstance) -> ChipInstance:
     if not isinstance(chip, ChipInstance):
         raise TypeError(f"`chip` must be a bj.ChipInstance; got {type(chip).__name__}.")
     shift = chip.cadc_offset / chip.cadc_gain
-    rows = chip.synapse_gain
-    exc, inh = rows[..., 0:1], rows[..., 1:2]
-    even = (jnp.arange(rows.shape[-1]) % 2 == 0).reshape((1,) * (rows.ndim - 1) + (-1,))
-    relative = jnp.where(even, rows / exc, rows / inh)
     return eqx.tree_at(
-        lambda c: (
-            c.leak,
-            c.reset,
-            c.threshold,
-            c.cadc_offset,
-            c.synaptic_gain_exc,
-            c.synaptic_gain_inh,
-            c.synapse_gain,
-        ),
-        chip,
-        (
-            chip.leak + shift,
-            chip.reset + shift,
-            chip.threshold + shift,
-            jnp.zeros_like(shift),
-            chip.synaptic_gain_exc * exc[..., 0],
-            chip.synaptic_gain_inh * inh[..., 0],
-            relative,
-        ),
+        lambda c: (c.leak, c.reset, c.threshold, c.cadc_offset),
+        canonical_rows(chip),
+        (chip.leak + shift, chip.reset + shift, chip.threshold + shift, jnp.zeros_like(shift)),
     )
 
 

@@ -172,15 +172,28 @@ def row_schedule(inputs: int, inputs_per_run: int, spacing: int) -> tuple[jax.Ar
     return jnp.asarray(x), jnp.asarray(groups)
 
 
+def row_networks(neurons: int, inputs: int, tau_mem: float, tau_syn: float) -> tuple:
+    """The synapse-row probe's `(excitatory, inhibitory)` networks (see `RowProbe`)."""
+    networks = []
+    for weight, leak in zip((PSP_WEIGHT, -PSP_WEIGHT), ROW_LEAKS, strict=True):
+        population = LIF(
+            neurons,
+            threshold=SILENT_THRESHOLD,
+            leak=leak,
+            reset=leak,
+            tau_mem=tau_mem,
+            tau_syn=tau_syn,
+        )
+        weights = jnp.full((neurons, inputs), weight, jnp.float32)
+        networks.append(Sequential([Synapse(inputs, neurons, weight=weights), population]))
+    return tuple(networks)
+
+
 def _row_probe(backend, neurons, inputs, inputs_per_run, repetitions, key, dt, **taus):
     """Run the synapse-row probe (module docstring): a `RowProbe` and the runs made."""
     spacing = int(np.ceil(3 * max(taus.values()) / dt))
     x, groups = row_schedule(inputs, inputs_per_run, spacing)
-    networks = []
-    for weight, leak in zip((PSP_WEIGHT, -PSP_WEIGHT), ROW_LEAKS, strict=True):
-        population = LIF(neurons, threshold=SILENT_THRESHOLD, leak=leak, reset=leak, **taus)
-        weights = jnp.full((neurons, inputs), weight, jnp.float32)
-        networks.append(Sequential([Synapse(inputs, neurons, weight=weights), population]))
+    networks = row_networks(neurons, inputs, **taus)
     traces = []
     keys = jax.random.split(key, 2 * len(groups))
     for sign, network in enumerate(networks):
@@ -190,7 +203,7 @@ def _row_probe(backend, neurons, inputs, inputs_per_run, repetitions, key, dt, *
             k = keys[sign * len(groups) + g]
             each.append(observe_probe(backend, network, stimulus, k, dt)[0].mean(1))
         traces.append(jnp.stack(each))
-    return RowProbe(tuple(networks), x, groups, jnp.stack(traces)), 2 * len(groups)
+    return RowProbe(networks, x, groups, jnp.stack(traces)), 2 * len(groups)
 
 
 def probe_plan(network) -> dict:

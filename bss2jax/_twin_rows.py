@@ -13,13 +13,13 @@ row probe drives the others, one PSP per row, and this step fits them:
   steps, each from forward-mode derivatives through `ChipModel(gradient="through")`, one
   per row of the run, and a small solve per neuron (a neuron's trace depends on its own
   circuit's rows only);
-- the twin stores each row's factor relative to row 0 (excitatory rows) or row 1
-  (inhibitory rows) of its circuit, both fitted from the same probe, as
-  `bj.canonical_chip` does: the synaptic gain keeps the product with rows 0 and 1, and a
-  bias the twin's PSP shape puts on every row's amplitude alike (its time constants are
-  not exact) cancels in the ratio.
+- each probed row's effective gain (`synaptic_gain * synapse_gain[circuit, row]`) is then
+  the row probe's own estimate: a PSP of the twin's shape fitted to the row's recorded PSP,
+  with the noise of that row's PSP only (the synaptic gain fitted before cancels). The
+  twin stores it in canonical form (`canonical_rows`, as `bj.canonical_chip`): rows 0 and 1
+  (fitted here too) move into the synaptic gains, every row relative to them.
 
-Rows the probe did not drive keep the starting instance's factor (1 in canonical form).
+Rows the probe did not drive keep their effective gain (the synaptic gain fitted before).
 """
 
 from __future__ import annotations
@@ -88,6 +88,24 @@ def _gauss_newton_step(residual: jax.Array, jacobian: jax.Array) -> jax.Array:
     return jnp.clip(jnp.where(jnp.isfinite(step), step, 0.0), -0.5, 0.5)
 
 
+def canonical_rows(chip: ChipInstance) -> ChipInstance:
+    """`chip` with each circuit's row factors relative to its rows 0 (excitatory rows) and 1
+    (inhibitory rows), those two moved into the synaptic gains (as `bj.canonical_chip`):
+    every row's effective gain `synaptic_gain * synapse_gain` stays the same."""
+    rows = chip.synapse_gain
+    exc, inh = rows[..., 0:1], rows[..., 1:2]
+    even = jnp.arange(rows.shape[-1]) % 2 == 0
+    return eqx.tree_at(
+        lambda c: (c.synaptic_gain_exc, c.synaptic_gain_inh, c.synapse_gain),
+        chip,
+        (
+            chip.synaptic_gain_exc * exc[..., 0],
+            chip.synaptic_gain_inh * inh[..., 0],
+            jnp.where(even, rows / exc, rows / inh),
+        ),
+    )
+
+
 def fit_rows(chip: ChipInstance, data: ProbeData, config: ChipConfig):
     """Fit the probed circuits' synapse-row factors to `data.rows` (module docstring).
 
@@ -98,7 +116,6 @@ def fit_rows(chip: ChipInstance, data: ProbeData, config: ChipConfig):
     if rows is None:
         raise ValueError("`data` has no synapse-row probe (probe_chip(..., inputs=k)).")
     c = data.circuits
-    start = chip.synapse_gain[c]
     rms = []
     for sign, network in enumerate(rows.networks):
         row_ids = rows.rows(sign)
@@ -119,21 +136,4 @@ def fit_rows(chip: ChipInstance, data: ProbeData, config: ChipConfig):
                 )
             each.append(jnp.sqrt(jnp.mean(residual**2)))
         rms.append(jnp.stack(each))
-    return _relative(chip, start, data), jnp.stack(rms)
-
-
-def _relative(chip: ChipInstance, start: jax.Array, data: ProbeData) -> ChipInstance:
-    """`chip` with each probed row's factor divided by that of row 0 (excitatory) or 1
-    (inhibitory) of its circuit, both as fitted; unprobed rows keep `start`."""
-    c = data.circuits
-    fitted = chip.synapse_gain[c]
-    probed = jnp.zeros(SYNAPSE_ROWS, bool)
-    for sign in (0, 1):
-        ids = data.rows.rows(sign).ravel()
-        probed = probed.at[jnp.where(ids >= 0, ids, SYNAPSE_ROWS)].set(True, mode="drop")
-    even = jnp.arange(SYNAPSE_ROWS) % 2 == 0
-    reference = jnp.where(even[None], fitted[:, 0:1], fitted[:, 1:2]) / jnp.where(
-        even[None], start[:, 0:1], start[:, 1:2]
-    )
-    rows = jnp.where(probed[None], fitted / reference, start)
-    return eqx.tree_at(lambda ch: ch.synapse_gain, chip, chip.synapse_gain.at[c].set(rows))
+    return canonical_rows(chip), jnp.stack(rms)
