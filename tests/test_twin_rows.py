@@ -71,10 +71,7 @@ def test_fit_rows_recovers_the_rows_from_the_predicted_traces():
     x, groups = _probe.row_schedule(inputs, per_run, 18)
     networks = _probe.row_networks(n, inputs, tau, tau)
     traces = jnp.stack(
-        [
-            jnp.stack([_twin_rows.dithered_trace(truth, QUIET, net, x[0], 1e-6)])
-            for net in networks
-        ]
+        [jnp.stack([_twin_rows.dithered_trace(truth, QUIET, net, x[0], 1e-6)]) for net in networks]
     )
     circuits = bj.place(networks[0]).populations[0].circuits[:, 0]
     data = bj.ProbeData(
