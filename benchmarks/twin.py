@@ -16,10 +16,14 @@ Reported, over the `--neurons` probed circuits:
   on the hidden chip, and simulated on the twin and on the nominal chip with the same
   config and other noise keys; the RMS (CADC LSB) of the mean traces' difference over
   `--repetitions` entries (the bar: at most 1.5 LSB);
+- with `--inputs k` (the synapse-row probe, `bj.probe_chip(inputs=k)`), the effective
+  gains of rows `0 .. 2k - 1` (`row_gains`), and held-out stimuli on `k` inputs instead of
+  one;
 - the wall time of the probe and the fit (CPU, see `machine`).
 
     python benchmarks/twin.py                                   # the bar: 512 neurons
     python benchmarks/twin.py --neurons 8 --repetitions 4 --rounds 1 --iterations 2
+    python benchmarks/twin.py --inputs 120 --tau 6e-6             # with the row probe
 """
 
 from __future__ import annotations
@@ -68,24 +72,53 @@ def field_errors(chip: bj.ChipInstance, truth: bj.ChipInstance, circuits) -> dic
     return out
 
 
-def held_out_stimuli(neurons: int, count: int, time: int, repetitions: int, key, tau: float):
+def row_errors(chip: bj.ChipInstance, hidden: bj.ChipInstance, data) -> dict:
+    """The effective gains `synaptic_gain * synapse_gain[circuit, row]` of the probed
+    circuits over the rows of the synapse-row probe (rows 0 and 1 without it) against the
+    hidden chip's: the share within 5 %, the log-RMS error."""
+    rows = np.arange(2 * max(1, data.rows.inputs.shape[-1] if data.rows else 1))
+    circuits = np.asarray(data.circuits)
+
+    def effective(c):
+        gain = np.where(
+            rows[None] % 2 == 0,
+            np.asarray(c.synaptic_gain_exc)[circuits, None],
+            np.asarray(c.synaptic_gain_inh)[circuits, None],
+        )
+        return np.log(gain * np.asarray(c.synapse_gain)[np.ix_(circuits, rows)])
+
+    error = effective(chip) - effective(hidden)
+    return {
+        "row_gains (5 %)": {
+            "within_bar": float(np.mean(np.abs(np.expm1(error)) <= 0.05)),
+            "log_rms": float(np.sqrt(np.mean(error**2))),
+            "rows": int(len(rows)),
+        }
+    }
+
+
+def held_out_stimuli(
+    neurons: int, count: int, time: int, repetitions: int, key, tau: float, inputs: int = 1
+):
     """`count` (network, inputs) pairs the protocol never sent: Poisson inputs (rate 0.05
-    per step) on input 0 with a random chip weight per neuron in [-40, 40], into neurons
-    that do not fire (leak 110) and, every other stimulus, LIFs (leak 80, threshold 120,
-    reset 70) that do."""
+    per step in all) on `inputs` inputs with a random chip weight per synapse in [-40,
+    40], into neurons that do not fire (leak 110) and, every other stimulus, LIFs (leak 80,
+    threshold 120, reset 70) that do."""
     stimuli = []
     for i, k in enumerate(jax.random.split(key, count)):
         k_weight, k_input = jax.random.split(k)
-        weight = jnp.round(jax.random.uniform(k_weight, (neurons, 1), minval=-40, maxval=40))
-        spikes = jax.random.bernoulli(k_input, 0.05, (time, 1, 1)).astype(jnp.float32)
-        inputs = jnp.broadcast_to(spikes, (time, repetitions, 1))
+        shape = (neurons, inputs)
+        weight = jnp.round(jax.random.uniform(k_weight, shape, minval=-40, maxval=40))
+        rate = 0.05 / inputs
+        spikes = jax.random.bernoulli(k_input, rate, (time, 1, inputs)).astype(jnp.float32)
+        x = jnp.broadcast_to(spikes, (time, repetitions, inputs))
         if i % 2 == 0:
             settings = dict(leak=110.0, reset=110.0, threshold=200.0)
         else:
             settings = dict(leak=80.0, reset=70.0, threshold=120.0)
         population = bj.LIF(neurons, tau_mem=tau, tau_syn=tau, **settings)
-        network = bj.Sequential([bj.Synapse(1, neurons, weight=weight), population])
-        stimuli.append((network, inputs))
+        network = bj.Sequential([bj.Synapse(inputs, neurons, weight=weight), population])
+        stimuli.append((network, x))
     return stimuli
 
 
@@ -104,7 +137,14 @@ def held_out_rms(recorded: list, predicted: list) -> float:
 
 def probe(args, hidden, config, key):
     """Probe the hidden chip: directly, or through the hardware path recorded and replayed."""
-    options = dict(key=key, repetitions=args.repetitions, tau_mem=args.tau, tau_syn=args.tau)
+    options = dict(
+        key=key,
+        repetitions=args.repetitions,
+        tau_mem=args.tau,
+        tau_syn=args.tau,
+        inputs=args.inputs,
+        inputs_per_run=args.inputs_per_run,
+    )
     if not args.client:
         return bj.probe_chip(bj.ChipModel(hidden, config), args.neurons, **options)
     with tempfile.TemporaryDirectory() as folder, bj.ChipModelClient(hidden, config) as client:
@@ -122,6 +162,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--held-out", type=int, default=4)
+    parser.add_argument("--inputs", type=int, default=0, help="synapse-row probe: inputs")
+    parser.add_argument("--inputs-per-run", type=int, default=8)
     parser.add_argument("--client", action="store_true", help="probe via ChipModelClient")
     parser.add_argument("--save", default=None, help="save the twin (.npz) here")
     parser.add_argument("--output", default=None, help="write the JSON report here")
@@ -148,7 +190,7 @@ def main(argv=None) -> dict:
     truth = bj.canonical_chip(hidden)
     nominal = bj.ChipInstance.nominal()
     stimuli = held_out_stimuli(
-        args.neurons, args.held_out, 100, args.repetitions, keys[2], args.tau
+        args.neurons, args.held_out, 100, args.repetitions, keys[2], args.tau, max(1, args.inputs)
     )
     recorded = mean_traces(bj.ChipModel(hidden, config), stimuli, keys[3])
     twin_rms = held_out_rms(recorded, mean_traces(bj.ChipModel(fit.chip, config), stimuli, keys[4]))
@@ -168,8 +210,12 @@ def main(argv=None) -> dict:
         "probe_seconds": round(probe_seconds, 1),
         "fit_seconds": round(fit_seconds, 1),
         "fit_trace_rms_lsb": [round(float(x), 3) for x in fit.rms],
-        "twin": field_errors(fit.chip, truth, circuits),
-        "nominal": field_errors(nominal, truth, circuits),
+        "inputs": args.inputs,
+        "fit_row_rms_lsb": None
+        if fit.row_rms is None
+        else [round(float(x), 3) for x in np.asarray(fit.row_rms).mean(1)],
+        "twin": field_errors(fit.chip, truth, circuits) | row_errors(fit.chip, hidden, data),
+        "nominal": field_errors(nominal, truth, circuits) | row_errors(nominal, hidden, data),
         "held_out_rms_lsb": {"twin": round(twin_rms, 3), "nominal": round(nominal_rms, 3)},
     }
     return emit(report, args.output)

@@ -3,8 +3,10 @@
 A hidden chip (`ChipInstance.random(PRNGKey(--hidden-seed))`, calibrated profile, a seed
 the recipe never uses: it trains on chip 0 and checks transfer on chips 1-5) is probed
 through the chip-model backend at the Yin-Yang operating point (`--tau`, 6 us) on the
-circuits the Yin-Yang network occupies (`--neurons` 128 covers them: `bj.place` puts its
-120 + 3 neurons on circuits 0-61 and 256-316), and its twin is fitted (`bj.fit_twin`).
+circuits the Yin-Yang network occupies and the synapse rows it uses (`bj.probe_plan`:
+`bj.place` puts its 120 + 3 neurons on circuits 0-61 and 256-316, 123 probe neurons;
+their 25 and 120 signed inputs take rows 0-239, so `--inputs` 120), and its twin is
+fitted (`bj.fit_twin`). `--inputs 0` is the probe without the synapse-row runs.
 
 Then the recipe of `bss2jax train` (chip backend, inject mode, defaults) runs from one
 network: its numerics phase with training noise once (checkpointed in
@@ -57,6 +59,8 @@ def probe_and_fit(args, hidden: bj.ChipInstance, config: bj.ChipConfig) -> tuple
         repetitions=args.repetitions,
         tau_mem=args.tau,
         tau_syn=args.tau,
+        inputs=args.inputs,
+        inputs_per_run=args.inputs_per_run,
     )
     jax.block_until_ready(data.traces)
     probe_seconds = time.perf_counter() - start
@@ -68,33 +72,37 @@ def probe_and_fit(args, hidden: bj.ChipInstance, config: bj.ChipConfig) -> tuple
     return result, data, {"probe": probe_seconds, "fit": time.perf_counter() - start}
 
 
-def twin_quality(chip: bj.ChipInstance, hidden: bj.ChipInstance, circuits) -> dict:
-    """`chip` against the hidden one on `circuits`: each field's error (`twin.field_errors`,
-    against the identifiable form) and the RMS log-error of the effective gain
-    `synaptic_gain * synapse_gain[circuit, row]` of every row but the probed 0 and 1 (the
-    rows a network other than the probe's uses)."""
-    errors = field_errors(chip, bj.canonical_chip(hidden), circuits)
+def twin_quality(chip: bj.ChipInstance, hidden: bj.ChipInstance, used) -> dict:
+    """`chip` against the hidden one on the network's circuits: each field's error
+    (`twin.field_errors`, against the identifiable form), and the RMS log-error of the
+    effective gain `synaptic_gain * synapse_gain[circuit, row]` over the `(circuit, row)`
+    pairs the network uses (`used`: `network_synapses`), and the share within 5 %."""
+    circuits, rows = used
+    errors = field_errors(chip, bj.canonical_chip(hidden), np.unique(circuits))
 
     def effective(c: bj.ChipInstance) -> np.ndarray:
-        rows = np.asarray(c.synapse_gain)[circuits, 2:]
         gains = np.where(
-            np.arange(2, rows.shape[1] + 2) % 2 == 0,
-            np.asarray(c.synaptic_gain_exc)[circuits, None],
-            np.asarray(c.synaptic_gain_inh)[circuits, None],
+            rows % 2 == 0,
+            np.asarray(c.synaptic_gain_exc)[circuits],
+            np.asarray(c.synaptic_gain_inh)[circuits],
         )
-        return np.log(gains * rows)
+        return np.log(gains * np.asarray(c.synapse_gain)[circuits, rows])
 
-    errors["effective_gain_log_rms"] = float(
-        np.sqrt(np.mean((effective(chip) - effective(hidden)) ** 2))
-    )
+    error = effective(chip) - effective(hidden)
+    errors["effective_gain_log_rms"] = float(np.sqrt(np.mean(error**2)))
+    errors["effective_gain_within_5_percent"] = float(np.mean(np.abs(np.expm1(error)) <= 0.05))
     return errors
 
 
-def network_circuits(config) -> np.ndarray:
-    """The circuits `bj.place` gives the Yin-Yang network of `config`."""
-    network = yinyang.yin_yang_network(config, key=jax.random.key(0))
-    placement = bj.place(network).populations.values()
-    return np.concatenate([p.circuits.ravel() for p in placement])
+def network_synapses(network) -> tuple[np.ndarray, np.ndarray]:
+    """The `(circuit, row)` pairs, int arrays, whose synapses `network` uses (`bj.place`:
+    each neuron's circuit, both rows of each signed input; one circuit per neuron)."""
+    circuits, rows = [], []
+    for p in bj.place(network).populations.values():
+        grid = np.meshgrid(p.circuits.ravel(), np.arange(2 * p.fan_in), indexing="ij")
+        circuits.append(grid[0].ravel())
+        rows.append(grid[1].ravel())
+    return np.concatenate(circuits), np.concatenate(rows)
 
 
 def recipe_configs(args):
@@ -229,7 +237,9 @@ def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hidden-seed", type=int, default=20261207, help="the hidden chip")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
-    parser.add_argument("--neurons", type=int, default=128, help="circuits probed")
+    parser.add_argument("--neurons", type=int, default=None, help="default: bj.probe_plan")
+    parser.add_argument("--inputs", type=int, default=None, help="default: bj.probe_plan")
+    parser.add_argument("--inputs-per-run", type=int, default=8)
     parser.add_argument("--repetitions", type=int, default=40)
     parser.add_argument("--tau", type=float, default=6e-6, help="probe's tau_mem = tau_syn")
     parser.add_argument("--rounds", type=int, default=2)
@@ -245,19 +255,28 @@ def parse(argv):
         help="a fourth arm: the twin with the hidden chip's true synaptic and synapse gains",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    parser.add_argument("--fit-only", action="store_true", help="probe and fit, no training")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds to minutes")
     parser.add_argument("--output", default=None, help="write the JSON report here")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.neurons, args.repetitions, args.rounds, args.iterations = 128, 4, 1, 1
+        args.repetitions, args.rounds, args.iterations = 4, 1, 1
         args.pretrain_epochs, args.epochs, args.train_size, args.test_size = 1, 1, 100, 100
     return args
+
+
+def _mean(runs: list, name: str) -> float | None:
+    return float(np.mean([r[name] for r in runs])) if runs else None
 
 
 def main(argv=None) -> dict:
     args = parse(argv)
     hidden = bj.ChipInstance.random(jax.random.PRNGKey(args.hidden_seed))
     config = bj.ChipConfig()
+    network = yinyang.yin_yang_network(recipe_configs(args)[1], key=jax.random.key(0))
+    plan = bj.probe_plan(network)
+    args.neurons = plan["neurons"] if args.neurons is None else args.neurons
+    args.inputs = plan["inputs"] if args.inputs is None else args.inputs
     twin, data, seconds = probe_and_fit(args, hidden, config)
     chips = {"twin": twin.chip, "hidden": hidden, "nominal": bj.ChipInstance.nominal()}
     if args.oracle_gains:  # a diagnosis: the twin with the hidden chip's true synaptic gains
@@ -267,28 +286,28 @@ def main(argv=None) -> dict:
             twin.chip,
             [getattr(hidden, n) for n in names],
         )
-    circuits = network_circuits(recipe_configs(args)[1])
-    quality = {n: twin_quality(c, hidden, circuits) for n, c in chips.items() if n != "hidden"}
-    runs = [train_three(args, seed, chips, hidden) for seed in args.seeds]
+    used = network_synapses(network)
+    quality = {n: twin_quality(c, hidden, used) for n, c in chips.items() if n != "hidden"}
+    runs = [] if args.fit_only else [train_three(args, seed, chips, hidden) for seed in args.seeds]
     report = {
         "benchmark": "twin_yinyang",
         "command": "python benchmarks/twin_yinyang.py " + " ".join(argv or sys.argv[1:]),
         **machine(),
         "hidden_seed": args.hidden_seed,
         "neurons": args.neurons,
+        "inputs": args.inputs,
         "tau": args.tau,
         "backend_runs": data.runs,
         "probe_seconds": round(seconds["probe"], 1),
         "fit_seconds": round(seconds["fit"], 1),
         "fit_trace_rms_lsb": [round(float(x), 3) for x in twin.rms],
+        "fit_row_rms_lsb": None
+        if twin.row_rms is None
+        else [round(float(x), 3) for x in np.asarray(twin.row_rms).mean(1)],
         "chip_errors_on_network_circuits": quality,
         "runs": runs,
-        "mean_twin_minus_hidden_points": float(
-            np.mean([r["twin_minus_hidden_points"] for r in runs])
-        ),
-        "mean_twin_minus_nominal_points": float(
-            np.mean([r["twin_minus_nominal_points"] for r in runs])
-        ),
+        "mean_twin_minus_hidden_points": _mean(runs, "twin_minus_hidden_points"),
+        "mean_twin_minus_nominal_points": _mean(runs, "twin_minus_nominal_points"),
     }
     return emit(report, args.output)
 

@@ -69,7 +69,12 @@ from ._parameters import (
     hardware_value as hardware_value,
     model_value as model_value,
 )
-from ._probe import ProbeData as ProbeData, probe_chip as probe_chip
+from ._probe import (
+    ProbeData as ProbeData,
+    RowProbe as RowProbe,
+    probe_chip as probe_chip,
+    probe_plan as probe_plan,
+)
 from ._recording import (
     PopulationRecording as PopulationRecording,
     Recording as Recording,
@@ -220,7 +225,9 @@ __all__ = [
     "align_network",
     "Alignment",
     "probe_chip",
+    "probe_plan",
     "ProbeData",
+    "RowProbe",
     "fit_twin",
     "identify",
     "TwinFit",

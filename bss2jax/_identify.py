@@ -18,7 +18,7 @@ recordings (`bss2jax._probe`), in three kinds of step:
    Every neuron's residuals depend on its own five parameters only, so five forward-mode
    derivatives (one per parameter, all neurons at once) give every neuron's Jacobian and a
    5 x 5 solve per neuron the step. The twin's traces are noiseless with the CADC's
-   rounding dithered (`DITHER`), like the recorded means, whose noise dithers it.
+   rounding dithered (`_twin_rows.DITHER`), like the recorded means, whose noise dithers it.
 
 Precision: on a calibrated chip model with all noise on, at the default operating point
 (10 us) and 40 repetitions, the bar of issue 12 holds (`benchmarks/twin.py`). At 6 us
@@ -27,16 +27,18 @@ tell apart (a PSP is symmetric in the two, the relaxation is short against the C
 1.7 us): 83-98 % of neurons within 5 %, and more repetitions help little.
 
 Steps 2 and 3 alternate (`rounds`), since the `reset` probe's spike time depends on the
-threshold and the interval on `tau_mem`.
+threshold and the interval on `tau_mem`. Last, with the synapse-row probe
+(`probe_chip(..., inputs=k)`), Gauss-Newton on the factors of the rows of signed inputs
+`0 .. k - 1`, relative to rows 0 and 1 (`bss2jax._twin_rows`).
 
 Identifiability (`canonical_chip`): a CADC reading is `g * (v + dv) + o` for every
 potential `v` (leak, reset, threshold) of a neuron, so the channel offset `o` and the
 potential offsets `dv` are seen only as `dv + o / g`; the twin stores `cadc_offset = 0`
 and that sum. Only the product `synaptic_gain_exc * synapse_gain[circuit, 0]` (row 0,
 excitatory input 0) is seen, and likewise for inhibition with row 1; the twin stores the
-product as the synaptic gain and the rows' factors relative to rows 0 and 1, which it
-cannot see for other rows (they stay 1: the twin does not know the per-synapse mismatch
-of rows it did not probe).
+product as the synaptic gain and the rows' factors relative to rows 0 and 1: fitted for
+the rows of the synapse-row probe, 1 for rows it did not probe (the twin does not know
+their per-synapse mismatch).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from ._probe import (
     observe_probe,
     probe_chip,
 )
+from ._twin_rows import canonical_rows, dithered_trace, fit_rows
 from ._typing import user_facing
 
 FACTORS = ("tau_mem", "tau_syn_exc", "tau_syn_inh", "synaptic_gain_exc", "synaptic_gain_inh")
@@ -80,6 +83,8 @@ class TwinFit(NamedTuple):
       closed-form step and the first threshold step on `base`).
     - `interval_error`: float `(neurons,)`, the twin's mean firing interval minus the
       recorded one (s), at the last threshold step.
+    - `row_rms`: float `(2, groups)`, the RMS (LSB) of the twin's traces against the
+      synapse-row probe's excitatory and inhibitory runs (None without that probe).
     """
 
     chip: ChipInstance
@@ -87,6 +92,7 @@ class TwinFit(NamedTuple):
     rms: jax.Array
     rms_start: jax.Array
     interval_error: jax.Array
+    row_rms: jax.Array | None = None
 
 
 @user_facing
@@ -105,30 +111,10 @@ def canonical_chip(chip: ChipInstance) -> ChipInstance:
     if not isinstance(chip, ChipInstance):
         raise TypeError(f"`chip` must be a bj.ChipInstance; got {type(chip).__name__}.")
     shift = chip.cadc_offset / chip.cadc_gain
-    rows = chip.synapse_gain
-    exc, inh = rows[..., 0:1], rows[..., 1:2]
-    even = (jnp.arange(rows.shape[-1]) % 2 == 0).reshape((1,) * (rows.ndim - 1) + (-1,))
-    relative = jnp.where(even, rows / exc, rows / inh)
     return eqx.tree_at(
-        lambda c: (
-            c.leak,
-            c.reset,
-            c.threshold,
-            c.cadc_offset,
-            c.synaptic_gain_exc,
-            c.synaptic_gain_inh,
-            c.synapse_gain,
-        ),
-        chip,
-        (
-            chip.leak + shift,
-            chip.reset + shift,
-            chip.threshold + shift,
-            jnp.zeros_like(shift),
-            chip.synaptic_gain_exc * exc[..., 0],
-            chip.synaptic_gain_inh * inh[..., 0],
-            relative,
-        ),
+        lambda c: (c.leak, c.reset, c.threshold, c.cadc_offset),
+        canonical_rows(chip),
+        (chip.leak + shift, chip.reset + shift, chip.threshold + shift, jnp.zeros_like(shift)),
     )
 
 
@@ -248,30 +234,15 @@ def _trace_mask(data: ProbeData) -> jax.Array:
     return jnp.stack([ones, ones, keep.astype(jnp.float32)])
 
 
-DITHER = 8
-"""Readings per predicted sample: the twin's trace is the mean over `DITHER` copies of the
-chip whose CADC offsets are shifted by `(k + 1/2) / DITHER - 1/2` LSB, so the CADC's
-rounding averages out (as the noise averages it out of the recorded mean traces) to
-within `1 / (2 DITHER)` LSB."""
-
-
 def _traces(chip: ChipInstance, data: ProbeData, config: ChipConfig) -> jax.Array:
     """The noiseless chip model's CADC traces `(3, time, n)` of `TRACE_PROBES` on `chip`
-    (one repetition each, rounding dithered: `DITHER`), differentiable
+    (one repetition each, rounding dithered: `bss2jax._twin_rows.DITHER`), differentiable
     (`gradient="through"`). The three probe networks differ in parameter values only, so
     one `vmap` over them runs all three (one scan to compile instead of three)."""
     indices = [PROBE_NAMES.index(name) for name in TRACE_PROBES]
     networks = jax.tree.map(lambda *xs: jnp.stack(xs), *(data.networks[i] for i in indices))
     inputs = jnp.stack([data.inputs[i][:, :1] for i in indices])
-    shifts = (jnp.arange(DITHER, dtype=jnp.float32) + 0.5) / DITHER - 0.5
-
-    def trace(shift, network, x):
-        shifted = eqx.tree_at(lambda c: c.cadc_offset, chip, chip.cadc_offset + shift)
-        backend = ChipModel(shifted, config, gradient="through")
-        return observe_probe(backend, network, x, None, data.dt)[0][:, 0]
-
-    each = jax.vmap(jax.vmap(trace, (None, 0, 0)), (0, None, None))(shifts, networks, inputs)
-    return each.mean(0)
+    return jax.vmap(lambda n, x: dithered_trace(chip, config, n, x, data.dt))(networks, inputs)
 
 
 def _factors(chip: ChipInstance, circuits: jax.Array, log_factors: jax.Array):
@@ -381,7 +352,10 @@ def fit_twin(
         chip, error = _threshold_steps(chip, data, config, k, threshold_iterations)
         chip, start, rms = _levenberg_marquardt(chip, data, quiet, iterations)
         starts.append(start)
-    return TwinFit(chip, data, rms, starts[0], error)
+    row_rms = None
+    if data.rows is not None:
+        chip, row_rms = fit_rows(chip, data, quiet)
+    return TwinFit(chip, data, rms, starts[0], error, row_rms)
 
 
 @user_facing
@@ -396,17 +370,22 @@ def identify(
     tau_syn: float = 10e-6,
     rounds: int = 2,
     iterations: int = 8,
+    inputs: int = 0,
+    inputs_per_run: int = 8,
 ) -> TwinFit:
     """Probe `neurons` circuits of the chip behind `backend` and fit its digital twin.
 
-    `probe_chip` (6 backend runs of `repetitions` entries each), then `fit_twin`. Save the
+    `probe_chip` (6 backend runs of `repetitions` entries each, and two per
+    `inputs_per_run` of the `inputs` whose synapse rows are probed), then `fit_twin`. Save the
     twin with `fit.chip.save(path)`; use it with `ChipModel(twin)`, `RandomChips(anchor=
     twin)` or `sweep` over `ChipInstance.stack([...])`.
 
     **Arguments:** `backend` (a chip: `bj.Hardware(bj.HxtorchClient(...))`), `neurons`
     (1-512), `key`, `config` (the chip model's settings for the twin's noise and readout),
-    `repetitions`, the operating point `tau_mem`, `tau_syn` (s), and the fit's `rounds`
-    and `iterations` (see `fit_twin`).
+    `repetitions`, the operating point `tau_mem`, `tau_syn` (s), the fit's `rounds`
+    and `iterations` (see `fit_twin`), and the synapse-row probe's `inputs` and
+    `inputs_per_run` (see `probe_chip`; `bj.probe_plan(net)` gives `neurons` and
+    `inputs` for a network).
 
     ```python
     hidden = bj.ChipModel(bj.ChipInstance.random(jax.random.PRNGKey(5)))
@@ -416,6 +395,13 @@ def identify(
     key = jax.random.PRNGKey(0) if key is None else key
     probe_key, fit_key = jax.random.split(key)
     data = probe_chip(
-        backend, neurons, key=probe_key, repetitions=repetitions, tau_mem=tau_mem, tau_syn=tau_syn
+        backend,
+        neurons,
+        key=probe_key,
+        repetitions=repetitions,
+        tau_mem=tau_mem,
+        tau_syn=tau_syn,
+        inputs=inputs,
+        inputs_per_run=inputs_per_run,
     )
     return fit_twin(data, config=config, rounds=rounds, iterations=iterations, key=fit_key)

@@ -15,7 +15,20 @@ structure (only parameter values differ), so the chip model compiles them once:
   its own, and the mean interval gives the threshold.
 
 All six are LIF populations so that they share one structure; the first four have
-threshold 200 and do not fire. Potentials in CADC LSB (chip values); `tau_mem` and
+threshold 200 and do not fire.
+
+The six runs see each neuron's synapse rows 0 and 1 only (signed input 0). A network uses
+rows `2 k` (excitatory) and `2 k + 1` (inhibitory) for its signed input `k`, each with its
+own weight-DAC factor (`ChipInstance.synapse_gain`), so `inputs=k` adds the synapse-row
+probe (`RowProbe`): signed inputs `0 .. k - 1` in groups of `inputs_per_run`, each group in
+two runs (every weight +63 at leak 80, then -63 at leak 120, threshold 200). A group's
+inputs send one event each, one after the other, 3 time constants apart (rounded up to
+whole steps), from step 5. An input's events reach every probed neuron through the same
+row (a driver's rows are shared by the hemisphere), so one run measures `inputs_per_run`
+rows of every neuron at once: `2 ceil(k / inputs_per_run)` runs for `2 k` rows.
+`probe_plan(network)` gives the `neurons` and `inputs` that cover a placed network.
+
+Potentials in CADC LSB (chip values); `tau_mem` and
 `tau_syn` are the user's operating point (default 10 us). In `reset` the burst fires every
 neuron once; it then rests at its reset for the refractory time and relaxes toward its
 leak with `tau_mem` (the input's current has decayed by `exp(-3)` by then). The PSPs stay
@@ -29,9 +42,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._backend import AbstractBackend
-from ._chip._placement import place
+from ._chip._placement import COLUMNS, place
+from ._constants import INPUTS_PER_CIRCUIT
 from ._network import Sequential
 from ._neurons import LIF
 from ._synapse import Synapse
@@ -53,6 +68,34 @@ SILENT_THRESHOLD = 200.0
 """Threshold (LSB) of the probes that must not fire."""
 PROBE_NAMES = ("baseline_low", "baseline_high", "psp_exc", "psp_inh", "reset", "firing")
 """The probes, in the order of `ProbeData.traces`."""
+ROW_LEAKS = (80.0, 120.0)
+"""Leak settings (LSB) of the synapse-row probe's excitatory and inhibitory runs."""
+ROW_FIRST_STEP = 5
+"""Grid step of a row-probe group's first event."""
+
+
+class RowProbe(NamedTuple):
+    """The synapse-row probe's recordings (`probe_chip(..., inputs=k)`; module docstring).
+
+    - `networks`: `(excitatory, inhibitory)`, each a `Sequential` of `k` inputs into the
+      probed neurons, every weight +63 (rows `2 i`) or -63 (rows `2 i + 1`).
+    - `inputs`: float `(groups, time, 1, k)`, each group's input (the same for every
+      repetition).
+    - `groups`: int `(groups, inputs_per_run)`, the signed input of each slot in order of
+      its event (-1: none, in a short last group).
+    - `traces`: float `(2, groups, time, neurons)`, the mean CADC traces (LSB) of the
+      excitatory and the inhibitory run of each group.
+    """
+
+    networks: tuple
+    inputs: jax.Array
+    groups: jax.Array
+    traces: jax.Array
+
+    def rows(self, sign: int) -> jax.Array:
+        """Int `(groups, inputs_per_run)`: the synapse row of each slot in the excitatory
+        (`sign` 0) or inhibitory (`sign` 1) runs (-1: none)."""
+        return jnp.where(self.groups >= 0, 2 * self.groups + sign, -1)
 
 
 class ProbeData(NamedTuple):
@@ -64,7 +107,8 @@ class ProbeData(NamedTuple):
       the repetitions.
     - `spikes`: float `(probes, time, repetitions, neurons)`, 0/1.
     - `circuits`: int `(neurons,)`, the circuit each probe neuron ran on.
-    - `dt` (s) of the grid; `runs`: the backend runs made (one per probe).
+    - `dt` (s) of the grid; `runs`: the backend runs made (one per probe, two per row group).
+    - `rows`: the synapse-row probe's `RowProbe` (None without `inputs`).
     """
 
     networks: tuple
@@ -74,6 +118,7 @@ class ProbeData(NamedTuple):
     circuits: jax.Array
     dt: float
     runs: int
+    rows: RowProbe | None = None
 
     def trace(self, name: str) -> jax.Array:
         """The mean trace `(time, neurons)` of probe `name` (see `PROBE_NAMES`)."""
@@ -113,6 +158,73 @@ def probe_networks(
     return networks, (silence, silence, psp, psp, burst, silence)
 
 
+def row_schedule(inputs: int, inputs_per_run: int, spacing: int) -> tuple[jax.Array, jax.Array]:
+    """The synapse-row probe's `(inputs, groups)`: float `(groups, time, 1, inputs)` and
+    int `(groups, inputs_per_run)` (see `RowProbe`), `time = 5 + inputs_per_run * spacing
+    + 1` steps: slot `j` of a group fires at step `5 + j * spacing`."""
+    count = -(-inputs // inputs_per_run)
+    groups = np.full((count, inputs_per_run), -1, np.int32)
+    groups.flat[:inputs] = np.arange(inputs)
+    time = ROW_FIRST_STEP + inputs_per_run * spacing + 1
+    x = np.zeros((count, time, 1, inputs), np.float32)
+    for g, slot in zip(*np.nonzero(groups >= 0), strict=True):
+        x[g, ROW_FIRST_STEP + slot * spacing, 0, groups[g, slot]] = 1.0
+    return jnp.asarray(x), jnp.asarray(groups)
+
+
+def row_networks(neurons: int, inputs: int, tau_mem: float, tau_syn: float) -> tuple:
+    """The synapse-row probe's `(excitatory, inhibitory)` networks (see `RowProbe`)."""
+    networks = []
+    for weight, leak in zip((PSP_WEIGHT, -PSP_WEIGHT), ROW_LEAKS, strict=True):
+        population = LIF(
+            neurons,
+            threshold=SILENT_THRESHOLD,
+            leak=leak,
+            reset=leak,
+            tau_mem=tau_mem,
+            tau_syn=tau_syn,
+        )
+        weights = jnp.full((neurons, inputs), weight, jnp.float32)
+        networks.append(Sequential([Synapse(inputs, neurons, weight=weights), population]))
+    return tuple(networks)
+
+
+def _row_probe(backend, neurons, inputs, inputs_per_run, repetitions, key, dt, **taus):
+    """Run the synapse-row probe (module docstring): a `RowProbe` and the runs made."""
+    spacing = int(np.ceil(3 * max(taus.values()) / dt))
+    x, groups = row_schedule(inputs, inputs_per_run, spacing)
+    networks = row_networks(neurons, inputs, **taus)
+    traces = []
+    keys = jax.random.split(key, 2 * len(groups))
+    for sign, network in enumerate(networks):
+        each = []
+        for g in range(len(groups)):
+            stimulus = jnp.broadcast_to(x[g], (x.shape[1], repetitions, inputs))
+            k = keys[sign * len(groups) + g]
+            each.append(observe_probe(backend, network, stimulus, k, dt)[0].mean(1))
+        traces.append(jnp.stack(each))
+    return RowProbe(networks, x, groups, jnp.stack(traces)), 2 * len(groups)
+
+
+def probe_plan(network) -> dict:
+    """The `neurons` and `inputs` of `probe_chip` (and `identify`) that cover `network`:
+    every circuit `bj.place` gives it, and every synapse row its neurons use.
+
+    Probe neuron `i` is placed on column `i // 2` of hemisphere `i % 2`, so circuit `h * 256
+    + c` is probed when `neurons > 2 c + h`; a circuit's signed inputs are its neurons'
+    first 128 (a wider neuron's later circuits reuse the same rows).
+
+    ```python
+    data = bj.probe_chip(chip, **bj.probe_plan(net), tau_mem=6e-6, tau_syn=6e-6)
+    ```
+    """
+    populations = place(network).populations.values()
+    circuits = np.concatenate([p.circuits.ravel() for p in populations])
+    neurons = int(np.max(2 * (circuits % COLUMNS) + circuits // COLUMNS)) + 1
+    inputs = min(INPUTS_PER_CIRCUIT, max(p.fan_in for p in populations))
+    return {"neurons": neurons, "inputs": int(inputs)}
+
+
 def _check(backend, neurons, time, repetitions, dt, tau_mem, tau_syn):
     if not isinstance(backend, AbstractBackend):
         raise TypeError(
@@ -132,6 +244,15 @@ def _check(backend, neurons, time, repetitions, dt, tau_mem, tau_syn):
         raise ValueError(f"`dt` must be 1e-6 s: the protocol's steps are 1 us; got {dt!r}.")
 
 
+def _check_rows(inputs, inputs_per_run):
+    for name, value, low in (("inputs", inputs, 0), ("inputs_per_run", inputs_per_run, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 128:
+            raise ValueError(
+                f"`{name}` must be an int in [{low}, 128] (signed inputs of a circuit); "
+                f"got {value!r}."
+            )
+
+
 @user_facing
 def probe_chip(
     backend: AbstractBackend,
@@ -143,6 +264,8 @@ def probe_chip(
     tau_mem: float = 10e-6,
     tau_syn: float = 10e-6,
     dt: float = 1e-6,
+    inputs: int = 0,
+    inputs_per_run: int = 8,
 ) -> ProbeData:
     """Run the twin's probing protocol on `backend` and keep the mean traces and spikes.
 
@@ -156,8 +279,11 @@ def probe_chip(
       mean trace is fitted, so more repetitions average the noise away).
     - `tau_mem`, `tau_syn` (s): the operating point, as the twin will be used.
     - `dt`: the grid step, 1 us.
+    - `inputs`: signed inputs `0 .. inputs - 1` whose synapse rows to probe (0 to 128;
+      default 0, none: rows 0 and 1 only); `inputs_per_run`: rows per row-probe run.
+      `probe_plan(network)` gives `neurons` and `inputs` for a network.
 
-    **Returns:** `ProbeData` (`runs` = 6 backend runs).
+    **Returns:** `ProbeData` (`runs` = 6 + 2 ceil(inputs / inputs_per_run) backend runs).
 
     ```python
     hidden = bj.ChipModel(bj.ChipInstance.random(jax.random.PRNGKey(5)))
@@ -165,24 +291,39 @@ def probe_chip(
     ```
     """
     _check(backend, neurons, time, repetitions, dt, tau_mem, tau_syn)
+    _check_rows(inputs, inputs_per_run)
     key = jax.random.PRNGKey(0) if key is None else key
-    networks, inputs = probe_networks(
+    networks, stimuli = probe_networks(
         neurons, time=time, repetitions=repetitions, tau_mem=tau_mem, tau_syn=tau_syn
     )
     traces, spikes = [], []
-    for network, x, k in zip(networks, inputs, jax.random.split(key, len(networks)), strict=True):
+    for network, x, k in zip(networks, stimuli, jax.random.split(key, len(networks)), strict=True):
         cadc, fired = observe_probe(backend, network, x, k, dt)
         traces.append(cadc.mean(1))
         spikes.append(fired)
     circuits = place(networks[0]).populations[0].circuits[:, 0]
+    rows, row_runs = None, 0
+    if inputs:  # its own key: the six probes' keys stay what they were
+        rows, row_runs = _row_probe(
+            backend,
+            neurons,
+            inputs,
+            inputs_per_run,
+            repetitions,
+            jax.random.fold_in(key, 1),
+            dt,
+            tau_mem=tau_mem,
+            tau_syn=tau_syn,
+        )
     return ProbeData(
         networks,
-        inputs,
+        stimuli,
         jnp.stack(traces),
         jnp.stack(spikes),
         jnp.asarray(circuits, jnp.int32),
         float(dt),
-        len(networks),
+        len(networks) + row_runs,
+        rows,
     )
 
 

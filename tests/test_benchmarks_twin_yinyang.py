@@ -38,13 +38,16 @@ def test_the_chip_phase_anchors_the_chip_it_is_given():
     assert train.chips_per_call == yinyang.CHIP_FINE_TUNING.chips_per_call
 
 
-def test_the_default_probe_covers_every_circuit_of_the_yinyang_network():
+def test_the_default_probe_covers_every_synapse_of_the_yinyang_network():
     # the twin is only fitted where it was probed; elsewhere it stays nominal
-    neurons = _module().parse([]).neurons
+    assert _module().parse([]).neurons is None  # the default: bj.probe_plan(network)
     network = yinyang.yin_yang_network(yinyang.YinYangConfig(), key=jax.random.key(0))
-    used = np.concatenate([p.circuits.ravel() for p in bj.place(network).populations.values()])
-    probed = bj.place(probe_networks(neurons)[0][0]).populations[0].circuits.ravel()
-    assert used.size == 123 and set(used.tolist()) <= set(probed.tolist())
+    plan = bj.probe_plan(network)
+    circuits, rows = _module().network_synapses(network)
+    probed = bj.place(probe_networks(plan["neurons"])[0][0]).populations[0].circuits.ravel()
+    assert len(set(circuits.tolist())) == 123 and set(circuits.tolist()) <= set(probed.tolist())
+    # rows 2 i and 2 i + 1 of every signed input i < 25 (hidden) and < 120 (readout)
+    assert circuits.size == 120 * 50 + 3 * 240 and rows.max() < 2 * plan["inputs"] == 240
 
 
 @pytest.mark.slow  # about a minute: kept out of the 15-minute default suite
@@ -52,7 +55,7 @@ def test_twin_yinyang_benchmark_smoke(tmp_path):
     output = tmp_path / "report.json"
     report = _module().main(["--smoke", "--output-dir", str(tmp_path), "--output", str(output)])
     assert json.loads(output.read_text()) == report
-    assert report["backend_runs"] <= 100
+    assert report["backend_runs"] == 6 + 2 * 15 and report["inputs"] == 120
     (run,) = report["runs"]
     accuracies = run["accuracy_on_hidden"]
     assert set(accuracies) == {"pretrained", "twin", "hidden", "nominal"}
@@ -70,11 +73,12 @@ def test_twin_yinyang_benchmark_smoke(tmp_path):
 def test_twin_quality_is_exact_for_the_truth_and_sqrt2_spreads_for_nominal():
     module = _module()
     hidden = bj.ChipInstance.random(jax.random.PRNGKey(20261207))
-    circuits = module.network_circuits(yinyang.YinYangConfig())
-    exact = module.twin_quality(bj.canonical_chip(hidden), hidden, circuits)
+    network = yinyang.yin_yang_network(yinyang.YinYangConfig(), key=jax.random.key(0))
+    used = module.network_synapses(network)
+    exact = module.twin_quality(bj.canonical_chip(hidden), hidden, used)
     assert exact["effective_gain_log_rms"] < 1e-5
     assert all(v["within_bar"] == 1.0 for k, v in exact.items() if isinstance(v, dict))
     # nominal: each effective gain is off by the per-circuit and the per-synapse factor,
     # both log-normal with log-std 0.05 (`MismatchProfile()`): sqrt(2) * 0.05 = 0.071
-    nominal = module.twin_quality(bj.ChipInstance.nominal(), hidden, circuits)
+    nominal = module.twin_quality(bj.ChipInstance.nominal(), hidden, used)
     assert abs(nominal["effective_gain_log_rms"] - 0.0707) < 0.005

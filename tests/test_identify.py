@@ -156,10 +156,12 @@ class InProcessChipClient(bjh.AbstractClient):
 @pytest.mark.slow
 def test_probe_through_the_hardware_path_is_recorded_and_replayed(hidden, tmp_path):
     client = InProcessChipClient(hidden, QUIET)
-    live = bj.probe_chip(bj.Hardware(client, record_to=tmp_path), 2, repetitions=1)
-    replayed = bj.probe_chip(bj.Replay(tmp_path), 2, repetitions=1)
-    assert len(list(tmp_path.glob("*.npz"))) == live.runs == 6
+    rows = dict(inputs=2, inputs_per_run=2)  # and the synapse-row probe's two runs
+    live = bj.probe_chip(bj.Hardware(client, record_to=tmp_path), 2, repetitions=1, **rows)
+    replayed = bj.probe_chip(bj.Replay(tmp_path), 2, repetitions=1, **rows)
+    assert len(list(tmp_path.glob("*.npz"))) == live.runs == 6 + 2
     assert tree_equal(replayed.traces, live.traces) and tree_equal(replayed.spikes, live.spikes)
+    assert tree_equal(replayed.rows.traces, live.rows.traces)
     twin = _identify.closed_form(replayed, bj.ChipInstance.nominal())
     truth = bj.canonical_chip(hidden)
     c = replayed.circuits
@@ -268,12 +270,15 @@ def test_twin_benchmark_smoke_through_a_chip_model_client(tmp_path):
     spec.loader.exec_module(module)
     output = tmp_path / "twin.json"
     argv = "--neurons 4 --repetitions 8 --rounds 1 --iterations 3 --held-out 2 --client"
+    argv += " --inputs 2 --inputs-per-run 2"  # the synapse-row probe through the client too
     saved = tmp_path / "t.npz"
     report = module.main([*argv.split(), "--output", str(output), "--save", str(saved)])
     assert json.loads(output.read_text()) == report
-    assert report["backend_runs"] == 6 and report["neurons"] == 4
+    assert report["backend_runs"] == 6 + 2 and report["neurons"] == 4
     assert bj.ChipInstance.load_metadata(saved)["neurons"] == 4
     held_out = report["held_out_rms_lsb"]
     assert held_out["twin"] < held_out["nominal"]
     for name in ("leak", "reset"):
         assert report["twin"][name]["median"] < report["nominal"][name]["median"]
+    rows = report["twin"]["row_gains (5 %)"], report["nominal"]["row_gains (5 %)"]
+    assert rows[0]["rows"] == 4 and rows[0]["log_rms"] < rows[1]["log_rms"]
