@@ -147,10 +147,11 @@ def join_batch(traces: jax.Array) -> jax.Array:
     return traces.reshape(traces.shape[0], -1, *traces.shape[3:])
 
 
-def check_inputs(network, inputs, float_dtype) -> jax.Array:
-    """`inputs` as a float array of shape `(time, batch, network.input_size)` holding spikes
-    as 0/1; else a named error (under `jit`, `eqx.error_if` on a traced value). Integer,
-    bool and floats narrower than 32 bits are cast to `float_dtype`."""
+def check_inputs(network: Any, inputs, float_dtype) -> tuple[Any, jax.Array]:
+    """`(network, inputs)`: `inputs` as a float array of shape `(time, batch,
+    network.input_size)` holding spikes as 0/1, else a named error; for traced inputs the
+    check rides on `network`'s arrays (see `check_spikes`). Integer, bool and floats
+    narrower than 32 bits are cast to `float_dtype`."""
     inputs = jnp.asarray(inputs)
     if jnp.iscomplexobj(inputs):
         raise TypeError(f"`inputs` must be real spikes as 0/1; got dtype {inputs.dtype}.")
@@ -165,7 +166,7 @@ def check_inputs(network, inputs, float_dtype) -> jax.Array:
         )
     if not jnp.issubdtype(inputs.dtype, jnp.floating) or inputs.dtype.itemsize < 4:
         inputs = inputs.astype(float_dtype)
-    return check_spikes(inputs, "inputs")
+    return check_spikes(inputs, "inputs", carrier=network), inputs
 
 
 _ON_ERROR = ["default"]  # how a run-time check under `jit` fails: see `traced_checks`
@@ -227,14 +228,21 @@ def _not_bitwise_spikes(spikes: jax.Array) -> jax.Array:
     return (magnitude != 0) & (bits != one)
 
 
-def check_spikes(spikes: jax.Array, name: str) -> jax.Array:
-    """`spikes` unchanged when every entry is 0 or 1; else `ValueError` naming `name`, the
-    count and an example (a concrete array), or `eqx.error_if` (a traced one)."""
+def check_spikes(spikes: jax.Array, name: str, carrier: Any = None) -> Any:
+    """`carrier` (default `spikes`) unchanged when every entry of `spikes` is 0 or 1; else
+    `ValueError` naming `name`, the count and an example (a concrete array), or, for a
+    traced one, `carrier` carrying `eqx.error_if`.
+
+    The carrier matters for speed: `error_if` returns its argument through a `lax.cond`,
+    which copies it in every call, so `run` threads the check onto the network's
+    parameters rather than onto the `(time, batch, inputs)` spikes (on workload A that
+    copy made the train step 1.35x the hand-written scan; `benchmarks/train_step.py`)."""
+    carrier = spikes if carrier is None else carrier
     if isinstance(spikes, jax.core.Tracer):
         bad = (spikes != 0) & (spikes != 1)
         if jnp.issubdtype(spikes.dtype, jnp.floating):  # XLA compares a subnormal as 0
             bad = _not_bitwise_spikes(spikes)
-        return error_if(spikes, jnp.any(bad), f"`{name}` must hold spikes as 0/1.")
+        return error_if(carrier, jnp.any(bad), f"`{name}` must hold spikes as 0/1.")
     values = np.asarray(spikes)  # on the host: no op staged into an enclosing trace
     bad = (values != 0) & (values != 1)
     count = int(bad.sum())
@@ -243,7 +251,7 @@ def check_spikes(spikes: jax.Array, name: str) -> jax.Array:
         raise ValueError(
             f"`{name}` must hold spikes as 0/1; got {count} other entries (e.g. {example})."
         )
-    return spikes
+    return carrier
 
 
 def _argument(convert, rule: str, accept) -> Callable[[str], Any]:

@@ -82,9 +82,10 @@ def _guard_traced_relation(neuron, name: str, lower: str | None) -> None:
     setattr(neuron, name, error_if(first, bad, f"`{name}` {rule} (a traced value does)."))
 
 
-def guard_euler_step(network, inputs: jax.Array, dt: float) -> jax.Array:
+def guard_euler_step(network, dt: float):
     """The run-time counterpart of `check_euler_step` for time constants traced under
-    `jit`: `inputs` carrying `error_if` (so that the run holds the check)."""
+    `jit`: `network` carrying `error_if` (so that the run holds the check; on its small
+    parameters, not on the inputs, which `error_if` would copy: `_misc.check_spikes`)."""
     for key in network.population_keys():
         neuron = network.population(key)
         if neuron.integrator != "euler":
@@ -99,8 +100,8 @@ def guard_euler_step(network, inputs: jax.Array, dt: float) -> jax.Array:
                     f"`{name}` must exceed `dt` = {dt:g} s with integrator='euler' (a traced "
                     "value does not); lower `dt` or use integrator='exact'."
                 )
-                inputs = error_if(inputs, jnp.any(~(value > dt)), message)
-    return inputs
+                network = error_if(network, jnp.any(~(value > dt)), message)
+    return network
 
 
 def _same_sides(first, second):

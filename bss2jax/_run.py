@@ -78,7 +78,8 @@ def run(
     exact, backend = _eventprop.check_gradient(gradient, backend)
     if isinstance(inputs, _projection.Events):
         return _run_events(network, inputs, backend, dt, key, projection, integrator, exact)
-    inputs = guard_euler_step(network, check_inputs(network, inputs, float), dt)
+    network, inputs = check_inputs(network, inputs, float)
+    network = guard_euler_step(network, dt)
     recording = backend.observe(network, inputs, dt=dt, key=key)
     return _run_network(network, inputs, inputs, recording, dt, projection, integrator, exact)
 

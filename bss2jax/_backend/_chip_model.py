@@ -166,7 +166,7 @@ class ChipModel(AbstractBackend):
         if not isinstance(network, AbstractNetwork):
             raise TypeError(f"`network` must be a bj.Sequential or bj.Network; got {network!r}.")
         dt = check_dt(dt)
-        inputs = check_inputs(network, inputs, jnp.float32)
+        network, inputs = check_inputs(network, inputs, jnp.float32)
         if key is None:
             if self.config.noisy:
                 raise ValueError(
