@@ -48,7 +48,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float
 
 from ._backend import AbstractBackend
 from ._network import AbstractNetwork
@@ -101,15 +101,9 @@ class WithGradient(AbstractBackend):
         if not isinstance(self.gradient, EventProp):
             raise TypeError(f"`gradient` must be a bj.EventProp(); got {self.gradient!r}.")
 
-    def observe(
-        self,
-        network: AbstractNetwork,
-        inputs: Float[Array, "time batch in_features"],
-        *,
-        dt: float,
-        key: PRNGKeyArray | None,
-    ) -> Recording | None:
-        return self.backend.observe(network, inputs, dt=dt, key=key)
+    def observe(self, network: AbstractNetwork, inputs, **options: Any) -> Recording | None:
+        """`backend.observe`, with the same arguments (`dt`, `key`)."""
+        return self.backend.observe(network, inputs, **options)
 
 
 def check_gradient(
