@@ -118,6 +118,9 @@ def test_eventprop_takes_its_recipe_and_the_decoder_option():
     assert (numeric.decoder, numeric.readout_scale, numeric.lr) == ("mean", 20.0, 1e-3)
     pretrain, _, chip = train_configs(parser.parse_args(["--gradient", "eventprop"]))
     assert {pretrain.decoder, chip.decoder} == {"mean"} and chip.lr == yinyang.CHIP_FINE_TUNING.lr
+    assert (
+        pretrain.lr == yinyang.EVENTPROP.lr and pretrain.epochs == yinyang.CHIP_PRETRAINING.epochs
+    )
     *_, peak = train_configs(
         parser.parse_args(["--backend", "numeric", "--gradient", "eventprop", "--decoder", "max"])
     )

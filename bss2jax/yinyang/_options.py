@@ -70,8 +70,9 @@ OPTIONS = (
         "--pretrain-lr",
         dict(
             type=positive_float_argument,
-            default=CHIP_PRETRAINING.lr,
-            help=f"chip backend: that phase's learning rate (default {CHIP_PRETRAINING.lr})",
+            default=None,
+            help=f"chip backend: that phase's learning rate (default {CHIP_PRETRAINING.lr}, "
+            f"{EVENTPROP.lr} with --gradient eventprop)",
         ),
     ),
     (
@@ -287,7 +288,8 @@ def _pretraining(args, chip: bool, common: dict) -> YinYangConfig | None:
         CHIP_PRETRAINING,
         **common,
         epochs=args.pretrain_epochs,
-        lr=getattr(args, "pretrain_lr", CHIP_PRETRAINING.lr),
+        lr=getattr(args, "pretrain_lr", None)
+        or (EVENTPROP.lr if args.gradient == "eventprop" else CHIP_PRETRAINING.lr),
         noise_draws=draws,
         **{
             name: noise * getattr(CHIP_PRETRAINING, name)
