@@ -5,7 +5,8 @@ in the hidden weights on the grid, so the reference is the gradient of the loss 
 by Gaussian noise of std `--sigma` on the hidden weights, estimated by antithetic finite
 differences over `--pairs` noise draws (`E[(L(w + s e) - L(w - s e)) / (2 s) e]`). The
 script prints the cosine of EventProp's and of the surrogate's hidden-weight gradient
-with that reference and with each other, at the initial network of `--seed`, on the
+with that reference and with each other, at the initial network of `--seed` (or the one
+in `--network`, written by `eventprop_explore.py --save`), on the
 first `--samples` training samples, for the readout decoded by its maximum or its mean
 over time (`--decoder`; scale 10 / 20 as in `bss2jax train`).
 
@@ -43,13 +44,15 @@ def cosine(a, b) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def alignment(decoder: str, sigma: float, pairs: int, samples: int, seed: int, chunk: int):
+def alignment(decoder, sigma, pairs, samples, seed, chunk, network_path=None):
     """The three cosines and the gradients' norms (a dict)."""
     config = dataclasses.replace(YinYangConfig(), decoder=decoder, readout_scale=DECODERS[decoder])
     loss = YinYangLoss.from_config(config, training=False)
     train, _ = bd.yin_yang_splits(config.train_size, config.test_size)
     batch = (jnp.asarray(train[0][:samples]), jnp.asarray(train[1][:samples]))
     network = yin_yang_network(config, key=jax.random.fold_in(jax.random.key(seed), 0))
+    if network_path:
+        network = eqx.tree_deserialise_leaves(network_path, network)
     w0 = network.layers[0].weight
 
     def value(w, gradient):
@@ -92,6 +95,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--chunk", type=int, default=500)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--network", default=None, help="a trained network (eventprop_explore --save)"
+    )
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
     for name in ("pairs", "chunk", "samples"):
@@ -101,7 +107,9 @@ def main(argv=None) -> dict:
         raise ValueError(f"`--sigma` must be positive; got {args.sigma}.")
     chunk = min(args.chunk, args.pairs)
     report = {"machine": machine(), "settings": vars(args) | {"chunk": chunk}}
-    report |= alignment(args.decoder, args.sigma, args.pairs, args.samples, args.seed, chunk)
+    report |= alignment(
+        args.decoder, args.sigma, args.pairs, args.samples, args.seed, chunk, args.network
+    )
     return emit(report, args.output)
 
 

@@ -10,7 +10,9 @@ synapse weights trained), with the knobs the recipe was chosen from:
 - `--revive W`: add `W * mean_n[silent_n * relu(1 - max_{t,b} V_n)^2]`, for every hidden
   neuron silent over the batch, on its membrane (model units, threshold 1): EventProp's
   gradient of it is the exact adjoint below threshold;
-- `--gradient eventprop|inject` (inject: the surrogate).
+- `--gradient eventprop|inject` (inject: the surrogate);
+- `--save PATH`: write the trained network (`eqx.tree_serialise_leaves`), e.g. for
+  `eventprop_alignment.py --network PATH`.
 
 Every epoch prints the test accuracy and loss, the median and largest gradient norm, and
 the fraction of hidden neurons silent on the whole test set. Its seeds are its own (the
@@ -61,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", default=None, help="write the trained network (equinox leaves)")
     return p
 
 
@@ -116,9 +119,11 @@ def main(argv=None) -> list[dict]:
             return loss(eqx.combine(p, static), (x, y), k, train_backend)
 
         (v, _), g = jax.value_and_grad(value, has_aux=True)(params)
-        updates, state = optimiser.update(g, state, params)
-        new = clip_weights(eqx.combine(optax.apply_updates(params, updates), static))
-        return eqx.partition(new, spec)[0], state, v, optax.global_norm(g)
+        with jax.numpy_dtype_promotion("standard"):  # optax promotes (as `bj.fit` does)
+            updates, state = optimiser.update(g, state, params)
+            new = clip_weights(eqx.combine(optax.apply_updates(params, updates), static))
+            norm = optax.tree.norm(g)
+        return eqx.partition(new, spec)[0], state, v, norm
 
     @jax.jit
     def evaluate(params):
@@ -149,6 +154,8 @@ def main(argv=None) -> list[dict]:
         }
         history.append(row)
         print(row, flush=True)
+    if a.save:
+        eqx.tree_serialise_leaves(a.save, eqx.combine(params, static))
     return history
 
 
