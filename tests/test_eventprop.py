@@ -381,6 +381,7 @@ def test_the_adjoint_jumps_at_the_observed_spikes(x64):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*will be clipped to ±63 on the chip")  # random weights
 def test_chip_model_backend_uses_the_observed_spikes():
     """With `ChipModel` the forward is the chip's observation (as with the surrogate) and
     EventProp's jumps sit at the chip's spikes: the gradient is finite and differs from
@@ -426,6 +427,7 @@ def test_errors_name_the_argument():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*will be clipped to ±63 on the chip")  # random weights
 def test_a_backend_that_differentiates_itself_is_refused():
     through = bj.ChipModel(bj.ChipInstance.random(jax.random.PRNGKey(0)), gradient="through")
     with pytest.raises(ValueError, match="inject mode"):
