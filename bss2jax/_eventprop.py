@@ -10,7 +10,8 @@ transition condition, treating the spike as an event whose *time* moves with the
 spike time     t_k moves by -delta_v / vdot_minus    (vdot_minus = dV/dt at the crossing)
 jump           lambda_u = (vdot_plus * rho - dG/dt) / vdot_minus
 vdot_minus     = (u_t - v_{t-1}) / dt        the slope over the step of the crossing
-vdot_plus      = (leak - v_t) / tau_mem + i_t / C      (v_t the observed reset value)
+vdot_plus      = (leak - v_r) / tau_mem + i_r / C      (at the release r: the spike's
+                 step t, or the last step of its refractory hold; v_r the reset value)
 ```
 (`u_t` the grid's membrane before the reset, from the observed `v_{t-1}` and `i_{t-1}`;
 Wunderlich & Pehle's slope at the threshold is its limit dt -> 0, and the secant stays
@@ -198,9 +199,12 @@ def _slopes(params, flags, out, dt, dtype):
 
 
 def _residuals(params, flags, out, dt, dtype, gradient: EventProp) -> dict[str, Any]:
-    """What the backward needs: spike positions and the slopes at the spikes."""
+    """What the backward needs: spike positions and the slopes at the spikes (`plus` at
+    the end of the spike's refractory hold, where the membrane is released)."""
     spiking = lax.stop_gradient(out.spikes) > 0
     minus, plus = _slopes(params, flags, lax.stop_gradient(out), dt, dtype)
+    if flags.refractory:
+        plus = _at_release(plus, _holds(spiking, params, dt, dtype))
     if gradient.max_spikes is None:
         return {
             "spikes": spiking,
@@ -250,6 +254,22 @@ def _holds(spikes, params, dt, dtype):
     r0 = jnp.zeros(spikes.shape[1:], dtype)
     _, held = lax.scan(body, r0, spikes)
     return held
+
+
+def _at_release(values, held):
+    """`values` moved back from the end of each refractory hold to the steps before it:
+    at a spike, the value at the last held step (the state the membrane is released
+    from), the backward's `rho` rule (`held` as from `_holds`)."""
+
+    def body(carry, xs):
+        value, held_next = carry
+        v, hold = xs
+        value = jnp.where(held_next, value, v)
+        return (value, hold), value
+
+    init = (jnp.zeros_like(values[0]), jnp.zeros(values.shape[1:], bool))
+    _, moved = lax.scan(body, init, (values, held), reverse=True)
+    return moved
 
 
 def _time_derivative(g, dt):

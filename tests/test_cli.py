@@ -103,6 +103,34 @@ def test_train_phase_defaults_follow_the_gradient_mode():
     assert one.chips_per_call == 1
 
 
+def test_eventprop_takes_its_recipe_and_the_decoder_option():
+    import argparse
+
+    from bss2jax import yinyang
+    from bss2jax.yinyang._options import add_train_arguments, train_configs
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    *_, numeric = train_configs(
+        parser.parse_args(["--backend", "numeric", "--gradient", "eventprop"])
+    )
+    assert numeric == yinyang.EVENTPROP
+    assert (numeric.decoder, numeric.readout_scale, numeric.lr) == ("mean", 20.0, 1e-3)
+    pretrain, _, chip = train_configs(parser.parse_args(["--gradient", "eventprop"]))
+    assert {pretrain.decoder, chip.decoder} == {"mean"} and chip.lr == yinyang.CHIP_FINE_TUNING.lr
+    assert (
+        pretrain.lr == yinyang.EVENTPROP.lr and pretrain.epochs == yinyang.CHIP_PRETRAINING.epochs
+    )
+    *_, peak = train_configs(
+        parser.parse_args(["--backend", "numeric", "--gradient", "eventprop", "--decoder", "max"])
+    )
+    assert (peak.decoder, peak.readout_scale, peak.lr) == ("max", 10.0, 1e-3)
+    *_, surrogate = train_configs(parser.parse_args(["--backend", "numeric"]))
+    assert surrogate == yinyang.YinYangConfig()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--decoder", "sum"])
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

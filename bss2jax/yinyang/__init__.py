@@ -21,6 +21,7 @@ from ._config import (
     CHIP_FINE_TUNING_THROUGH as CHIP_FINE_TUNING_THROUGH,
     CHIP_PRETRAINING as CHIP_PRETRAINING,
     CHIP_RANDOM as CHIP_RANDOM,
+    EVENTPROP as EVENTPROP,
     YinYangConfig as YinYangConfig,
 )
 from ._plots import plot_curves as plot_curves, plot_decision_map as plot_decision_map

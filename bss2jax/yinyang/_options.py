@@ -16,6 +16,7 @@ from ._config import (
     CHIP_FINE_TUNING_THROUGH,
     CHIP_PRETRAINING,
     CHIP_RANDOM,
+    EVENTPROP,
     YinYangConfig,
 )
 
@@ -24,6 +25,8 @@ GRADIENTS = ("inject", "through", "eventprop")
 DEFAULT_BACKEND = "chip"
 
 _DEFAULT = YinYangConfig()
+# the readout's decoding and its scale (`YinYangConfig.decoder`, `.readout_scale`)
+DECODERS = {"max": _DEFAULT.readout_scale, "mean": EVENTPROP.readout_scale}
 
 # `bss2jax train`'s options in the order `--help` lists them: (flag, `add_argument` keywords).
 OPTIONS = (
@@ -67,8 +70,9 @@ OPTIONS = (
         "--pretrain-lr",
         dict(
             type=positive_float_argument,
-            default=CHIP_PRETRAINING.lr,
-            help=f"chip backend: that phase's learning rate (default {CHIP_PRETRAINING.lr})",
+            default=None,
+            help=f"chip backend: that phase's learning rate (default {CHIP_PRETRAINING.lr}, "
+            f"{EVENTPROP.lr} with --gradient eventprop)",
         ),
     ),
     (
@@ -119,6 +123,16 @@ OPTIONS = (
             f"(default {CHIP_FINE_TUNING.chips_per_call}; the batch size must be a multiple)",
         ),
     ),
+    (
+        "--decoder",
+        dict(
+            choices=DECODERS,
+            default=None,
+            help="the readout's decoding: its max over time (scale "
+            f"{DECODERS['max']}) or its mean (scale {DECODERS['mean']}); default "
+            f"{EVENTPROP.decoder} with --gradient eventprop, else {_DEFAULT.decoder}",
+        ),
+    ),
     ("--batch-size", dict(type=positive_int_argument, default=_DEFAULT.batch_size)),
     (
         "--lr",
@@ -126,7 +140,8 @@ OPTIONS = (
             type=positive_float_argument,
             default=None,
             help=f"Adam's learning rate on the backend (default {_DEFAULT.lr} numeric, "
-            f"{CHIP_FINE_TUNING.lr} chip, {CHIP_FINE_TUNING_THROUGH.lr} chip through)",
+            f"{EVENTPROP.lr} numeric eventprop, {CHIP_FINE_TUNING.lr} chip, "
+            f"{CHIP_FINE_TUNING_THROUGH.lr} chip through)",
         ),
     ),
     (
@@ -135,7 +150,7 @@ OPTIONS = (
             type=positive_float_argument,
             default=None,
             help=f"learning-rate factor per epoch (default {_DEFAULT.lr_decay} numeric, "
-            f"{CHIP_FINE_TUNING.lr_decay} chip)",
+            f"{EVENTPROP.lr_decay} numeric eventprop, {CHIP_FINE_TUNING.lr_decay} chip)",
         ),
     ),
     (
@@ -218,14 +233,18 @@ def add_train_arguments(parser) -> None:
 def train_configs(args) -> tuple[YinYangConfig | None, YinYangConfig | None, YinYangConfig]:
     """The phases `bss2jax train args` runs: (numerics or None, random chips or None, main)."""
     chip = args.backend == "chip"
-    main = YinYangConfig()
+    eventprop = args.gradient == "eventprop"
+    main = EVENTPROP if eventprop else YinYangConfig()
     if chip:
         main = CHIP_FINE_TUNING_THROUGH if args.gradient == "through" else CHIP_FINE_TUNING
+    decoder = getattr(args, "decoder", None) or (EVENTPROP.decoder if eventprop else "max")
     common = dict(
         batch_size=args.batch_size,
         train_size=args.train_size,
         test_size=args.test_size,
         hidden=args.hidden,
+        decoder=decoder,
+        readout_scale=DECODERS[decoder],
     )
     changes = {
         name: getattr(args, name)
@@ -269,7 +288,8 @@ def _pretraining(args, chip: bool, common: dict) -> YinYangConfig | None:
         CHIP_PRETRAINING,
         **common,
         epochs=args.pretrain_epochs,
-        lr=getattr(args, "pretrain_lr", CHIP_PRETRAINING.lr),
+        lr=getattr(args, "pretrain_lr", None)
+        or (EVENTPROP.lr if args.gradient == "eventprop" else CHIP_PRETRAINING.lr),
         noise_draws=draws,
         **{
             name: noise * getattr(CHIP_PRETRAINING, name)
