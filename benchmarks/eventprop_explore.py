@@ -44,16 +44,14 @@ import bss2jax as bj  # noqa: E402
 from bss2jax import data as bd  # noqa: E402
 from bss2jax._run import run  # noqa: E402
 from bss2jax._train._losses import accuracy, cross_entropy  # noqa: E402
-from bss2jax.yinyang import YinYangConfig, clip_weights, yin_yang_network  # noqa: E402
+from bss2jax.yinyang import YinYangConfig, YinYangLoss, clip_weights, yin_yang_network  # noqa: E402
 from bss2jax.yinyang._command import make_backend  # noqa: E402
-
-DECODE = {"max": bd.max_over_time, "mean": bd.mean_over_time}
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--gradient", choices=("eventprop", "inject"), default="eventprop")
-    p.add_argument("--decoder", choices=tuple(DECODE), default="max")
+    p.add_argument("--decoder", choices=("max", "mean"), default="max")
     p.add_argument("--scale", type=float, default=None)
     p.add_argument("--dt", type=float, default=1e-6)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -68,19 +66,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def make_loss(config: YinYangConfig, revive: float):
+    recipe = YinYangLoss.from_config(config, training=False)  # its encoding and decoding
+
     def loss(network, batch, key, backend):
         coordinates, labels = batch
-        x = bd.encode_coordinates(
-            coordinates,
-            steps=config.steps,
-            t_early=config.t_early,
-            t_late=config.t_late,
-            t_bias=config.t_bias,
-            dt=config.dt,
-        )
-        x = jnp.tile(x, (1, 1, config.repetitions))
+        x = recipe.inputs(coordinates)
         hidden, readout = run(network, x, backend=backend, dt=config.dt, key=key)
-        scores = config.readout_scale * DECODE[config.decoder](readout.membrane_cadc)
+        scores = recipe.decode(readout.membrane_cadc)
         value = cross_entropy(scores, labels)
         silent = jax.lax.stop_gradient(hidden.spikes.sum(axis=(0, 1)) == 0)
         if revive:

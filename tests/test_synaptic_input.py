@@ -269,7 +269,7 @@ def test_hxtorch_yin_yang_network_fires_at_its_published_calibration():
     # calibrated random chip: the hidden layer fires (on 200 samples, 20 spikes per
     # sample, 76 % of the 27 it gives without any saturation; docs/reference/chip-model.md).
     # Under the earlier net-current tanh with I_sat = 150 it gave no spike at all.
-    from bss2jax.yinyang import YinYangConfig, yin_yang_network
+    from bss2jax.yinyang import YinYangConfig, YinYangLoss, yin_yang_network
     from bss2jax.yinyang._recipe import clip_weights
 
     config = YinYangConfig(
@@ -282,15 +282,7 @@ def test_hxtorch_yin_yang_network_fires_at_its_published_calibration():
     )
     network = clip_weights(yin_yang_network(config, key=jax.random.PRNGKey(0)))  # as hxtorch
     samples = bj.data.yin_yang(60, seed=1)
-    spikes = bj.data.encode_coordinates(
-        jnp.asarray(samples.coordinates, jnp.float32),
-        steps=config.steps,
-        t_early=config.t_early,
-        t_late=config.t_late,
-        t_bias=config.t_bias,
-        dt=config.dt,
-    )
-    spikes = jnp.tile(spikes, (1, 1, config.repetitions))
+    spikes = YinYangLoss.from_config(config).inputs(jnp.asarray(samples.coordinates, jnp.float32))
     chip = bj.ChipInstance.random(jax.random.PRNGKey(5))
     hidden, _ = bj.run(network, spikes, backend=bj.ChipModel(chip), key=jax.random.PRNGKey(2))
     spikes_per_sample = float(hidden.spikes.sum()) / 60

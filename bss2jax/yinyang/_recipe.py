@@ -96,10 +96,9 @@ class YinYangLoss(eqx.Module):
     neuron_noise = property(lambda self: self.config.neuron_noise)
     noise_draws = property(lambda self: self.config.noise_draws)
 
-    def scores(self, network, coordinates, *, key, backend):
-        """Decoded readout `(batch, 3)` and the hidden spikes `(time, batch, hidden)`."""
-        from .._run import run
-
+    def inputs(self, coordinates):
+        """The job's input spikes `(steps, batch, 5 * repetitions)`: `coordinates`
+        `(batch, 4)` encoded as spike times (`bd.encode_coordinates`), repeated."""
         config = self.config
         spikes = bd.encode_coordinates(
             coordinates,
@@ -109,7 +108,20 @@ class YinYangLoss(eqx.Module):
             t_bias=config.t_bias,
             dt=config.dt,
         )
-        spikes = jnp.tile(spikes, (1, 1, config.repetitions))
+        return jnp.tile(spikes, (1, 1, config.repetitions))
+
+    def decode(self, membrane):
+        """The scores `(batch, 3)`: `readout_scale` times the readout membrane `(time, batch,
+        3)` decoded by `decoder` (its maximum or its mean over time)."""
+        decode = {"max": bd.max_over_time, "mean": bd.mean_over_time}[self.config.decoder]
+        return self.config.readout_scale * decode(membrane)
+
+    def scores(self, network, coordinates, *, key, backend):
+        """Decoded readout `(batch, 3)` and the hidden spikes `(time, batch, hidden)`."""
+        from .._run import run
+
+        config = self.config
+        spikes = self.inputs(coordinates)
         noise = (config.weight_noise, config.gain_noise, config.neuron_noise)
         if any(noise) and config.noise_draws > 1:
             hidden, membrane = self._run_groups(network, spikes, key, backend, noise)
@@ -119,8 +131,7 @@ class YinYangLoss(eqx.Module):
                 network = perturb(network, noise_key, *noise)
             hidden, readout = run(network, spikes, backend=backend, dt=config.dt, key=key)
             hidden, membrane = hidden.spikes, readout.membrane_cadc
-        decode = {"max": bd.max_over_time, "mean": bd.mean_over_time}[config.decoder]
-        return config.readout_scale * decode(membrane), hidden
+        return self.decode(membrane), hidden
 
     def _run_groups(self, network, spikes, key, backend, noise):
         """`noise_draws` groups of the batch, each with its own draw of the training noise."""
