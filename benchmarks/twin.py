@@ -145,11 +145,26 @@ def probe(args, hidden, config, key):
         inputs=args.inputs,
         inputs_per_run=args.inputs_per_run,
     )
-    if not args.client:
+    if not getattr(args, "client", False):  # twin_yinyang.py has no --client
         return bj.probe_chip(bj.ChipModel(hidden, config), args.neurons, **options)
     with tempfile.TemporaryDirectory() as folder, bj.ChipModelClient(hidden, config) as client:
         bj.probe_chip(bj.Hardware(client, record_to=folder), args.neurons, **options)
         return bj.probe_chip(bj.Replay(folder), args.neurons, **options)
+
+
+def probe_and_fit(args, hidden, config, keys) -> tuple:
+    """Probe the hidden chip (`probe`, with `keys[0]`) and fit its twin (`keys[1]`), each
+    timed: `(fit, data, {"probe": seconds, "fit": seconds})`."""
+    start = time.perf_counter()
+    data = probe(args, hidden, config, keys[0])
+    jax.block_until_ready(data.traces)
+    probe_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    fit = bj.fit_twin(
+        data, config=config, rounds=args.rounds, iterations=args.iterations, key=keys[1]
+    )
+    jax.block_until_ready(fit.chip)
+    return fit, data, {"probe": probe_seconds, "fit": time.perf_counter() - start}
 
 
 def main(argv=None) -> dict:
@@ -173,16 +188,7 @@ def main(argv=None) -> dict:
     hidden = bj.ChipInstance.random(jax.random.PRNGKey(args.seed), profile)
     config = bj.ChipConfig()
     keys = jax.random.split(jax.random.PRNGKey(args.seed + 1), 5)
-    start = time.perf_counter()
-    data = probe(args, hidden, config, keys[0])
-    jax.block_until_ready(data.traces)
-    probe_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    fit = bj.fit_twin(
-        data, config=config, rounds=args.rounds, iterations=args.iterations, key=keys[1]
-    )
-    jax.block_until_ready(fit.chip)
-    fit_seconds = time.perf_counter() - start
+    fit, data, seconds = probe_and_fit(args, hidden, config, keys[:2])
     if args.save:
         fit.chip.save(args.save, metadata={"hidden_seed": args.seed, "neurons": args.neurons})
 
@@ -207,8 +213,8 @@ def main(argv=None) -> dict:
         "tau": args.tau,
         "hidden_seed": args.seed,
         "backend_runs": data.runs,
-        "probe_seconds": round(probe_seconds, 1),
-        "fit_seconds": round(fit_seconds, 1),
+        "probe_seconds": round(seconds["probe"], 1),
+        "fit_seconds": round(seconds["fit"], 1),
         "fit_trace_rms_lsb": [round(float(x), 3) for x in fit.rms],
         "inputs": args.inputs,
         "fit_row_rms_lsb": None

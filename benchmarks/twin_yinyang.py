@@ -45,31 +45,7 @@ from bss2jax.yinyang._options import add_train_arguments, train_configs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside it
 from _report import emit, machine  # noqa: E402
-from twin import field_errors  # noqa: E402
-
-
-def probe_and_fit(args, hidden: bj.ChipInstance, config: bj.ChipConfig) -> tuple:
-    """Probe the hidden chip (through `ChipModel`) and fit its twin: `(fit, data, timings)`."""
-    keys = jax.random.split(jax.random.PRNGKey(args.hidden_seed + 1), 2)
-    start = time.perf_counter()
-    data = bj.probe_chip(
-        bj.ChipModel(hidden, config),
-        args.neurons,
-        key=keys[0],
-        repetitions=args.repetitions,
-        tau_mem=args.tau,
-        tau_syn=args.tau,
-        inputs=args.inputs,
-        inputs_per_run=args.inputs_per_run,
-    )
-    jax.block_until_ready(data.traces)
-    probe_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    result = bj.fit_twin(
-        data, config=config, rounds=args.rounds, iterations=args.iterations, key=keys[1]
-    )
-    jax.block_until_ready(result.chip)
-    return result, data, {"probe": probe_seconds, "fit": time.perf_counter() - start}
+from twin import field_errors, probe_and_fit  # noqa: E402
 
 
 def twin_quality(chip: bj.ChipInstance, hidden: bj.ChipInstance, used) -> dict:
@@ -277,7 +253,8 @@ def main(argv=None) -> dict:
     plan = bj.probe_plan(network)
     args.neurons = plan["neurons"] if args.neurons is None else args.neurons
     args.inputs = plan["inputs"] if args.inputs is None else args.inputs
-    twin, data, seconds = probe_and_fit(args, hidden, config)
+    keys = jax.random.split(jax.random.PRNGKey(args.hidden_seed + 1), 2)
+    twin, data, seconds = probe_and_fit(args, hidden, config, keys)
     chips = {"twin": twin.chip, "hidden": hidden, "nominal": bj.ChipInstance.nominal()}
     if args.oracle_gains:  # a diagnosis: the twin with the hidden chip's true synaptic gains
         names = ("synaptic_gain_exc", "synaptic_gain_inh", "synapse_gain")
